@@ -1,0 +1,172 @@
+//! Detection: turns events into [`Detection`]s.
+//!
+//! The detect stage runs every detector over every event. Signature rules
+//! are matched once per event and shared (as [`Observed::signatures`]) with
+//! every detector. `change` events (deploys, config changes) become `change`
+//! detections at once: they are facts for the diagnosis, not trouble.
+//!
+//! Keying: all per-key state is keyed by service first, so the stage can be
+//! partitioned by service across instances (Kafka mode).
+
+pub mod signature;
+pub mod threshold;
+
+use crate::model::{Detection, ErrorEvent, EventKind, EventTime, Window};
+use crate::pipeline::stats::Stats;
+use crate::pipeline::Stage;
+use crate::util::stable_id;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// An event as detectors see it, with what the stage already worked out.
+pub struct Observed<'a> {
+    pub event: &'a ErrorEvent,
+    /// Indices of the signature rules the event matched.
+    pub signatures: &'a [usize],
+    /// The event is older than the watermark.
+    pub late: bool,
+    pub watermark: EventTime,
+}
+
+/// A detector. `observe` is required; the hooks default to no-ops.
+pub trait Detector: Send {
+    /// Sees one event; may emit detections at once.
+    fn observe(&mut self, o: &Observed<'_>, out: &mut Vec<Detection>);
+    /// Event time reached `wm`: close windows that end at or before it.
+    fn on_watermark(&mut self, _wm: EventTime, _out: &mut Vec<Detection>) {}
+    /// End of input: close everything.
+    fn flush(&mut self, _out: &mut Vec<Detection>) {}
+    /// Keys currently held (for state-size metrics).
+    fn state_keys(&self) -> usize {
+        0
+    }
+}
+
+/// `[detectors]` section.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectorsConfig {
+    /// The windowed threshold detector.
+    pub threshold: threshold::ThresholdConfig,
+}
+
+/// The detect stage: signatures + every detector.
+pub struct DetectStage {
+    signatures: signature::Signatures,
+    detectors: Vec<Box<dyn Detector>>,
+    watermark: EventTime,
+    matches: Vec<usize>,
+    stats: Arc<Stats>,
+}
+
+impl DetectStage {
+    /// Builds the stage from config and compiled signature rules.
+    pub fn new(
+        cfg: &DetectorsConfig,
+        signatures: signature::Signatures,
+        stats: Arc<Stats>,
+    ) -> Self {
+        let detectors: Vec<Box<dyn Detector>> = vec![Box::new(threshold::ThresholdDetector::new(
+            &cfg.threshold,
+            &signatures,
+        ))];
+        DetectStage {
+            signatures,
+            detectors,
+            watermark: EventTime(i64::MIN),
+            matches: Vec::new(),
+            stats,
+        }
+    }
+
+    fn change_detection(ev: &ErrorEvent) -> Detection {
+        let change_type = ev
+            .attributes
+            .get("change_type")
+            .map(String::as_str)
+            .unwrap_or(if ev.version.is_some() {
+                "deploy"
+            } else {
+                "change"
+            });
+        let evidence = match &ev.version {
+            Some(v) => format!(
+                "{}: {change_type} to version {v} ({})",
+                ev.service, ev.message
+            ),
+            None => format!("{}: {change_type} ({})", ev.service, ev.message),
+        };
+        Detection {
+            detection_id: stable_id("chg-", &[ev.id.as_bytes(), ev.service.as_bytes()]),
+            detector: "change".into(),
+            rule: change_type.to_string(),
+            key: format!("service={}", ev.service),
+            service: ev.service.clone(),
+            namespace: ev.namespace.clone(),
+            score: 0.0,
+            window: Window {
+                start: ev.time,
+                end: ev.time,
+            },
+            evidence,
+            count: 1,
+            first_seen: ev.time,
+            hints: Vec::new(),
+            upstreams: Vec::new(),
+            error_types: Vec::new(),
+            http_statuses: Vec::new(),
+            nodes: ev
+                .node
+                .iter()
+                .map(|n| crate::model::Counted {
+                    value: n.clone(),
+                    count: 1,
+                })
+                .collect(),
+            instances: Vec::new(),
+            trace_ids: Vec::new(),
+            samples: Vec::new(),
+            version: ev.version.clone(),
+        }
+    }
+}
+
+impl Stage for DetectStage {
+    type In = ErrorEvent;
+    type Out = Detection;
+
+    fn process(&mut self, ev: ErrorEvent, out: &mut Vec<Detection>) {
+        let late = ev.time < self.watermark;
+        if late {
+            Stats::add(&self.stats.late_events, 1);
+        }
+        if ev.kind == EventKind::Change {
+            Stats::add(&self.stats.change_events, 1);
+            out.push(Self::change_detection(&ev));
+            return;
+        }
+        self.signatures.matches(&ev, &mut self.matches);
+        let o = Observed {
+            event: &ev,
+            signatures: &self.matches,
+            late,
+            watermark: self.watermark,
+        };
+        for d in &mut self.detectors {
+            d.observe(&o, out);
+        }
+    }
+
+    fn on_watermark(&mut self, wm: EventTime, out: &mut Vec<Detection>) {
+        self.watermark = self.watermark.max(wm);
+        for d in &mut self.detectors {
+            d.on_watermark(self.watermark, out);
+        }
+    }
+
+    fn flush(&mut self, out: &mut Vec<Detection>) {
+        for d in &mut self.detectors {
+            d.flush(out);
+        }
+    }
+}

@@ -1,0 +1,333 @@
+//! Diagnosis: turns detections into incidents with a root cause, a category
+//! (SPEC §3), a confidence and the evidence behind them.
+//!
+//! Correlation: a detection joins an open incident when it starts within
+//! `correlation_gap` of the incident's last activity and is connected to it —
+//! same service, adjacent in the dependency graph (catalog + learned from
+//! `upstream`), naming an affected service as its upstream, sharing an
+//! external upstream, or sharing trace ids. Otherwise a strong enough
+//! detection opens a new incident.
+//!
+//! Lifecycle (event time): an incident is *pending* for `settle` after its
+//! first detection so that the callers' detections of the same fault can
+//! arrive before anyone acts on a premature root cause; then `open`;
+//! `updated` when its root cause, category or services change; `resolved`
+//! after `resolve_after` without detections; a detection on one of its
+//! services within `reopen_within` of resolution reopens it (same id).
+//!
+//! Keying: state is per correlation domain (everything the stage sees), so
+//! in Kafka mode detections are keyed by namespace/cluster.
+
+pub mod catalog;
+pub mod config;
+pub mod graph;
+pub mod rootcause;
+
+pub use config::DiagnosisConfig;
+
+use crate::model::{Detection, EventTime, Incident, IncidentStatus, Severity};
+use crate::pipeline::stats::Stats;
+use crate::pipeline::Stage;
+use crate::util::stable_id;
+use catalog::Catalog;
+use graph::DependencyGraph;
+use rootcause::{add_hint, Change, ServiceSignals};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+
+/// Pending time before an incident is first published (event time).
+const SETTLE_MS: i64 = 60_000;
+/// Recent changes kept for deploy correlation.
+const MAX_CHANGES: usize = 4096;
+/// Trace ids kept per incident for linking.
+const MAX_TRACES: usize = 256;
+
+#[derive(Debug)]
+struct Tracked {
+    id: String,
+    opened_at: EventTime,
+    /// Watermark at which a pending incident is published.
+    publish_at: Option<EventTime>,
+    last_activity: EventTime,
+    resolved_at: Option<EventTime>,
+    signals: BTreeMap<String, ServiceSignals>,
+    upstreams: BTreeSet<String>,
+    traces: BTreeSet<String>,
+    namespace: Option<String>,
+    /// What was last published: (root, category, services, confidence).
+    last: Option<(String, crate::model::Category, Vec<String>, f64)>,
+}
+
+/// The diagnosis stage.
+pub struct DiagnosisStage {
+    cfg: DiagnosisConfig,
+    catalog: Arc<Catalog>,
+    graph: DependencyGraph,
+    changes: VecDeque<Change>,
+    incidents: Vec<Tracked>,
+    watermark: EventTime,
+    stats: Arc<Stats>,
+}
+
+impl DiagnosisStage {
+    /// A stage with the catalog's declared dependencies loaded.
+    pub fn new(cfg: DiagnosisConfig, catalog: Arc<Catalog>, stats: Arc<Stats>) -> Self {
+        let mut graph = DependencyGraph::default();
+        for (name, entry) in &catalog.services {
+            graph.declare(name, &entry.depends_on);
+        }
+        DiagnosisStage {
+            cfg,
+            catalog,
+            graph,
+            changes: VecDeque::new(),
+            incidents: Vec::new(),
+            watermark: EventTime(i64::MIN),
+            stats,
+        }
+    }
+
+    fn related(&self, t: &Tracked, d: &Detection) -> bool {
+        if t.signals.contains_key(&d.service) {
+            return true;
+        }
+        t.signals.keys().any(|s| {
+            self.graph.adjacent(s, &d.service) || d.upstreams.iter().any(|u| &u.value == s)
+        }) || d.upstreams.iter().any(|u| t.upstreams.contains(&u.value))
+            || d.trace_ids.iter().any(|x| t.traces.contains(x))
+    }
+
+    fn fold(t: &mut Tracked, d: &Detection) {
+        let sig = t.signals.entry(d.service.clone()).or_default();
+        sig.first_seen = Some(sig.first_seen.map_or(d.first_seen, |f| f.min(d.first_seen)));
+        sig.score += d.score;
+        sig.count += d.count;
+        for h in &d.hints {
+            add_hint(sig, h.category, h.weight, h.about);
+        }
+        for u in &d.upstreams {
+            *sig.upstreams.entry(u.value.clone()).or_default() += u.count;
+            t.upstreams.insert(u.value.clone());
+        }
+        for n in &d.nodes {
+            *sig.nodes.entry(n.value.clone()).or_default() += n.count;
+        }
+        if sig.evidence.as_ref().is_none_or(|(s, _)| d.score > *s) {
+            sig.evidence = Some((d.score, d.evidence.clone()));
+        }
+        for x in &d.trace_ids {
+            if t.traces.len() < MAX_TRACES {
+                t.traces.insert(x.clone());
+            }
+        }
+        t.last_activity = t.last_activity.max(d.window.end);
+        if t.namespace.is_none() {
+            t.namespace.clone_from(&d.namespace);
+        }
+    }
+
+    /// Diagnoses `t` and returns a record if something worth publishing changed.
+    fn publish(&self, t: &mut Tracked, status: IncidentStatus, force: bool) -> Option<Incident> {
+        let changes: Vec<Change> = self.changes.iter().cloned().collect();
+        let v = rootcause::diagnose(
+            &t.signals,
+            &self.graph,
+            &changes,
+            self.cfg.change_window.0,
+            self.cfg.min_category_weight,
+        )?;
+        let mut services: Vec<String> = t.signals.keys().cloned().collect();
+        if !services.contains(&v.root) {
+            services.push(v.root.clone());
+        }
+        services.sort();
+        let key = (v.root.clone(), v.category, services.clone(), v.confidence);
+        let changed = match &t.last {
+            None => true,
+            Some((r, c, s, conf)) => {
+                r != &key.0 || *c != key.1 || s != &key.2 || (conf - key.3).abs() >= 0.1
+            }
+        };
+        if !changed && !force {
+            return None;
+        }
+        t.last = Some(key);
+        let mut evidence = v.evidence.clone();
+        let mut lines: Vec<(f64, String)> = t
+            .signals
+            .values()
+            .filter_map(|s| s.evidence.clone())
+            .collect();
+        lines.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+        evidence.extend(lines.into_iter().take(5).map(|(_, l)| l));
+        let affected: Vec<&String> = services.iter().filter(|s| **s != v.root).collect();
+        let what = if v.external {
+            format!("external dependency {} is failing", v.root)
+        } else {
+            format!("{} shows {}", v.root, v.category.as_str().replace('_', " "))
+        };
+        let summary = if affected.is_empty() {
+            format!("{what} (since {}).", t.opened_at)
+        } else {
+            format!(
+                "{what}; {} other service(s) affected: {} (since {}).",
+                affected.len(),
+                affected
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                t.opened_at
+            )
+        };
+        let severity = if services.len() >= 3 {
+            Severity::Critical
+        } else {
+            Severity::Error
+        };
+        Stats::add(&self.stats.incident_records, 1);
+        Some(Incident {
+            incident_id: t.id.clone(),
+            status,
+            opened_at: t.opened_at,
+            updated_at: self.watermark.max(t.last_activity),
+            resolved_at: t.resolved_at,
+            root_cause_service: v.root,
+            category: v.category,
+            confidence: (v.confidence * 1000.0).round() / 1000.0,
+            services,
+            summary,
+            evidence,
+            namespace: t.namespace.clone(),
+            severity,
+        })
+    }
+
+    /// The catalog this stage was built with.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+}
+
+impl Stage for DiagnosisStage {
+    type In = Detection;
+    type Out = Incident;
+
+    fn process(&mut self, d: Detection, out: &mut Vec<Incident>) {
+        if d.detector == "change" {
+            if self.changes.len() >= MAX_CHANGES {
+                self.changes.pop_front();
+            }
+            self.changes.push_back(Change {
+                service: d.service.clone(),
+                time: d.first_seen,
+                version: d.version.clone(),
+                evidence: d.evidence.clone(),
+            });
+            return;
+        }
+        self.graph.saw_service(&d.service);
+        for u in &d.upstreams {
+            self.graph.add_edge(&d.service, &u.value, u.count as u64);
+        }
+        let gap = self.cfg.correlation_gap.0;
+        let reopen = self.cfg.reopen_within.0;
+        let idx = self.incidents.iter().position(|t| match t.resolved_at {
+            None => d.first_seen.millis() <= t.last_activity.millis() + gap && self.related(t, &d),
+            Some(r) => {
+                d.first_seen.millis() <= r.millis() + reopen && t.signals.contains_key(&d.service)
+            }
+        });
+        match idx {
+            Some(i) => {
+                let mut t = self.incidents.remove(i);
+                let reopened = t.resolved_at.take().is_some();
+                Self::fold(&mut t, &d);
+                if t.publish_at.is_none() {
+                    let status = if reopened {
+                        IncidentStatus::Open
+                    } else {
+                        IncidentStatus::Updated
+                    };
+                    if let Some(rec) = self.publish(&mut t, status, reopened) {
+                        out.push(rec);
+                    }
+                }
+                self.incidents.insert(i, t);
+            }
+            None if d.score >= self.cfg.min_open_score => {
+                let mut t = Tracked {
+                    id: stable_id(
+                        "inc-",
+                        &[d.service.as_bytes(), &d.first_seen.millis().to_be_bytes()],
+                    ),
+                    opened_at: d.first_seen,
+                    publish_at: Some(d.window.end.plus_ms(SETTLE_MS)),
+                    last_activity: d.window.end,
+                    resolved_at: None,
+                    signals: BTreeMap::new(),
+                    upstreams: BTreeSet::new(),
+                    traces: BTreeSet::new(),
+                    namespace: d.namespace.clone(),
+                    last: None,
+                };
+                Self::fold(&mut t, &d);
+                self.incidents.push(t);
+            }
+            None => {}
+        }
+    }
+
+    fn on_watermark(&mut self, wm: EventTime, out: &mut Vec<Incident>) {
+        self.watermark = self.watermark.max(wm);
+        let resolve_after = self.cfg.resolve_after.0;
+        let reopen = self.cfg.reopen_within.0;
+        let mut incidents = std::mem::take(&mut self.incidents);
+        for t in &mut incidents {
+            if let Some(p) = t.publish_at {
+                if wm >= p {
+                    t.publish_at = None;
+                    Stats::add(&self.stats.incidents_opened, 1);
+                    if let Some(rec) = self.publish(t, IncidentStatus::Open, true) {
+                        out.push(rec);
+                    }
+                }
+                continue;
+            }
+            if t.resolved_at.is_none() && wm.millis() > t.last_activity.millis() + resolve_after {
+                t.resolved_at = Some(t.last_activity.plus_ms(resolve_after));
+                if let Some(rec) = self.publish(t, IncidentStatus::Resolved, true) {
+                    out.push(rec);
+                }
+            }
+        }
+        incidents.retain(|t| {
+            t.resolved_at
+                .is_none_or(|r| wm.millis() <= r.millis() + reopen)
+        });
+        self.incidents = incidents;
+        let horizon = wm.millis() - 2 * self.cfg.change_window.0;
+        while self
+            .changes
+            .front()
+            .is_some_and(|c| c.time.millis() < horizon)
+        {
+            self.changes.pop_front();
+        }
+    }
+
+    fn flush(&mut self, out: &mut Vec<Incident>) {
+        // Publish what is still pending; open incidents stay open (the input
+        // ended, not the fault).
+        let mut incidents = std::mem::take(&mut self.incidents);
+        for t in &mut incidents {
+            if t.publish_at.take().is_some() {
+                Stats::add(&self.stats.incidents_opened, 1);
+                if let Some(rec) = self.publish(t, IncidentStatus::Open, true) {
+                    out.push(rec);
+                }
+            }
+        }
+        self.incidents = incidents;
+    }
+}

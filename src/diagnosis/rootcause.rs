@@ -1,0 +1,226 @@
+//! Root-cause ranking and categorisation of one incident. Pure: a function of
+//! the incident's per-service signals, the dependency graph and recent
+//! changes; no I/O, no clock.
+//!
+//! Ranking, per candidate (each affected service, and each upstream named by
+//! callers that is not itself a reporting service — an external dependency):
+//! - **dependency direction** (weight 1.0): the share of the other affected
+//!   services whose failing calls name the candidate as `upstream`, or that
+//!   the graph says call it. Callers shout; the callee is the cause.
+//! - **intrinsic evidence** (0.6): the strongest signature hint about the
+//!   service itself (OOM, bad config, TLS) — errors "about someone else"
+//!   (timeouts, refused connections to an upstream) count against (−0.4).
+//! - **onset** (0.3): the candidate failed first in event time.
+//! - **recent change** (0.5): a `change` on the candidate shortly before onset.
+//!
+//! Category: votes from the root's own hints plus half the weight of its
+//! callers' dependency hints; a recent change of the root makes it
+//! `bad_deploy` (or `config_error` when configuration evidence dominates);
+//! an external root is `dependency_failure`.
+
+use crate::model::{About, Category, EventTime};
+use std::collections::BTreeMap;
+
+use super::graph::DependencyGraph;
+
+/// What one affected service contributed to an incident.
+#[derive(Debug, Clone, Default)]
+pub struct ServiceSignals {
+    pub first_seen: Option<EventTime>,
+    pub score: f64,
+    pub count: i64,
+    /// Strongest hint weight per category, split by whose failure it describes.
+    pub self_hints: BTreeMap<Category, f64>,
+    pub dep_hints: BTreeMap<Category, f64>,
+    /// Upstreams named by this service's failing calls, with counts.
+    pub upstreams: BTreeMap<String, i64>,
+    pub nodes: BTreeMap<String, i64>,
+    /// The strongest detection's evidence line.
+    pub evidence: Option<(f64, String)>,
+}
+
+/// A recent `change` on a service.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    pub service: String,
+    pub time: EventTime,
+    pub version: Option<String>,
+    pub evidence: String,
+}
+
+/// The verdict.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    pub root: String,
+    /// The root is an external dependency, not a reporting service.
+    pub external: bool,
+    pub category: Category,
+    pub confidence: f64,
+    /// Facts in order of weight.
+    pub evidence: Vec<String>,
+    /// The change tied to the root, if any.
+    pub change: Option<Change>,
+}
+
+/// Ranks the candidates and categorises the winner.
+pub fn diagnose(
+    services: &BTreeMap<String, ServiceSignals>,
+    graph: &DependencyGraph,
+    changes: &[Change],
+    change_window_ms: i64,
+    min_category_weight: f64,
+) -> Option<Verdict> {
+    let onset = services.values().filter_map(|s| s.first_seen).min()?;
+    let n = services.len();
+    let others = (n.saturating_sub(1)).max(1) as f64;
+
+    // Candidates: affected services plus external upstreams they name.
+    let mut candidates: BTreeMap<String, bool> =
+        services.keys().map(|s| (s.clone(), false)).collect();
+    for s in services.values() {
+        for u in s.upstreams.keys() {
+            if !services.contains_key(u) && !graph.is_service(u) {
+                candidates.entry(u.clone()).or_insert(true);
+            }
+        }
+    }
+
+    let recent_change = |svc: &str, first: EventTime| -> Option<&Change> {
+        changes
+            .iter()
+            .filter(|c| {
+                c.service == svc
+                    && c.time <= first
+                    && first.millis() - c.time.millis() <= change_window_ms
+            })
+            .max_by_key(|c| c.time)
+    };
+
+    let mut ranked: Vec<(f64, String, bool, Vec<String>)> = Vec::new();
+    for (cand, &external) in &candidates {
+        let mut why = Vec::new();
+        let callers = services
+            .iter()
+            .filter(|(name, sig)| {
+                *name != cand && (sig.upstreams.contains_key(cand) || graph.calls(name, cand))
+            })
+            .count() as f64;
+        let callers_share = if external {
+            callers / n as f64
+        } else {
+            callers / others
+        };
+        let mut score = callers_share;
+        if callers > 0.0 {
+            why.push(format!(
+                "{callers:.0} affected service(s) depend on {cand} and fail calling it"
+            ));
+        }
+        if let Some(sig) = services.get(cand) {
+            let intrinsic = sig.self_hints.values().copied().fold(0.0, f64::max);
+            let about_other = sig.dep_hints.values().copied().fold(0.0, f64::max);
+            score += 0.6 * intrinsic - 0.4 * about_other;
+            // Failing calls to other affected services: this one is a victim.
+            let blames_affected = sig
+                .upstreams
+                .keys()
+                .any(|u| u != cand && services.contains_key(u));
+            if blames_affected {
+                score -= 0.3;
+            }
+            if sig.first_seen == Some(onset) {
+                score += 0.3;
+                why.push(format!("{cand} failed first ({onset})"));
+            }
+            if let Some(c) = sig.first_seen.and_then(|f| recent_change(cand, f)) {
+                score += 0.5;
+                why.push(format!("change shortly before onset: {}", c.evidence));
+            }
+            // A lone service with only its own errors is its own root cause.
+            if n == 1 {
+                score += 0.5;
+            }
+        } else if external {
+            score += 0.2;
+            why.push(format!(
+                "{cand} is an external dependency (it reports no events)"
+            ));
+        }
+        ranked.push((score, cand.clone(), external, why));
+    }
+    ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    let (top_score, root, external, mut evidence) = ranked.first()?.clone();
+    let runner_up = ranked.get(1).map_or(0.0, |r| r.0);
+
+    // Category votes.
+    let mut votes: BTreeMap<Category, f64> = BTreeMap::new();
+    if let Some(sig) = services.get(&root) {
+        for (c, w) in &sig.self_hints {
+            *votes.entry(*c).or_default() += w;
+        }
+    }
+    for (name, sig) in services {
+        if name != &root && sig.upstreams.contains_key(&root) {
+            for (c, w) in &sig.dep_hints {
+                *votes.entry(*c).or_default() += 0.5 * w;
+            }
+        }
+    }
+    let total: f64 = votes.values().sum();
+    let mut best = votes
+        .iter()
+        .max_by(|a, b| a.1.total_cmp(b.1).then_with(|| b.0.cmp(a.0)))
+        .map(|(c, w)| (*c, *w))
+        .unwrap_or((Category::Unknown, 0.0));
+    let change = services
+        .get(&root)
+        .and_then(|s| s.first_seen)
+        .and_then(|f| recent_change(&root, f))
+        .cloned();
+    let mut category_share = if total > 0.0 { best.1 / total } else { 0.0 };
+    if external {
+        best = (Category::DependencyFailure, 1.0);
+        category_share = 0.8;
+    } else if let Some(c) = &change {
+        if best.0 != Category::ConfigError {
+            best = (Category::BadDeploy, 1.0);
+        }
+        category_share = category_share.max(0.8);
+        evidence.push(format!("errors began after {}", c.evidence));
+    } else if best.1 < min_category_weight {
+        best = (Category::Unknown, 0.0);
+        category_share = 0.0;
+    }
+    for (c, w) in votes.iter().filter(|(_, w)| **w > 0.0) {
+        evidence.push(format!("signature votes {c} ({w:.2})"));
+    }
+    let margin = if top_score > 0.0 {
+        ((top_score - runner_up) / top_score).clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    // Confidence in the whole verdict: the root's lead over the runner-up and
+    // the category's share of the votes. `unknown` is never confident.
+    let mut confidence = (0.4 + 0.3 * margin + 0.3 * category_share).clamp(0.0, 1.0);
+    if best.0 == Category::Unknown {
+        confidence = confidence.min(0.5);
+    }
+    Some(Verdict {
+        root,
+        external,
+        category: best.0,
+        confidence,
+        evidence,
+        change,
+    })
+}
+
+/// Adds one hint to per-category maxima.
+pub fn add_hint(sig: &mut ServiceSignals, category: Category, weight: f64, about: About) {
+    let m = match about {
+        About::Itself => &mut sig.self_hints,
+        About::Dependency => &mut sig.dep_hints,
+    };
+    let e = m.entry(category).or_insert(0.0);
+    *e = e.max(weight);
+}

@@ -1,0 +1,167 @@
+//! The `reflex` command line (SPEC §4). `anyhow` lives here only; every
+//! subcommand is one function returning the exit code.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use reflex::config::Config;
+use reflex::pipeline::embedded::{self, DecideOptions, RunError};
+use reflex::sinks::file::FileSink;
+use reflex::sources::file::LineReader;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "reflex", version, about = "Self-healing stream processor")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Process events: embedded mode reads JSON Lines and writes one file per topic.
+    Run {
+        /// Configuration file (default: the embedded topology/reflex.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// JSON Lines input file, or `-` for stdin.
+        #[arg(long, default_value = "-")]
+        input: PathBuf,
+        /// Where `<topic>.jsonl` files are written.
+        #[arg(long, default_value = "out")]
+        output_dir: PathBuf,
+    },
+    /// Check the configuration, rules and schemas; report every problem at once.
+    Validate {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Write a generated event stream (a small fleet with injected faults) as JSON Lines.
+    Generate {
+        /// Approximate number of events.
+        #[arg(long, default_value_t = 100_000)]
+        events: u64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Output file (default stdout).
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run {
+            config,
+            input,
+            output_dir,
+        } => cmd_run(config, input, output_dir),
+        Command::Validate { config } => cmd_validate(config),
+        Command::Generate {
+            events,
+            seed,
+            output,
+        } => cmd_generate(events, seed, output),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("reflex: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn load_config(path: Option<PathBuf>) -> Result<Config, ExitCode> {
+    Config::load(path.as_deref()).map_err(|e| {
+        eprint!("reflex: {e}");
+        ExitCode::from(2)
+    })
+}
+
+fn decide_options() -> DecideOptions {
+    DecideOptions {
+        signing_key: std::env::var("REFLEX_ACTION_KEY")
+            .ok()
+            .filter(|k| !k.is_empty())
+            .map(String::into_bytes),
+        healing_env_off: std::env::var("REFLEX_HEALING").is_ok_and(|v| {
+            v.eq_ignore_ascii_case("off") || v == "0" || v.eq_ignore_ascii_case("false")
+        }),
+    }
+}
+
+fn cmd_run(
+    config: Option<PathBuf>,
+    input: PathBuf,
+    output_dir: PathBuf,
+) -> anyhow::Result<ExitCode> {
+    let cfg = match load_config(config) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    let reader = match LineReader::open(&input) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("reflex: cannot open input {}: {e}", input.display());
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let mut sink = FileSink::create(&output_dir)
+        .with_context(|| format!("creating outputs in {}", output_dir.display()))?;
+    let name = input.display().to_string();
+    match embedded::run(&cfg, &decide_options(), reader, &name, &mut sink) {
+        Ok(summary) => {
+            println!("{summary}");
+            println!("  outputs          {}", output_dir.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e @ RunError::Input { .. }) => Err(e.into()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn cmd_validate(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    match load_config(config) {
+        Ok(cfg) => {
+            println!(
+                "{}: ok ({} threshold rule(s), {} signature rule(s), {} catalogued service(s), {} action categories, 7 Avro schemas)",
+                cfg.source,
+                cfg.detectors.threshold.rules.len(),
+                cfg.signatures.rules().len(),
+                cfg.catalog.services.len(),
+                cfg.actions.categories.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(code) => Ok(code),
+    }
+}
+
+fn cmd_generate(events: u64, seed: u64, output: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    use reflex::sim::gen::{generate, to_jsonl, Fault, GenConfig};
+    // Background noise of 5 services at `rate` ev/s over `duration` ≈ events.
+    let duration_ms: i64 = 6 * 3_600_000;
+    let mut cfg = GenConfig::shop(seed, duration_ms);
+    cfg.noise_rate = (events as f64 / 5.0) / (duration_ms as f64 / 1000.0);
+    cfg.faults.push(Fault {
+        service: "payments".into(),
+        start: cfg.start.plus_ms(2 * 3_600_000),
+        duration_ms: 10 * 60_000,
+        rate: (cfg.noise_rate * 20.0).max(2.0),
+        message: "java.lang.OutOfMemoryError: Java heap space at {id}".into(),
+        error_type: Some("java.lang.OutOfMemoryError".into()),
+        with_deploy: false,
+    });
+    let evs = generate(&cfg);
+    let bytes = to_jsonl(&evs);
+    match output {
+        Some(p) => std::fs::write(&p, bytes).with_context(|| format!("writing {}", p.display()))?,
+        None => {
+            use std::io::Write;
+            std::io::stdout().write_all(&bytes)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,11 @@
+//! The contract types of SPEC §1–3: the input event, the output records and
+//! the diagnosis taxonomy. Everything here is plain data; behaviour lives in
+//! the stages.
+
+pub mod event;
+pub mod records;
+pub mod time;
+
+pub use event::{ErrorEvent, EventKind, Severity};
+pub use records::*;
+pub use time::{DurationMs, EventTime};

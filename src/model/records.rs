@@ -1,0 +1,387 @@
+//! The output records of SPEC §2 and the diagnosis taxonomy of SPEC §3.
+//!
+//! These types are the public contract: their serde field names are the JSON
+//! and Avro field names (`schemas/*.avsc` mirror them one to one, checked by
+//! the codec round-trip tests). Optional fields are omitted from JSON when
+//! empty and are `null` in Avro.
+
+use super::event::Severity;
+use super::time::EventTime;
+use serde::{Deserialize, Serialize};
+
+/// Diagnosis category (SPEC §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Category {
+    BadDeploy,
+    MemoryExhaustion,
+    ResourceExhaustion,
+    Overload,
+    Unavailable,
+    ConfigError,
+    CertificateExpired,
+    DependencyFailure,
+    Network,
+    DataError,
+    Unknown,
+}
+
+impl Category {
+    /// Every category, in taxonomy order.
+    pub const ALL: [Category; 11] = [
+        Category::BadDeploy,
+        Category::MemoryExhaustion,
+        Category::ResourceExhaustion,
+        Category::Overload,
+        Category::Unavailable,
+        Category::ConfigError,
+        Category::CertificateExpired,
+        Category::DependencyFailure,
+        Category::Network,
+        Category::DataError,
+        Category::Unknown,
+    ];
+
+    /// The snake_case name used on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::BadDeploy => "bad_deploy",
+            Category::MemoryExhaustion => "memory_exhaustion",
+            Category::ResourceExhaustion => "resource_exhaustion",
+            Category::Overload => "overload",
+            Category::Unavailable => "unavailable",
+            Category::ConfigError => "config_error",
+            Category::CertificateExpired => "certificate_expired",
+            Category::DependencyFailure => "dependency_failure",
+            Category::Network => "network",
+            Category::DataError => "data_error",
+            Category::Unknown => "unknown",
+        }
+    }
+
+    /// Parses the wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Category::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for Category {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An event-time interval `[start, end)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Window {
+    pub start: EventTime,
+    pub end: EventTime,
+}
+
+/// Whether evidence describes the failing service itself or a dependency it
+/// called. Root-cause ranking trusts the first and discounts the second:
+/// "connection refused to payments" is evidence against `payments`, not
+/// against the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum About {
+    /// The service's own failure (OOM, bad config, panic).
+    #[default]
+    #[serde(rename = "self")]
+    Itself,
+    /// A failure of something the service called (timeouts, refused connections, 5xx from upstream).
+    Dependency,
+}
+
+/// A weighted vote for a category, produced by a rule or classifier.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CategoryHint {
+    pub category: Category,
+    /// Strength in [0,1]: the rule's weight times the share of events that matched.
+    pub weight: f64,
+    /// What produced the hint (rule name).
+    pub source: String,
+    /// Whose failure the evidence describes.
+    #[serde(default)]
+    pub about: About,
+}
+
+/// How often one value was seen in a window (upstreams, error types, nodes...).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Counted {
+    pub value: String,
+    pub count: i64,
+}
+
+/// A detector's finding about one key in one window (`reflex.detections`).
+///
+/// Besides the SPEC fields (`detector`, `key`, `score`, `window`, `evidence`)
+/// a detection carries the compact facts the diagnosis stage needs, because in
+/// a split deployment (`--stage decide`) detections are all it sees.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Detection {
+    pub detection_id: String,
+    /// `threshold`, `anomaly`, `pattern` or `change`.
+    pub detector: String,
+    /// The rule or signal within the detector.
+    pub rule: String,
+    /// What was measured, e.g. `service=checkout,severity>=error`.
+    pub key: String,
+    pub service: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Strength of the finding in [0,1].
+    pub score: f64,
+    pub window: Window,
+    /// One human-readable line: what was seen against what is normal.
+    pub evidence: String,
+    /// Events that matched in the window.
+    pub count: i64,
+    /// First matching event in the window (onset, in event time).
+    pub first_seen: EventTime,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hints: Vec<CategoryHint>,
+    /// Dependencies the failing calls went to (`upstream` field), most frequent first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub upstreams: Vec<Counted>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub error_types: Vec<Counted>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub http_statuses: Vec<Counted>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<Counted>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub instances: Vec<Counted>,
+    /// Trace ids seen in the window (bounded sample) for cross-service linking.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trace_ids: Vec<String>,
+    /// A few representative messages (bounded).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub samples: Vec<String>,
+    /// The service's version as last seen (change detections: the new version).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
+
+/// Lifecycle state carried by an incident record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IncidentStatus {
+    Open,
+    Updated,
+    Resolved,
+}
+
+/// One state change of an incident (`reflex.incidents`); the latest record per
+/// `incident_id` is its current state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Incident {
+    pub incident_id: String,
+    pub status: IncidentStatus,
+    pub opened_at: EventTime,
+    pub updated_at: EventTime,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_at: Option<EventTime>,
+    pub root_cause_service: String,
+    pub category: Category,
+    pub confidence: f64,
+    pub services: Vec<String>,
+    pub summary: String,
+    pub evidence: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    pub severity: Severity,
+}
+
+/// Recovery action types (SPEC §3). New types may be added.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionType {
+    Restart,
+    DeletePod,
+    Scale,
+    Rollback,
+    DrainNode,
+    RunRunbook,
+}
+
+impl ActionType {
+    /// The snake_case name used on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionType::Restart => "restart",
+            ActionType::DeletePod => "delete_pod",
+            ActionType::Scale => "scale",
+            ActionType::Rollback => "rollback",
+            ActionType::DrainNode => "drain_node",
+            ActionType::RunRunbook => "run_runbook",
+        }
+    }
+}
+
+/// What an action acts on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Target {
+    pub service: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Kubernetes kind, e.g. `Deployment`, `StatefulSet`, `Node`.
+    pub kind: String,
+    pub name: String,
+}
+
+/// Typed action parameters; only the ones an action type uses are set.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ActionParams {
+    /// `scale`: the desired replica count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<i64>,
+    /// `rollback`: the revision to return to (absent = the previous one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_revision: Option<String>,
+    /// `delete_pod`: the pod; `drain_node`: the node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// `run_runbook`: the allow-listed runbook and its arguments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runbook: Option<String>,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub args: std::collections::BTreeMap<String, String>,
+}
+
+/// `auto` (executors may act) or `approval_required` (a human must approve).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    Auto,
+    ApprovalRequired,
+}
+
+/// A recovery action for executors (`reflex.actions`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecoveryAction {
+    pub action_id: String,
+    pub incident_id: String,
+    pub created_at: EventTime,
+    #[serde(rename = "type")]
+    pub action_type: ActionType,
+    pub target: Target,
+    pub params: ActionParams,
+    pub risk: f64,
+    pub decision: Decision,
+    /// Same key ⇒ same action; executors apply a key at most once.
+    pub idempotency_key: String,
+    pub reason: String,
+    pub expires_at: EventTime,
+    /// HMAC-SHA256 (hex) over the canonical record, when a key is configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+}
+
+/// A hand-off to humans (`reflex.escalations`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Escalation {
+    pub escalation_id: String,
+    pub incident_id: String,
+    pub created_at: EventTime,
+    pub severity: Severity,
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team: Option<String>,
+    pub summary: String,
+    pub suggested_actions: Vec<String>,
+}
+
+/// Outcome of an action as an executor reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionStatus {
+    Succeeded,
+    Failed,
+    Rejected,
+    SkippedDuplicate,
+}
+
+/// An executor's report (`reflex.action-results`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActionResult {
+    pub action_id: String,
+    pub idempotency_key: String,
+    pub status: ActionStatus,
+    pub detail: String,
+    pub finished_at: EventTime,
+    pub executor: String,
+}
+
+/// Why an input could not be used; code branches on this, never on `reason`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeadLetterKind {
+    /// Not UTF-8 / not parseable JSON.
+    InvalidJson,
+    /// Valid JSON but not an object of the event shape, or a field missing / of the wrong type.
+    InvalidEvent,
+    /// Confluent framing present but the Avro body did not decode.
+    InvalidAvro,
+    /// Confluent framing names a schema id reflex does not know.
+    UnknownSchema,
+    /// An input larger than the configured maximum.
+    TooLarge,
+}
+
+impl DeadLetterKind {
+    /// Every kind, for metrics with a fixed label set.
+    pub const ALL: [DeadLetterKind; 5] = [
+        DeadLetterKind::InvalidJson,
+        DeadLetterKind::InvalidEvent,
+        DeadLetterKind::InvalidAvro,
+        DeadLetterKind::UnknownSchema,
+        DeadLetterKind::TooLarge,
+    ];
+
+    /// The snake_case name used on the wire and as a metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeadLetterKind::InvalidJson => "invalid_json",
+            DeadLetterKind::InvalidEvent => "invalid_event",
+            DeadLetterKind::InvalidAvro => "invalid_avro",
+            DeadLetterKind::UnknownSchema => "unknown_schema",
+            DeadLetterKind::TooLarge => "too_large",
+        }
+    }
+}
+
+/// An input that could not be used (`reflex.dlq`): raw bytes and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// The input bytes exactly as received, base64 (standard alphabet, padded) in JSON.
+    #[serde(with = "base64_bytes")]
+    pub raw: Vec<u8>,
+    pub reason: String,
+    pub reason_kind: DeadLetterKind,
+    /// Kafka topic, or the input path in embedded mode (`-` for stdin).
+    pub source_topic: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_partition: Option<i32>,
+    /// Kafka offset, or the 1-based line number in embedded mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_offset: Option<i64>,
+}
+
+mod base64_bytes {
+    use base64::Engine;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(v))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = String::deserialize(d)?;
+        base64::engine::general_purpose::STANDARD
+            .decode(s.as_bytes())
+            .map_err(serde::de::Error::custom)
+    }
+}

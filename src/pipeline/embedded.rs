@@ -1,0 +1,351 @@
+//! The embedded runtime: JSON Lines in, one JSON Lines file per topic out,
+//! no broker.
+//!
+//! Three threads joined by bounded channels (backpressure: a slow stage
+//! stalls the ones before it, memory stays bounded by
+//! `channel_capacity × batch_size`):
+//! read + decode → detect → decide (diagnosis, recovery, sink).
+//! Each stage is single-threaded and channels are FIFO, and all time is event
+//! time, so the same input always produces byte-identical outputs.
+
+use super::stats::Stats;
+use super::watermark::WatermarkTracker;
+use super::Stage;
+use crate::codec::InputCodec;
+use crate::config::Config;
+use crate::detectors::DetectStage;
+use crate::diagnosis::DiagnosisStage;
+use crate::model::{DeadLetter, Detection, ErrorEvent, EventTime, Incident};
+use crate::recovery::{RecoveryOutput, RecoveryStage};
+use crate::sinks::{Output, Sink, SinkError};
+use crate::sources::file::{LineBatch, LineReader};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Errors that stop a run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("reading input {path}: {source}")]
+    Input {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error("a pipeline thread stopped unexpectedly")]
+    Thread,
+}
+
+/// What a run did, for the summary.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunSummary {
+    pub lines: u64,
+    pub blank_lines: u64,
+    pub events: u64,
+    pub change_events: u64,
+    pub dead_letters: u64,
+    pub late_events: u64,
+    pub detections: u64,
+    pub incidents: u64,
+    pub incident_records: u64,
+    pub actions: u64,
+    pub escalations: u64,
+    pub elapsed: Duration,
+}
+
+impl RunSummary {
+    /// Input events (good and bad) per wall-clock second.
+    pub fn events_per_sec(&self) -> f64 {
+        let s = self.elapsed.as_secs_f64();
+        if s > 0.0 {
+            (self.events + self.dead_letters) as f64 / s
+        } else {
+            0.0
+        }
+    }
+}
+
+impl std::fmt::Display for RunSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "reflex run summary")?;
+        writeln!(
+            f,
+            "  input lines      {:>10}  (blank {})",
+            self.lines, self.blank_lines
+        )?;
+        writeln!(
+            f,
+            "  events           {:>10}  (changes {}, late {})",
+            self.events, self.change_events, self.late_events
+        )?;
+        writeln!(f, "  dead letters     {:>10}", self.dead_letters)?;
+        writeln!(f, "  detections       {:>10}", self.detections)?;
+        writeln!(
+            f,
+            "  incidents        {:>10}  ({} records)",
+            self.incidents, self.incident_records
+        )?;
+        writeln!(f, "  actions          {:>10}", self.actions)?;
+        writeln!(f, "  escalations      {:>10}", self.escalations)?;
+        write!(
+            f,
+            "  elapsed          {:>10.3}s ({:.0} events/s)",
+            self.elapsed.as_secs_f64(),
+            self.events_per_sec()
+        )
+    }
+}
+
+/// Diagnosis + recovery + sink: everything after detection, shared by the
+/// embedded runtime, the Kafka `decide` stage and the demo.
+pub struct Decider<'s> {
+    pub diagnose: DiagnosisStage,
+    pub recover: RecoveryStage,
+    sink: &'s mut dyn Sink,
+    incidents: Vec<Incident>,
+    outputs: Vec<RecoveryOutput>,
+    stats: Arc<Stats>,
+}
+
+impl<'s> Decider<'s> {
+    /// Builds the decide stages from config.
+    pub fn new(
+        cfg: &Config,
+        opts: &DecideOptions,
+        sink: &'s mut dyn Sink,
+        stats: Arc<Stats>,
+    ) -> Self {
+        let catalog = Arc::new(cfg.catalog.clone());
+        Decider {
+            diagnose: DiagnosisStage::new(cfg.diagnosis.clone(), catalog.clone(), stats.clone()),
+            recover: RecoveryStage::new(
+                cfg.recovery.clone(),
+                cfg.actions.clone(),
+                catalog,
+                opts.signing_key.clone(),
+                opts.healing_env_off,
+                stats.clone(),
+            ),
+            sink,
+            incidents: Vec::new(),
+            outputs: Vec::new(),
+            stats,
+        }
+    }
+
+    /// Writes a dead letter.
+    pub fn dead_letter(&mut self, d: DeadLetter) -> Result<(), SinkError> {
+        Stats::add(&self.stats.dead_letters, 1);
+        self.sink.write(&Output::DeadLetter(d))
+    }
+
+    /// Publishes detections and runs them through diagnosis and recovery.
+    pub fn detections(&mut self, dets: Vec<Detection>) -> Result<(), SinkError> {
+        Stats::add(&self.stats.detections, dets.len() as u64);
+        for d in dets {
+            self.sink.write(&Output::Detection(d.clone()))?;
+            self.diagnose.process(d, &mut self.incidents);
+        }
+        self.route()
+    }
+
+    /// Advances event time.
+    pub fn watermark(&mut self, wm: EventTime) -> Result<(), SinkError> {
+        self.diagnose.on_watermark(wm, &mut self.incidents);
+        self.recover.on_watermark(wm, &mut self.outputs);
+        self.route()
+    }
+
+    /// End of input: flush every stage and the sink.
+    pub fn finish(&mut self) -> Result<(), SinkError> {
+        self.diagnose.flush(&mut self.incidents);
+        self.route()?;
+        self.recover.flush(&mut self.outputs);
+        self.route()?;
+        self.sink.flush()
+    }
+
+    fn route(&mut self) -> Result<(), SinkError> {
+        for inc in std::mem::take(&mut self.incidents) {
+            self.sink.write(&Output::Incident(inc.clone()))?;
+            self.recover.process(inc, &mut self.outputs);
+        }
+        for o in std::mem::take(&mut self.outputs) {
+            self.sink.write(&match o {
+                RecoveryOutput::Action(a) => Output::Action(a),
+                RecoveryOutput::Escalation(e) => Output::Escalation(e),
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// Settings of the decide stages that do not come from the config file.
+#[derive(Debug, Clone, Default)]
+pub struct DecideOptions {
+    /// HMAC key for action signatures (`REFLEX_ACTION_KEY`).
+    pub signing_key: Option<Vec<u8>>,
+    /// `REFLEX_HEALING=off`.
+    pub healing_env_off: bool,
+}
+
+enum Decoded {
+    Batch {
+        items: Vec<Result<ErrorEvent, DeadLetter>>,
+        watermark: Option<EventTime>,
+    },
+    End,
+}
+
+enum Detected {
+    Batch {
+        detections: Vec<Detection>,
+        dead: Vec<DeadLetter>,
+        watermark: Option<EventTime>,
+    },
+    End,
+}
+
+/// Runs the whole pipeline over `reader`, writing to `sink`.
+pub fn run(
+    cfg: &Config,
+    opts: &DecideOptions,
+    mut reader: LineReader,
+    source_name: &str,
+    sink: &mut dyn Sink,
+) -> Result<RunSummary, RunError> {
+    let started = Instant::now();
+    let stats = Arc::new(Stats::default());
+    let p = &cfg.pipeline;
+    let (tx_a, rx_a): (SyncSender<Decoded>, Receiver<Decoded>) = sync_channel(p.channel_capacity);
+    let (tx_b, rx_b): (SyncSender<Detected>, Receiver<Detected>) = sync_channel(p.channel_capacity);
+    let codec = InputCodec {
+        max_bytes: p.max_event_bytes,
+        event_schema_ids: Vec::new(),
+    };
+    let mut detect = DetectStage::new(&cfg.detectors, cfg.signatures.clone(), stats.clone());
+    let mut decider = Decider::new(cfg, opts, sink, stats.clone());
+    let (lines, blank) = std::thread::scope(|s| -> Result<(u64, u64), RunError> {
+        let batch_size = p.batch_size;
+        let (lateness, skew) = (p.allowed_lateness.0, p.max_time_skew.0);
+        let read = s.spawn(move || -> Result<(u64, u64), std::io::Error> {
+            let mut wm = WatermarkTracker::new(lateness, skew);
+            let mut batch = LineBatch::default();
+            let (mut lines, mut blank) = (0u64, 0u64);
+            while reader.next_batch(batch_size, &mut batch)? {
+                blank += batch.blank;
+                let mut items = Vec::with_capacity(batch.spans.len());
+                for (n, line) in batch.lines() {
+                    lines += 1;
+                    items.push(match codec.decode(line) {
+                        Ok(ev) => {
+                            wm.observe(0, ev.time);
+                            Ok(ev)
+                        }
+                        Err(e) => Err(e.into_dead_letter(line, source_name, None, Some(n as i64))),
+                    });
+                }
+                let msg = Decoded::Batch {
+                    items,
+                    watermark: wm.watermark(),
+                };
+                if tx_a.send(msg).is_err() {
+                    break; // downstream stopped; its error is reported
+                }
+            }
+            let _ = tx_a.send(Decoded::End);
+            Ok((lines + blank, blank))
+        });
+        let stats_b = stats.clone();
+        let det = s.spawn(move || {
+            for msg in rx_a {
+                match msg {
+                    Decoded::Batch { items, watermark } => {
+                        let mut detections = Vec::new();
+                        let mut dead = Vec::new();
+                        for it in items {
+                            match it {
+                                Ok(ev) => {
+                                    Stats::add(&stats_b.events_in, 1);
+                                    detect.process(ev, &mut detections);
+                                }
+                                Err(d) => dead.push(d),
+                            }
+                        }
+                        if let Some(wm) = watermark {
+                            detect.on_watermark(wm, &mut detections);
+                        }
+                        let m = Detected::Batch {
+                            detections,
+                            dead,
+                            watermark,
+                        };
+                        if tx_b.send(m).is_err() {
+                            return;
+                        }
+                    }
+                    Decoded::End => {
+                        let mut detections = Vec::new();
+                        detect.flush(&mut detections);
+                        let _ = tx_b.send(Detected::Batch {
+                            detections,
+                            dead: Vec::new(),
+                            watermark: None,
+                        });
+                        let _ = tx_b.send(Detected::End);
+                        return;
+                    }
+                }
+            }
+        });
+        let mut ended = false;
+        for msg in rx_b {
+            match msg {
+                Detected::Batch {
+                    detections,
+                    dead,
+                    watermark,
+                } => {
+                    for d in dead {
+                        decider.dead_letter(d)?;
+                    }
+                    decider.detections(detections)?;
+                    if let Some(wm) = watermark {
+                        decider.watermark(wm)?;
+                    }
+                }
+                Detected::End => {
+                    ended = true;
+                    break;
+                }
+            }
+        }
+        let read_result = read.join().map_err(|_| RunError::Thread)?;
+        det.join().map_err(|_| RunError::Thread)?;
+        let counts = read_result.map_err(|source| RunError::Input {
+            path: source_name.to_string(),
+            source,
+        })?;
+        if !ended {
+            return Err(RunError::Thread);
+        }
+        decider.finish()?;
+        Ok(counts)
+    })?;
+    Ok(RunSummary {
+        lines,
+        blank_lines: blank,
+        events: Stats::get(&stats.events_in),
+        change_events: Stats::get(&stats.change_events),
+        dead_letters: Stats::get(&stats.dead_letters),
+        late_events: Stats::get(&stats.late_events),
+        detections: Stats::get(&stats.detections),
+        incidents: Stats::get(&stats.incidents_opened),
+        incident_records: Stats::get(&stats.incident_records),
+        actions: Stats::get(&stats.actions),
+        escalations: Stats::get(&stats.escalations),
+        elapsed: started.elapsed(),
+    })
+}
