@@ -28,6 +28,9 @@ pub struct MinerConfig {
     /// The same, for the value of a `key=value` token (values are more
     /// often variables than free words are).
     pub min_distinct_for_key_value: usize,
+    /// The same, for the first token of a message, which is rarely a free
+    /// variable (it names the event, component or command).
+    pub min_distinct_for_first_token: usize,
 }
 
 impl Default for MinerConfig {
@@ -40,6 +43,7 @@ impl Default for MinerConfig {
             collapse_wildcards: true,
             min_distinct_for_variable: 5,
             min_distinct_for_key_value: 3,
+            min_distinct_for_first_token: 10,
         }
     }
 }

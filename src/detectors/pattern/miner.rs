@@ -8,6 +8,11 @@ use serde::{Deserialize, Serialize};
 use super::config::MinerConfig;
 use super::mask::{mask_message, WILDCARD};
 
+/// Siblings that differ only in the values of `key=value` tokens (at most
+/// this many) form one group.
+const MAX_KV_DIFFS: usize = 3;
+const KV_GROUP: usize = usize::MAX;
+
 /// Stable id of a template: FNV-1a of the template text as first created.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -197,15 +202,19 @@ impl TemplateMiner {
             for &ci in cands {
                 let c = &self.clusters[ci];
                 let mut exact = 0usize;
-                let mut diff_pos = usize::MAX;
+                let mut diff_pos = [usize::MAX; MAX_KV_DIFFS];
                 let mut diffs = 0usize;
+                let mut all_kv = true;
                 for (i, (t, m)) in c.tokens.iter().zip(toks.iter()).enumerate() {
                     if **t == **m {
                         exact += 1;
                     } else if !tok_match(t, m) {
+                        if diffs < MAX_KV_DIFFS {
+                            diff_pos[diffs] = i;
+                        }
                         diffs += 1;
-                        diff_pos = i;
-                        if diffs > 1 {
+                        all_kv = all_kv && kv_key(t).is_some() && kv_key(t) == kv_key(m);
+                        if diffs > MAX_KV_DIFFS || (diffs > 1 && !all_kv) {
                             break;
                         }
                     }
@@ -215,8 +224,12 @@ impl TemplateMiner {
                     if best.is_none_or(|(_, be)| exact > be) {
                         best = Some((ci, exact));
                     }
-                } else if diffs == 1 && exact > 0 && !all_wild {
-                    siblings.push((diff_pos, ci));
+                } else if exact > 0 && !all_wild && diffs <= MAX_KV_DIFFS {
+                    if all_kv {
+                        siblings.push((KV_GROUP, ci));
+                    } else if diffs == 1 {
+                        siblings.push((diff_pos[0], ci));
+                    }
                 }
             }
         }
@@ -241,16 +254,14 @@ impl TemplateMiner {
                 while end < siblings.len() && siblings[end].0 == pos {
                     end += 1;
                 }
-                let kv = kv_key(&toks[pos]).is_some_and(|k| {
-                    siblings[start..end]
-                        .iter()
-                        .all(|&(_, ci)| kv_key(&self.clusters[ci].tokens[pos]) == Some(k))
-                });
-                let need = if kv {
-                    self.cfg.min_distinct_for_key_value.max(2)
+                let need = if pos == KV_GROUP {
+                    self.cfg.min_distinct_for_key_value
+                } else if pos == 0 {
+                    self.cfg.min_distinct_for_first_token
                 } else {
-                    self.cfg.min_distinct_for_variable.max(2)
-                };
+                    self.cfg.min_distinct_for_variable
+                }
+                .max(2);
                 if end - start + 1 >= need && chosen.is_none_or(|(s0, e0)| end - start > e0 - s0) {
                     chosen = Some((start, end));
                 }

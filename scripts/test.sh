@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The whole test suite, as a newcomer or CI runs it: installs what the tests
+# need (the tansu Kafka-protocol broker, Python tools in a venv), starts the
+# broker on a free loopback port, runs every test, and stops the broker.
+#   bash scripts/test.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+STATE=${REFLEX_TEST_STATE:-$ROOT/target/test-env}
+mkdir -p "$STATE"
+
+log() { printf '\n== %s\n' "$*"; }
+
+# --- tansu (Kafka-protocol broker) -----------------------------------------
+TANSU=${TANSU:-$(command -v tansu || true)}
+if [ -z "$TANSU" ] && [ -x "$HOME/.cargo/bin/tansu" ]; then TANSU=$HOME/.cargo/bin/tansu; fi
+if [ -z "$TANSU" ]; then
+  log "installing tansu (one-off, ~15 min on 2 cores)"
+  cargo install --locked tansu --version 0.6.0 --features dynostore
+  TANSU=$HOME/.cargo/bin/tansu
+fi
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+PORT=$(free_port)
+log "starting tansu on 127.0.0.1:$PORT"
+"$TANSU" broker --storage-engine memory://tansu/ \
+  --listener-url "tcp://127.0.0.1:$PORT" --advertised-listener-url "tcp://127.0.0.1:$PORT" \
+  >"$STATE/tansu.log" 2>&1 &
+BROKER_PID=$!
+cleanup() { kill "$BROKER_PID" 2>/dev/null || true; wait "$BROKER_PID" 2>/dev/null || true; }
+trap cleanup EXIT
+for _ in $(seq 1 100); do
+  if python3 -c "import socket,sys; s=socket.socket(); s.settimeout(0.2); sys.exit(s.connect_ex(('127.0.0.1',$PORT)))"; then break; fi
+  kill -0 "$BROKER_PID" 2>/dev/null || { cat "$STATE/tansu.log"; echo "tansu failed to start"; exit 1; }
+  sleep 0.1
+done
+export REFLEX_TEST_BROKERS="127.0.0.1:$PORT"
+
+# --- Rust: format, lints, tests ---------------------------------------------
+log "cargo fmt --check"
+cargo fmt --all -- --check
+log "cargo clippy"
+cargo clippy --all-targets --locked -- -D warnings
+log "cargo test"
+cargo test --locked --all-targets
+# Benches compile as part of --all-targets; run them with `cargo bench`.
