@@ -8,6 +8,8 @@
 //! Keying: all per-key state is keyed by service first, so the stage can be
 //! partitioned by service across instances (Kafka mode).
 
+pub mod anomaly;
+pub mod pattern;
 pub mod signature;
 pub mod threshold;
 
