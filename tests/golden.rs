@@ -11,7 +11,8 @@ fn sample_produces_the_expected_records() {
     let root = env!("CARGO_MANIFEST_DIR");
     let out = tempfile::tempdir().unwrap();
     let o = Command::new(env!("CARGO_BIN_EXE_reflex"))
-        .args(["run", "--input", &format!("{root}/examples/sample.jsonl"), "--output-dir"])
+        .current_dir(root)
+        .args(["run", "--input", "examples/sample.jsonl", "--output-dir"])
         .arg(out.path())
         .output()
         .unwrap();
