@@ -30,7 +30,10 @@ fn stream() -> Vec<u8> {
 
 fn bench(c: &mut Criterion) {
     let data = stream();
-    let lines: Vec<&[u8]> = data.split(|b| *b == b'\n').filter(|l| !l.is_empty()).collect();
+    let lines: Vec<&[u8]> = data
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect();
     let cfg = match Config::embedded() {
         Ok(c) => c,
         Err(e) => panic!("embedded config: {e}"),

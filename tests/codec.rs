@@ -13,7 +13,13 @@ fn t(ms: i64) -> EventTime {
 }
 
 fn full_event() -> ErrorEvent {
-    let mut e = ErrorEvent::new("e-1", t(1_767_225_600_123), "payments", Severity::Critical, "OOMKilled");
+    let mut e = ErrorEvent::new(
+        "e-1",
+        t(1_767_225_600_123),
+        "payments",
+        Severity::Critical,
+        "OOMKilled",
+    );
     e.kind = EventKind::Change;
     e.namespace = Some("shop".into());
     e.cluster = Some("eu-1".into());
@@ -41,7 +47,10 @@ fn detection() -> Detection {
         service: "payments".into(),
         namespace: Some("shop".into()),
         score: 0.87,
-        window: Window { start: t(0), end: t(60_000) },
+        window: Window {
+            start: t(0),
+            end: t(60_000),
+        },
         evidence: "payments: 42 events".into(),
         count: 42,
         first_seen: t(1_000),
@@ -51,10 +60,19 @@ fn detection() -> Detection {
             source: "oom".into(),
             about: About::Dependency,
         }],
-        upstreams: vec![Counted { value: "db".into(), count: 3 }],
-        error_types: vec![Counted { value: "OOM".into(), count: 2 }],
+        upstreams: vec![Counted {
+            value: "db".into(),
+            count: 3,
+        }],
+        error_types: vec![Counted {
+            value: "OOM".into(),
+            count: 2,
+        }],
         http_statuses: vec![],
-        nodes: vec![Counted { value: "n1".into(), count: 1 }],
+        nodes: vec![Counted {
+            value: "n1".into(),
+            count: 1,
+        }],
         instances: vec![],
         trace_ids: vec!["t1".into()],
         samples: vec!["boom".into()],
@@ -142,7 +160,10 @@ fn dead_letter() -> DeadLetter {
 }
 
 /// JSON → value → Avro → wire → Avro → value → JSON: all equal.
-fn round_trip<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(rt: RecordType, v: &T) {
+fn round_trip<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(
+    rt: RecordType,
+    v: &T,
+) {
     let js = json::encode(v).unwrap();
     let back: T = serde_json::from_slice(&js).unwrap();
     assert_eq!(&back, v, "{rt:?} JSON round trip");
@@ -152,7 +173,11 @@ fn round_trip<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(rt:
     assert_eq!(id, 42);
     let from_avro: T = avro::decode(rt, body2).unwrap();
     assert_eq!(&from_avro, v, "{rt:?} Avro round trip");
-    assert_eq!(json::encode(&from_avro).unwrap(), js, "{rt:?} JSON after Avro");
+    assert_eq!(
+        json::encode(&from_avro).unwrap(),
+        js,
+        "{rt:?} JSON after Avro"
+    );
 }
 
 #[test]
@@ -183,7 +208,10 @@ fn optional_fields_absent_round_trip_too() {
 
 #[test]
 fn event_round_trips_json_avro_wire() {
-    for ev in [full_event(), ErrorEvent::new("x", t(-5), "s", Severity::Debug, "")] {
+    for ev in [
+        full_event(),
+        ErrorEvent::new("x", t(-5), "s", Severity::Debug, ""),
+    ] {
         let js = json::encode(&ev).unwrap();
         assert_eq!(decode_input(&js).unwrap(), ev);
         let framed = wire::frame(7, &avro::encode_event(&ev).unwrap());
@@ -194,11 +222,19 @@ fn event_round_trips_json_avro_wire() {
 #[test]
 fn event_time_both_forms_and_severity_aliases() {
     let a = decode_input(br#"{"id":"1","time":"2026-01-01T01:00:00+01:00","service":"s","severity":"WARN","message":"m"}"#).unwrap();
-    let b = decode_input(br#"{"id":"1","time":1767225600000,"service":"s","severity":"warning","message":"m"}"#).unwrap();
+    let b = decode_input(
+        br#"{"id":"1","time":1767225600000,"service":"s","severity":"warning","message":"m"}"#,
+    )
+    .unwrap();
     assert_eq!(a.time, b.time);
     assert_eq!(a.severity, Severity::Warning);
-    for (alias, sev) in [("Fatal", Severity::Critical), ("panic", Severity::Critical), ("ERROR", Severity::Error)] {
-        let line = format!(r#"{{"id":"1","time":0,"service":"s","severity":"{alias}","message":"m"}}"#);
+    for (alias, sev) in [
+        ("Fatal", Severity::Critical),
+        ("panic", Severity::Critical),
+        ("ERROR", Severity::Error),
+    ] {
+        let line =
+            format!(r#"{{"id":"1","time":0,"service":"s","severity":"{alias}","message":"m"}}"#);
         assert_eq!(decode_input(line.as_bytes()).unwrap().severity, sev);
     }
 }
@@ -206,7 +242,10 @@ fn event_time_both_forms_and_severity_aliases() {
 #[test]
 fn unknown_fields_are_kept_as_attributes() {
     let ev = decode_input(br#"{"id":"1","time":0,"service":"s","severity":"info","message":"m","pod_ip":"10.0.0.1","retries":3,"nested":{"a":1},"attributes":{"pod_ip":"explicit"}}"#).unwrap();
-    assert_eq!(ev.attributes.get("pod_ip").map(String::as_str), Some("explicit"));
+    assert_eq!(
+        ev.attributes.get("pod_ip").map(String::as_str),
+        Some("explicit")
+    );
     assert_eq!(ev.attributes.get("retries").map(String::as_str), Some("3"));
     assert!(!ev.attributes.contains_key("nested"));
 }
@@ -225,8 +264,18 @@ fn malformed_inputs_get_precise_reasons() {
     ];
     for (bytes, kind, needle) in cases {
         let e = decode_input(bytes).unwrap_err();
-        assert_eq!(e.kind, kind, "{:?}: {}", String::from_utf8_lossy(bytes), e.reason);
-        assert!(e.reason.contains(needle), "reason {:?} should name {needle:?}", e.reason);
+        assert_eq!(
+            e.kind,
+            kind,
+            "{:?}: {}",
+            String::from_utf8_lossy(bytes),
+            e.reason
+        );
+        assert!(
+            e.reason.contains(needle),
+            "reason {:?} should name {needle:?}",
+            e.reason
+        );
         let dl = e.into_dead_letter(bytes, "errors", Some(1), Some(9));
         assert_eq!(dl.raw, bytes);
         // The dead letter survives its own codec: raw bytes are never lost.
@@ -235,7 +284,11 @@ fn malformed_inputs_get_precise_reasons() {
         assert_eq!(back.raw, bytes);
     }
     let missing = decode_input(br#"{"time":0}"#).unwrap_err();
-    assert!(missing.reason.contains("id") && missing.reason.contains("message"), "{}", missing.reason);
+    assert!(
+        missing.reason.contains("id") && missing.reason.contains("message"),
+        "{}",
+        missing.reason
+    );
 }
 
 proptest! {

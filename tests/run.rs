@@ -29,7 +29,11 @@ fn run(input: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
         .args(extra)
         .output()
         .unwrap();
-    assert!(o.status.success(), "reflex run failed: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "reflex run failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     o
 }
 
@@ -58,17 +62,33 @@ fn error_burst_on_one_service_becomes_one_incident_and_a_decision() {
     assert!(summary.contains("events/s"), "{summary}");
 
     let incidents = read_jsonl(&out.join("incidents.jsonl"));
-    let ids: std::collections::BTreeSet<&str> =
-        incidents.iter().map(|i| i["incident_id"].as_str().unwrap()).collect();
-    assert_eq!(ids.len(), 1, "exactly one incident for one fault: {incidents:#?}");
+    let ids: std::collections::BTreeSet<&str> = incidents
+        .iter()
+        .map(|i| i["incident_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids.len(),
+        1,
+        "exactly one incident for one fault: {incidents:#?}"
+    );
     let first = &incidents[0];
     assert_eq!(first["status"], "open");
-    assert_eq!(first["root_cause_service"], "payments", "callers (checkout) are louder but not the cause");
+    assert_eq!(
+        first["root_cause_service"], "payments",
+        "callers (checkout) are louder but not the cause"
+    );
     assert_eq!(first["category"], Category::MemoryExhaustion.as_str());
     let opened = EventTime::parse_rfc3339(first["opened_at"].as_str().unwrap()).unwrap();
     assert!(opened >= cfg.start.plus_ms(3_600_000) && opened <= cfg.start.plus_ms(3_660_000));
-    assert!(incidents.iter().any(|i| i["status"] == "resolved"), "quiet after the fault ⇒ resolved");
-    assert!(first["services"].as_array().unwrap().iter().any(|s| s == "checkout"));
+    assert!(
+        incidents.iter().any(|i| i["status"] == "resolved"),
+        "quiet after the fault ⇒ resolved"
+    );
+    assert!(first["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s == "checkout"));
     assert!(!first["evidence"].as_array().unwrap().is_empty());
 
     let actions = read_jsonl(&out.join("actions.jsonl"));
@@ -90,7 +110,10 @@ fn noise_alone_opens_no_incident() {
     std::fs::write(&input, to_jsonl(&generate(&cfg))).unwrap();
     let out = dir.path().join("out");
     run(&input, &out, &[]);
-    assert_eq!(read_jsonl(&out.join("incidents.jsonl")), Vec::<Value>::new());
+    assert_eq!(
+        read_jsonl(&out.join("incidents.jsonl")),
+        Vec::<Value>::new()
+    );
 }
 
 #[test]
@@ -99,7 +122,10 @@ fn malformed_lines_become_exactly_that_many_dead_letters() {
     let mut cfg = GenConfig::shop(3, 2 * 3_600_000);
     cfg.faults.push(oom_fault(&cfg, "payments", 1_800_000));
     let good = to_jsonl(&generate(&cfg));
-    let good_lines: Vec<&[u8]> = good.split(|b| *b == b'\n').filter(|l| !l.is_empty()).collect();
+    let good_lines: Vec<&[u8]> = good
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect();
     let bad: Vec<&[u8]> = vec![
         b"{this is not json",
         b"[\"an\", \"array\"]",
@@ -137,15 +163,24 @@ fn malformed_lines_become_exactly_that_many_dead_letters() {
             .decode(d["raw"].as_str().unwrap())
             .unwrap();
         assert_eq!(&decoded[..], *raw, "raw bytes preserved");
-        assert_eq!(d["source_offset"].as_i64(), Some(*line), "line number recorded");
+        assert_eq!(
+            d["source_offset"].as_i64(),
+            Some(*line),
+            "line number recorded"
+        );
         assert!(!d["reason"].as_str().unwrap().is_empty());
         assert!(d["reason_kind"].is_string());
     }
     let summary = String::from_utf8_lossy(&o.stdout);
-    assert!(summary.contains(&format!("dead letters {:>15}", bad.len())) || summary.contains(&format!("{}", bad.len())));
+    assert!(
+        summary.contains(&format!("dead letters {:>15}", bad.len()))
+            || summary.contains(&format!("{}", bad.len()))
+    );
     // The good events around them still flowed.
     let incidents = read_jsonl(&out.join("incidents.jsonl"));
-    assert!(incidents.iter().any(|i| i["root_cause_service"] == "payments"));
+    assert!(incidents
+        .iter()
+        .any(|i| i["root_cause_service"] == "payments"));
 }
 
 #[test]
@@ -171,7 +206,10 @@ fn same_input_gives_byte_identical_outputs() {
         assert_eq!(x, y, "{f}.jsonl differs between two runs");
         nonempty += usize::from(!x.is_empty());
     }
-    assert!(nonempty >= 3, "the determinism check must cover real output");
+    assert!(
+        nonempty >= 3,
+        "the determinism check must cover real output"
+    );
     // The deploy before the catalog fault makes it a bad deploy with a rollback.
     let incidents = read_jsonl(&a.join("incidents.jsonl"));
     assert!(incidents
@@ -199,7 +237,10 @@ fn stdin_input_works() {
     let o = child.wait_with_output().unwrap();
     assert!(o.status.success());
     assert_eq!(read_jsonl(&dir.path().join("dlq.jsonl")).len(), 1);
-    assert_eq!(read_jsonl(&dir.path().join("dlq.jsonl"))[0]["source_topic"], "-");
+    assert_eq!(
+        read_jsonl(&dir.path().join("dlq.jsonl"))[0]["source_topic"],
+        "-"
+    );
 }
 
 #[test]
@@ -228,7 +269,11 @@ x = 1
 "#,
     )
     .unwrap();
-    let o = reflex().args(["validate", "--config"]).arg(&cfg).output().unwrap();
+    let o = reflex()
+        .args(["validate", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     for needle in [
@@ -264,7 +309,11 @@ fn bad_rule_files_are_reported_per_item() {
     .unwrap();
     let cfg = dir.path().join("c.toml");
     std::fs::write(&cfg, "[diagnosis]\nsignatures = \"sig.yaml\"\n").unwrap();
-    let o = reflex().args(["validate", "--config"]).arg(&cfg).output().unwrap();
+    let o = reflex()
+        .args(["validate", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("sig.yaml: [1]"), "{err}");

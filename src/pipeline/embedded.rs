@@ -174,7 +174,7 @@ impl<'s> Decider<'s> {
         }
         for o in std::mem::take(&mut self.outputs) {
             self.sink.write(&match o {
-                RecoveryOutput::Action(a) => Output::Action(a),
+                RecoveryOutput::Action(a) => Output::Action(*a),
                 RecoveryOutput::Escalation(e) => Output::Escalation(e),
             })?;
         }
@@ -251,7 +251,8 @@ pub fn run(
                         Err(e) => Err(e.into_dead_letter(line, source_name, None, Some(n as i64))),
                     });
                     let now = wm.watermark();
-                    if now.is_some_and(|w| sent_wm.is_none_or(|s| w.millis() - s.millis() >= 1_000)) {
+                    if now.is_some_and(|w| sent_wm.is_none_or(|s| w.millis() - s.millis() >= 1_000))
+                    {
                         sent_wm = now;
                         let msg = Decoded::Batch {
                             items: std::mem::take(&mut items),

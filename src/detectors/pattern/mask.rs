@@ -173,17 +173,22 @@ fn is_ipv6(core: &str) -> bool {
 
 /// File names with a number in them: `[2017-07-03]-Logs-001.txt`.
 fn is_numbered_file(core: &str) -> bool {
-    let Some(dot) = core.rfind('.') else { return false };
+    let Some(dot) = core.rfind('.') else {
+        return false;
+    };
     let ext = &core[dot + 1..];
     (1..=5).contains(&ext.len())
         && ext.as_bytes()[0].is_ascii_lowercase()
-        && ext.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && ext
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
         && core[..dot].bytes().any(|c| c.is_ascii_digit())
         && !core.contains(['=', ':', '(', ')'])
 }
 
 fn is_whole_variable(core: &str) -> bool {
-    let (mut digit, mut colons, mut dots, mut slash, mut at) = (false, 0usize, 0usize, false, false);
+    let (mut digit, mut colons, mut dots, mut slash, mut at) =
+        (false, 0usize, 0usize, false, false);
     for b in core.bytes() {
         match b {
             b'0'..=b'9' => digit = true,

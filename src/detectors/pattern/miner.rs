@@ -528,8 +528,14 @@ impl TemplateMiner {
     fn index(&mut self, idx: usize, tokens: &[Box<str>]) {
         let n = tokens.len();
         self.by_len.entry(n).or_default().push(idx);
-        self.by_first.entry((n, first_key(tokens))).or_default().push(idx);
-        self.by_last.entry((n, last_key(tokens))).or_default().push(idx);
+        self.by_first
+            .entry((n, first_key(tokens)))
+            .or_default()
+            .push(idx);
+        self.by_last
+            .entry((n, last_key(tokens)))
+            .or_default()
+            .push(idx);
     }
 
     fn reindex(&mut self) {

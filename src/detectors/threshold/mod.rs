@@ -440,11 +440,23 @@ mod tests {
     }
 
     /// `n` error events per minute for `minutes`, starting at minute `from`.
-    fn minutes(d: &mut ThresholdDetector, svc: &str, from: i64, minutes: i64, n: i64) -> Vec<Detection> {
+    fn minutes(
+        d: &mut ThresholdDetector,
+        svc: &str,
+        from: i64,
+        minutes: i64,
+        n: i64,
+    ) -> Vec<Detection> {
         let mut out = Vec::new();
         for m in from..from + minutes {
             for i in 0..n {
-                feed(d, svc, m * 60_000 + i * (60_000 / n.max(1)), Severity::Error, m * 60_000);
+                feed(
+                    d,
+                    svc,
+                    m * 60_000 + i * (60_000 / n.max(1)),
+                    Severity::Error,
+                    m * 60_000,
+                );
             }
             d.on_watermark(EventTime((m + 1) * 60_000), &mut out);
         }
