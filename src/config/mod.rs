@@ -273,6 +273,7 @@ impl Config {
             .threshold
             .validate()
             .into_iter()
+            .chain(detectors.anomaly.validate())
             .chain(diagnosis.validate())
             .chain(recovery.validate())
         {

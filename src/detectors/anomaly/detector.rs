@@ -256,8 +256,12 @@ impl SeriesDetector {
         let best = usize::from(cfg.seasonal && self.err[1] < self.err[0]);
 
         // ---- channel statistics ------------------------------------------
-        let range = self.hi - self.lo;
-        let v_over = if range > 0.0 {
+        // A flat history has a zero-width range; flooring it relative to the
+        // level makes the first departure from a constant series (an error
+        // rate that was steady, a gauge that never moved) an overshoot
+        // instead of invisible.
+        let range = (self.hi - self.lo).max(1e-9 + 1e-3 * self.level.mean.abs());
+        let v_over = if n > 2 {
             ((x - self.hi).max(self.lo - x) / range).max(0.0)
         } else {
             0.0

@@ -56,10 +56,12 @@
 pub mod cli;
 pub mod config;
 pub mod detector;
+pub mod stream;
 
 pub use cli::{run_csv, AnomalyCliError, AnomalyCliErrorKind, CsvSummary};
 pub use config::AnomalyConfig;
 pub use detector::SeriesDetector;
+pub use stream::{AnomalyStream, AnomalyStreamConfig};
 
 #[cfg(test)]
 mod tests;

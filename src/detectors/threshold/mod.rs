@@ -17,80 +17,16 @@ pub mod config;
 
 pub use config::{GroupBy, Measure, ThresholdConfig, ThresholdRule};
 
+use super::facts::{Facts, Head, SignatureMeta};
 use super::{Detector, Observed};
-use crate::model::{CategoryHint, Detection, EventTime, Window};
-use crate::util::{stable_id, TopCounts};
+use crate::model::{Detection, EventTime, Window};
 use std::collections::{BTreeMap, HashMap};
 
-/// Distinct values tracked per window for upstreams, error types, etc.
-const TOP_CAP: usize = 8;
-/// Sample messages kept per window.
-const SAMPLE_CAP: usize = 3;
-/// Trace ids kept per window (enough to link services, bounded).
-const TRACE_CAP: usize = 16;
-
-/// Everything gathered about one key in one window.
+/// One key's window: its facts plus the events of any severity (for ratios).
 #[derive(Debug, Default)]
 struct WindowAcc {
-    service: String,
-    namespace: Option<String>,
-    matched: u64,
+    facts: Facts,
     total: u64,
-    first_seen: Option<EventTime>,
-    upstreams: TopCounts,
-    error_types: TopCounts,
-    statuses: TopCounts,
-    nodes: TopCounts,
-    instances: TopCounts,
-    trace_ids: Vec<String>,
-    samples: Vec<String>,
-    version: Option<String>,
-    /// (signature rule index, matching events).
-    signature_hits: Vec<(usize, u64)>,
-}
-
-impl WindowAcc {
-    fn add_matched(&mut self, o: &Observed<'_>) {
-        let ev = o.event;
-        self.matched += 1;
-        self.first_seen = Some(self.first_seen.map_or(ev.time, |t| t.min(ev.time)));
-        if let Some(u) = &ev.upstream {
-            self.upstreams.add(u, TOP_CAP);
-        }
-        if let Some(t) = &ev.error_type {
-            self.error_types.add(t, TOP_CAP);
-        }
-        if let Some(s) = ev.http_status {
-            self.statuses.add(itoa(s).as_str(), TOP_CAP);
-        }
-        if let Some(n) = &ev.node {
-            self.nodes.add(n, TOP_CAP);
-        }
-        if let Some(i) = &ev.instance {
-            self.instances.add(i, TOP_CAP);
-        }
-        if let Some(t) = &ev.trace_id {
-            if self.trace_ids.len() < TRACE_CAP && !self.trace_ids.contains(t) {
-                self.trace_ids.push(t.clone());
-            }
-        }
-        if self.samples.len() < SAMPLE_CAP && !self.samples.contains(&ev.message) {
-            self.samples.push(ev.message.clone());
-        }
-        if ev.version.is_some() {
-            self.version.clone_from(&ev.version);
-        }
-        for &s in o.signatures {
-            match self.signature_hits.iter_mut().find(|h| h.0 == s) {
-                Some(h) => h.1 += 1,
-                None => self.signature_hits.push((s, 1)),
-            }
-        }
-    }
-}
-
-fn itoa(v: i32) -> String {
-    v.to_string()
 }
 
 /// ln(k!) — exact below 32, Stirling's series above (error < 1e-10).
@@ -151,7 +87,7 @@ struct RuleState {
 pub struct ThresholdDetector {
     rules: Vec<RuleState>,
     idle_eviction_ms: i64,
-    signature_meta: Vec<(crate::model::Category, f64, String, crate::model::About)>,
+    signature_meta: SignatureMeta,
     key_buf: String,
 }
 
@@ -173,11 +109,7 @@ impl ThresholdDetector {
         ThresholdDetector {
             rules,
             idle_eviction_ms: cfg.idle_eviction.0,
-            signature_meta: signatures
-                .rules()
-                .iter()
-                .map(|r| (r.category, r.weight, r.name.clone(), r.about))
-                .collect(),
+            signature_meta: SignatureMeta::new(signatures),
             key_buf: String::new(),
         }
     }
@@ -186,7 +118,7 @@ impl ThresholdDetector {
         rs: &mut RuleState,
         start: i64,
         accs: HashMap<String, WindowAcc>,
-        meta: &[(crate::model::Category, f64, String, crate::model::About)],
+        meta: &SignatureMeta,
         out: &mut Vec<Detection>,
     ) {
         let r = &rs.rule;
@@ -194,13 +126,14 @@ impl ThresholdDetector {
         let mut keys: Vec<(String, WindowAcc)> = accs.into_iter().collect();
         keys.sort_by(|a, b| a.0.cmp(&b.0));
         for (key, acc) in keys {
+            let matched = acc.facts.matched;
             let value = match r.measure {
-                Measure::Count => acc.matched as f64,
-                Measure::Rate => acc.matched as f64 * 1000.0 / w as f64,
-                Measure::Ratio if acc.total > 0 => acc.matched as f64 / acc.total as f64,
+                Measure::Count => matched as f64,
+                Measure::Rate => matched as f64 * 1000.0 / w as f64,
+                Measure::Ratio if acc.total > 0 => matched as f64 / acc.total as f64,
                 Measure::Ratio => 0.0,
             };
-            let last_seen = acc.first_seen.unwrap_or(EventTime(start));
+            let last_seen = acc.facts.first_seen.unwrap_or(EventTime(start));
             let b = rs.baselines.entry(key.clone()).or_insert(Baseline {
                 mean: 0.0,
                 windows: 0,
@@ -215,14 +148,12 @@ impl ThresholdDetector {
             let bar = r.threshold.max(r.baseline_factor * b.mean);
             let significant = match r.measure {
                 // The baseline is in the rule's unit; the test is on counts.
-                Measure::Count => poisson_sf(acc.matched, b.mean) <= r.significance,
-                Measure::Rate => {
-                    poisson_sf(acc.matched, b.mean * w as f64 / 1000.0) <= r.significance
-                }
+                Measure::Count => poisson_sf(matched, b.mean) <= r.significance,
+                Measure::Rate => poisson_sf(matched, b.mean * w as f64 / 1000.0) <= r.significance,
                 Measure::Ratio => true,
             };
             let warming = b.windows < r.warmup_windows;
-            let fired = !warming && value >= bar && acc.matched >= r.min_count && significant;
+            let fired = !warming && value >= bar && matched >= r.min_count && significant;
             // While warming up the baseline is a plain running mean. After
             // that a firing window teaches it ten times more slowly, so an
             // ongoing fault keeps firing for tens of windows instead of being
@@ -244,26 +175,6 @@ impl ThresholdDetector {
             }
             let ratio = value / bar;
             let score = (ratio / (ratio + 1.0)).clamp(0.0, 1.0);
-            let hints: Vec<CategoryHint> = {
-                let mut h: Vec<CategoryHint> = acc
-                    .signature_hits
-                    .iter()
-                    .filter_map(|&(i, n)| {
-                        meta.get(i).map(|(cat, weight, name, about)| CategoryHint {
-                            category: *cat,
-                            weight: weight * (n as f64 / acc.matched.max(1) as f64).min(1.0),
-                            source: name.clone(),
-                            about: *about,
-                        })
-                    })
-                    .collect();
-                h.sort_by(|a, b| {
-                    b.weight
-                        .total_cmp(&a.weight)
-                        .then_with(|| a.source.cmp(&b.source))
-                });
-                h
-            };
             let unit = match r.measure {
                 Measure::Count => format!("{value:.0} events"),
                 Measure::Rate => format!("{value:.2}/s"),
@@ -275,39 +186,23 @@ impl ThresholdDetector {
             };
             let evidence = format!(
                 "{}: {unit} at {} or worse in {}s (threshold {}, normal {normal_txt})",
-                acc.service,
+                acc.facts.service,
                 r.min_severity.as_str(),
                 w / 1000,
                 r.threshold
             );
-            out.push(Detection {
-                detection_id: stable_id(
-                    "det-",
-                    &[r.name.as_bytes(), key.as_bytes(), &start.to_be_bytes()],
-                ),
-                detector: "threshold".into(),
+            let head = Head {
+                detector: "threshold",
                 rule: r.name.clone(),
                 key,
-                service: acc.service,
-                namespace: acc.namespace,
                 score,
                 window: Window {
                     start: EventTime(start),
                     end: EventTime(start + w),
                 },
                 evidence,
-                count: acc.matched as i64,
-                first_seen: acc.first_seen.unwrap_or(EventTime(start)),
-                hints,
-                upstreams: acc.upstreams.sorted(),
-                error_types: acc.error_types.sorted(),
-                http_statuses: acc.statuses.sorted(),
-                nodes: acc.nodes.sorted(),
-                instances: acc.instances.sorted(),
-                trace_ids: acc.trace_ids,
-                samples: acc.samples,
-                version: acc.version,
-            });
+            };
+            out.push(acc.facts.into_detection(meta, head));
         }
     }
 }
@@ -349,14 +244,13 @@ impl Detector for ThresholdDetector {
                 None => accs
                     .entry(self.key_buf.clone())
                     .or_insert_with(|| WindowAcc {
-                        service: ev.service.clone(),
-                        namespace: ev.namespace.clone(),
-                        ..WindowAcc::default()
+                        facts: Facts::for_event(o),
+                        total: 0,
                     }),
             };
             acc.total += 1;
             if matched {
-                acc.add_matched(o);
+                acc.facts.add(o);
             }
         }
     }
