@@ -225,7 +225,12 @@ pub fn run(
         max_bytes: p.max_event_bytes,
         event_schema_ids: Vec::new(),
     };
-    let mut detect = DetectStage::new(&cfg.detectors, cfg.signatures.clone(), stats.clone());
+    let mut detect = DetectStage::new(
+        &cfg.detectors,
+        cfg.signatures.clone(),
+        &cfg.sequences,
+        stats.clone(),
+    );
     let mut decider = Decider::new(cfg, opts, sink, stats.clone());
     let (lines, blank) = std::thread::scope(|s| -> Result<(u64, u64), RunError> {
         let batch_size = p.batch_size;

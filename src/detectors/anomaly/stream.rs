@@ -314,6 +314,7 @@ mod tests {
         d.observe(
             &Observed {
                 event: &ev,
+                template: None,
                 signatures: &[],
                 late: false,
                 watermark: EventTime(t - 1),

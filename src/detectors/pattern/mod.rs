@@ -50,3 +50,4 @@ pub mod cli;
 pub mod config;
 pub mod mask;
 pub mod miner;
+pub mod stream;
