@@ -553,6 +553,7 @@ mod tests {
             message: Some("(?i)oomkilled".into()),
             error_type: None,
             http_status: vec![],
+            exit_code: vec![],
         }])
         .unwrap();
         let cfg = PatternConfig {
