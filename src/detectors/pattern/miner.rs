@@ -1077,6 +1077,29 @@ mod tests {
     }
 
     #[test]
+    fn evicted_template_comes_back_with_the_same_id() {
+        let cfg = MinerConfig {
+            max_templates: 4,
+            ..MinerConfig::default()
+        };
+        let mut m = TemplateMiner::new(&cfg);
+        let first = m.observe("disk full on volume 7");
+        for w in ["alpha", "beta", "gamma", "delta", "kappa", "omega"] {
+            m.observe(&format!("{w} event happened"));
+        }
+        assert!(m.template(first).is_none());
+        assert_eq!(m.observe("disk full on volume 9"), first);
+        // A snapshot restored under a smaller cap keeps only the newest.
+        let small = MinerConfig {
+            max_templates: 2,
+            ..MinerConfig::default()
+        };
+        let r = TemplateMiner::restore(&small, m.snapshot());
+        assert!(r.len() <= 2);
+        assert!(r.template(first).is_some());
+    }
+
+    #[test]
     fn empty_and_whitespace_messages() {
         let mut m = miner();
         let a = m.observe("");
