@@ -128,11 +128,10 @@ impl DiagnosisStage {
 
     /// Diagnoses `t` and returns a record if something worth publishing changed.
     fn publish(&self, t: &mut Tracked, status: IncidentStatus, force: bool) -> Option<Incident> {
-        let changes: Vec<Change> = self.changes.iter().cloned().collect();
         let v = rootcause::diagnose(
             &t.signals,
             &self.graph,
-            &changes,
+            &self.changes,
             self.cfg.change_window.0,
             self.cfg.min_category_weight,
         )?;

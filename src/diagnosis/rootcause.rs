@@ -66,7 +66,7 @@ pub struct Verdict {
 pub fn diagnose(
     services: &BTreeMap<String, ServiceSignals>,
     graph: &DependencyGraph,
-    changes: &[Change],
+    changes: &std::collections::VecDeque<Change>,
     change_window_ms: i64,
     min_category_weight: f64,
 ) -> Option<Verdict> {

@@ -21,8 +21,9 @@
 //!
 //! Keying: service (new templates, cascades), service or instance
 //! (sequences). Bounds: per window at most `MAX_PER_WINDOW` entries in each
-//! map; pending sequence starts at most `MAX_PENDING` (oldest dropped first,
-//! counted in `dropped_pending`).
+//! map; one pending sequence start per (rule, scope), at most `MAX_PENDING`
+//! (further starts are dropped and counted in `dropped_pending`). Per event
+//! the cost is O(rules), whatever the number of pending starts.
 
 use super::config::MinerConfig;
 use crate::detectors::facts::{Facts, Head, SignatureMeta};
@@ -34,7 +35,7 @@ use crate::model::{
 };
 use regex::Regex;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 
 const MAX_PER_WINDOW: usize = 4096;
 const MAX_PENDING: usize = 10_000;
@@ -193,10 +194,8 @@ pub fn compile_sequences(
     }
 }
 
-/// A sequence start waiting for its follow-up.
+/// A sequence start waiting for its follow-up (keyed by rule and scope).
 struct Pending {
-    rule: usize,
-    scope_key: String,
     started: EventTime,
     first_message: String,
     seen: u64,
@@ -220,7 +219,7 @@ pub struct PatternStream {
     cfg: PatternConfig,
     meta: SignatureMeta,
     sequences: Vec<CompiledSequence>,
-    pending: VecDeque<Pending>,
+    pending: BTreeMap<(usize, String), Pending>,
     open: BTreeMap<i64, PatternWindow>,
     first_event: Option<EventTime>,
     /// Sequence starts dropped because `MAX_PENDING` was reached.
@@ -244,7 +243,7 @@ impl PatternStream {
             cfg: cfg.clone(),
             meta: SignatureMeta::new(signatures),
             sequences,
-            pending: VecDeque::new(),
+            pending: BTreeMap::new(),
             open: BTreeMap::new(),
             first_event: None,
             dropped_pending: 0,
@@ -261,91 +260,102 @@ impl PatternStream {
         }
     }
 
+    fn scope_key(rule: &SequenceRule, ev: &crate::model::ErrorEvent) -> String {
+        match rule.scope {
+            SequenceScope::Service => ev.service.clone(),
+            SequenceScope::Instance => ev.instance.clone().unwrap_or_default(),
+        }
+    }
+
     fn sequences(&mut self, o: &Observed<'_>, out: &mut Vec<Detection>) {
         let ev = o.event;
-        // Follow-ups first, so an event cannot complete the sequence it starts.
-        let mut done = Vec::new();
-        for (pi, p) in self.pending.iter_mut().enumerate() {
-            let s = &self.sequences[p.rule];
-            let key = match s.rule.scope {
-                SequenceScope::Service => ev.service.as_str(),
-                SequenceScope::Instance => ev.instance.as_deref().unwrap_or(""),
+        for ri in 0..self.sequences.len() {
+            let s = &self.sequences[ri];
+            let key = (ri, Self::scope_key(&s.rule, ev));
+            // Follow-ups first, so an event cannot complete the sequence it starts.
+            let complete = match self.pending.get_mut(&key) {
+                Some(p)
+                    if ev.time >= p.started
+                        && ev.time.millis() <= p.started.millis() + s.rule.within.0
+                        && s.then.matches(o) =>
+                {
+                    p.seen += 1;
+                    p.facts.add(o);
+                    p.seen >= s.rule.count
+                }
+                _ => false,
             };
-            if key != p.scope_key
-                || ev.time < p.started
-                || ev.time.millis() > p.started.millis() + s.rule.within.0
-                || !s.then.matches(o)
-            {
-                continue;
+            if complete {
+                if let Some(p) = self.pending.remove(&key) {
+                    out.push(self.sequence_detection(ri, &key.1, p, ev.time));
+                }
             }
-            p.seen += 1;
-            p.facts.add(o);
-            if p.seen >= s.rule.count {
-                done.push(pi);
-            }
-        }
-        for pi in done.into_iter().rev() {
-            let Some(p) = self.pending.remove(pi) else {
-                continue;
-            };
-            let r = &self.sequences[p.rule].rule;
-            let end = p.facts.first_seen.unwrap_or(p.started).max(ev.time);
-            let evidence = format!(
-                "{}: {} — \"{}\" then {} matching event(s) within {}s",
-                p.facts.service,
-                r.name,
-                truncate(&p.first_message, 120),
-                p.seen,
-                (end.millis() - p.started.millis()) / 1000
-            );
-            let head = Head {
-                detector: "pattern",
-                rule: format!("sequence:{}", r.name),
-                key: format!("sequence={},{}", r.name, p.scope_key),
-                // Evidence, not an opener: a deploy on a service with
-                // ordinary background errors also "completes" the sequence;
-                // only a real burst (threshold/anomaly) opens an incident.
-                score: 0.3 + 0.15 * r.weight,
-                window: Window {
-                    start: p.started,
-                    end: end.plus_ms(1),
-                },
-                evidence,
-            };
-            let mut d = p.facts.into_detection(&self.meta, head);
-            d.first_seen = p.started;
-            d.hints.insert(
-                0,
-                CategoryHint {
-                    category: r.category,
-                    weight: r.weight,
-                    source: format!("sequence:{}", r.name),
-                    about: About::Itself,
-                },
-            );
-            out.push(d);
-        }
-        for (ri, s) in self.sequences.iter().enumerate() {
+            let s = &self.sequences[ri];
             if !s.first.matches(o) {
                 continue;
             }
-            let scope_key = match s.rule.scope {
-                SequenceScope::Service => ev.service.clone(),
-                SequenceScope::Instance => ev.instance.clone().unwrap_or_default(),
-            };
-            if self.pending.len() >= MAX_PENDING {
-                self.pending.pop_front();
+            // One pending start per (rule, scope): a repeated A restarts the
+            // clock (the latest A gives B the most time), so memory is bounded
+            // by the number of scopes, not of events.
+            if !self.pending.contains_key(&key) && self.pending.len() >= MAX_PENDING {
                 self.dropped_pending += 1;
+                continue;
             }
-            self.pending.push_back(Pending {
-                rule: ri,
-                scope_key,
-                started: ev.time,
-                first_message: ev.message.clone(),
-                seen: 0,
-                facts: Facts::for_event(o),
-            });
+            self.pending.insert(
+                key,
+                Pending {
+                    started: ev.time,
+                    first_message: ev.message.clone(),
+                    seen: 0,
+                    facts: Facts::for_event(o),
+                },
+            );
         }
+    }
+
+    fn sequence_detection(
+        &self,
+        ri: usize,
+        scope_key: &str,
+        p: Pending,
+        now: EventTime,
+    ) -> Detection {
+        let r = &self.sequences[ri].rule;
+        let end = p.facts.first_seen.unwrap_or(p.started).max(now);
+        let evidence = format!(
+            "{}: {} — \"{}\" then {} matching event(s) within {}s",
+            p.facts.service,
+            r.name,
+            truncate(&p.first_message, 120),
+            p.seen,
+            (end.millis() - p.started.millis()) / 1000
+        );
+        let head = Head {
+            detector: "pattern",
+            rule: format!("sequence:{}", r.name),
+            key: format!("sequence={},{scope_key}", r.name),
+            // Evidence, not an opener: a deploy on a service with
+            // ordinary background errors also "completes" the sequence;
+            // only a real burst (threshold/anomaly) opens an incident.
+            score: 0.3 + 0.15 * r.weight,
+            window: Window {
+                start: p.started,
+                end: end.plus_ms(1),
+            },
+            evidence,
+        };
+        let mut d = p.facts.into_detection(&self.meta, head);
+        d.first_seen = p.started;
+        d.hints.insert(
+            0,
+            CategoryHint {
+                category: r.category,
+                weight: r.weight,
+                source: format!("sequence:{}", r.name),
+                about: About::Itself,
+            },
+        );
+        d
     }
 
     fn close(&self, start: i64, w: PatternWindow, out: &mut Vec<Detection>) {
@@ -510,7 +520,7 @@ impl Detector for PatternStream {
         }
         let seqs = &self.sequences;
         self.pending
-            .retain(|p| wm.millis() <= p.started.millis() + seqs[p.rule].rule.within.0);
+            .retain(|(ri, _), p| wm.millis() <= p.started.millis() + seqs[*ri].rule.within.0);
     }
 
     fn flush(&mut self, out: &mut Vec<Detection>) {
