@@ -15,7 +15,7 @@ use crate::codec::InputCodec;
 use crate::config::Config;
 use crate::detectors::DetectStage;
 use crate::diagnosis::DiagnosisStage;
-use crate::model::{DeadLetter, Detection, ErrorEvent, EventTime, Incident};
+use crate::model::{ActionResult, DeadLetter, Detection, ErrorEvent, EventTime, Incident};
 use crate::recovery::{RecoveryOutput, RecoveryStage};
 use crate::sinks::{Output, Sink, SinkError};
 use crate::sources::file::{LineBatch, LineReader};
@@ -149,6 +149,14 @@ impl<'s> Decider<'s> {
             self.diagnose.process(d, &mut self.incidents);
         }
         self.route()
+    }
+
+    /// An executor reported how an action went (`reflex.action-results`).
+    /// Handed to the recovery stage, which records it; it emits nothing yet,
+    /// so outputs stay a function of the input events alone (a replay without
+    /// executors reproduces them). Verification (issue 7) builds on this seam.
+    pub fn action_result(&mut self, r: &ActionResult) {
+        self.recover.on_result(r);
     }
 
     /// Advances event time.

@@ -20,7 +20,7 @@ pub use config::{ActionCatalog, RecoveryConfig};
 
 use crate::diagnosis::catalog::Catalog;
 use crate::model::{
-    ActionParams, ActionType, Category, Decision, Escalation, Incident, IncidentStatus,
+    ActionParams, ActionResult, ActionType, Category, Decision, Escalation, Incident, IncidentStatus,
     RecoveryAction, Target,
 };
 use crate::pipeline::stats::Stats;
@@ -36,6 +36,9 @@ pub enum RecoveryOutput {
     Escalation(Escalation),
 }
 
+/// Executor results remembered (bounded state; the oldest keys go first).
+const MAX_RESULTS: usize = 4096;
+
 /// Replica count assumed when the catalog does not say.
 const DEFAULT_REPLICAS: i64 = 2;
 
@@ -49,6 +52,8 @@ pub struct RecoveryStage {
     handled: BTreeSet<(String, String, Category)>,
     /// Actions taken per target service (for the attempts factor).
     attempts: BTreeMap<String, u32>,
+    /// Latest executor result per idempotency key (see [`RecoveryStage::on_result`]).
+    results: BTreeMap<String, ActionResult>,
     stats: Arc<Stats>,
 }
 
@@ -72,8 +77,24 @@ impl RecoveryStage {
             signing_key,
             handled: BTreeSet::new(),
             attempts: BTreeMap::new(),
+            results: BTreeMap::new(),
             stats,
         }
+    }
+
+    /// Records an executor's result for one of this stage's actions (the
+    /// latest per idempotency key wins). Minimal seam for verification:
+    /// nothing is emitted here yet, so outputs do not depend on executors.
+    pub fn on_result(&mut self, r: &ActionResult) {
+        if self.results.len() >= MAX_RESULTS && !self.results.contains_key(&r.idempotency_key) {
+            self.results.pop_first();
+        }
+        self.results.insert(r.idempotency_key.clone(), r.clone());
+    }
+
+    /// The latest result recorded for an idempotency key.
+    pub fn result(&self, idempotency_key: &str) -> Option<&ActionResult> {
+        self.results.get(idempotency_key)
     }
 
     fn escalate(&self, inc: &Incident, reason: String, suggested: Vec<String>) -> Escalation {
