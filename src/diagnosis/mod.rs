@@ -12,8 +12,10 @@
 //! first detection so that the callers' detections of the same fault can
 //! arrive before anyone acts on a premature root cause; then `open`;
 //! `updated` when its root cause, category or services change; `resolved`
-//! after `resolve_after` without detections; a detection on one of its
-//! services within `reopen_within` of resolution reopens it (same id).
+//! after `resolve_after` without detections; a detection on its root-cause
+//! service (or naming it as upstream) within `reopen_within` of resolution
+//! reopens it (same id) — a relapse; former victims failing again start a
+//! new incident.
 //!
 //! Keying: state is per correlation domain (everything the stage sees), so
 //! in Kafka mode detections are keyed by namespace/cluster.
@@ -215,6 +217,8 @@ impl Stage for DiagnosisStage {
 
     fn process(&mut self, d: Detection, out: &mut Vec<Incident>) {
         if d.detector == "change" {
+            // A service that publishes changes is a service, not an external host.
+            self.graph.saw_service(&d.service);
             if self.changes.len() >= MAX_CHANGES {
                 self.changes.pop_front();
             }
@@ -234,8 +238,13 @@ impl Stage for DiagnosisStage {
         let reopen = self.cfg.reopen_within.0;
         let idx = self.incidents.iter().position(|t| match t.resolved_at {
             None => d.first_seen.millis() <= t.last_activity.millis() + gap && self.related(t, &d),
+            // A relapse of the same root cause reopens; a new failure of one
+            // of its former victims is a new incident.
             Some(r) => {
-                d.first_seen.millis() <= r.millis() + reopen && t.signals.contains_key(&d.service)
+                d.first_seen.millis() <= r.millis() + reopen
+                    && t.last.as_ref().is_some_and(|(root, ..)| {
+                        d.service == *root || d.upstreams.iter().any(|u| u.value == *root)
+                    })
             }
         });
         match idx {

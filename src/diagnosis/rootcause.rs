@@ -3,18 +3,25 @@
 //! changes; no I/O, no clock.
 //!
 //! Ranking, per candidate (each affected service, and each upstream named by
-//! callers that is not itself a reporting service — an external dependency):
-//! - **dependency direction** (weight 1.0): the share of the other affected
-//!   services whose failing calls name the candidate as `upstream`, or that
-//!   the graph says call it. Callers shout; the callee is the cause.
+//! callers that is not affected itself — an external dependency, or a known
+//! service that has gone silent, e.g. scaled to zero):
+//! - **dependency direction** (weight 1.0): summed over the other affected
+//!   services, the share of each one's failing events that name the candidate
+//!   as `upstream` (half a vote when only the graph says it calls it),
+//!   normalised by their number. Callers shout; the callee is the cause.
 //! - **intrinsic evidence** (0.6): the strongest signature hint about the
 //!   service itself (OOM, bad config, TLS) — errors "about someone else"
 //!   (timeouts, refused connections to an upstream) count against (−0.4).
+//! - **victim** (−0.6): the share of the candidate's own failing events that
+//!   name other failing candidates as upstream (it is failing because of them).
 //! - **onset** (0.3): the candidate failed first in event time.
-//! - **recent change** (0.5): a `change` on the candidate shortly before onset.
+//! - **recent change** (0.5, scaled down for victims): a `change` on the
+//!   candidate shortly before onset.
+//! - **outside** (0.2): an external or silent candidate, which cannot
+//!   contribute its own evidence.
 //!
 //! Category: votes from the root's own hints plus half the weight of its
-//! callers' dependency hints; a recent change of the root makes it
+//! callers' dependency hints (the strongest caller's per category, not a sum); a recent change of the root makes it
 //! `bad_deploy` (or `config_error` when configuration evidence dominates);
 //! an external root is `dependency_failure`.
 
@@ -74,12 +81,14 @@ pub fn diagnose(
     let n = services.len();
     let others = (n.saturating_sub(1)).max(1) as f64;
 
-    // Candidates: affected services plus external upstreams they name.
+    // Candidates: affected services, plus upstreams they name that are not
+    // affected themselves: external hosts (never report events) and silent
+    // services (known, but emitting nothing — e.g. scaled to zero).
     let mut candidates: BTreeMap<String, bool> =
         services.keys().map(|s| (s.clone(), false)).collect();
     for s in services.values() {
         for u in s.upstreams.keys() {
-            if !services.contains_key(u) && !graph.is_service(u) {
+            if !services.contains_key(u) {
                 candidates.entry(u.clone()).or_insert(true);
             }
         }
@@ -96,44 +105,72 @@ pub fn diagnose(
             .max_by_key(|c| c.time)
     };
 
-    let mut ranked: Vec<(f64, String, bool, Vec<String>)> = Vec::new();
-    for (cand, &external) in &candidates {
-        let mut why = Vec::new();
-        let callers = services
-            .iter()
-            .filter(|(name, sig)| {
-                *name != cand && (sig.upstreams.contains_key(cand) || graph.calls(name, cand))
-            })
-            .count() as f64;
-        let callers_share = if external {
-            callers / n as f64
+    // How strongly `caller` blames `callee`: the share of its failing calls
+    // that name it, or half a vote for a known edge without upstream data.
+    // Denominator: all its failing events (a service's few background
+    // errors naming a dependency do not make it a victim of that dependency).
+    let failing = |sig: &ServiceSignals| -> i64 { sig.count.max(sig.upstreams.values().sum()) };
+    let blame = |caller: &str, sig: &ServiceSignals, callee: &str| -> f64 {
+        let total = failing(sig);
+        if !sig.upstreams.is_empty() && total > 0 {
+            sig.upstreams.get(callee).copied().unwrap_or(0) as f64 / total as f64
+        } else if graph.calls(caller, callee) {
+            0.5
         } else {
-            callers / others
+            0.0
+        }
+    };
+
+    let mut ranked: Vec<(f64, String, bool, Vec<String>)> = Vec::new();
+    for (cand, &outside) in &candidates {
+        let external = outside && !graph.is_service(cand);
+        let mut why = Vec::new();
+        let (mut callers, mut blamed) = (0usize, 0.0);
+        for (name, sig) in services {
+            if name == cand {
+                continue;
+            }
+            let b = blame(name, sig, cand);
+            if b > 0.0 {
+                callers += 1;
+                blamed += b;
+            }
+        }
+        let callers_share = if outside {
+            blamed / n as f64
+        } else {
+            blamed / others
         };
         let mut score = callers_share;
-        if callers > 0.0 {
+        if callers > 0 {
             why.push(format!(
-                "{callers:.0} affected service(s) depend on {cand} and fail calling it"
+                "{callers} affected service(s) depend on {cand} and fail calling it"
             ));
         }
         if let Some(sig) = services.get(cand) {
             let intrinsic = sig.self_hints.values().copied().fold(0.0, f64::max);
             let about_other = sig.dep_hints.values().copied().fold(0.0, f64::max);
             score += 0.6 * intrinsic - 0.4 * about_other;
-            // Failing calls to other affected services: this one is a victim.
-            let blames_affected = sig
-                .upstreams
-                .keys()
-                .any(|u| u != cand && services.contains_key(u));
-            if blames_affected {
-                score -= 0.3;
-            }
+            // Failing calls to other failing candidates: this one is a victim,
+            // in proportion to how much of its failure is about them.
+            let total = failing(sig);
+            let victim = if total > 0 {
+                sig.upstreams
+                    .iter()
+                    .filter(|(u, _)| *u != cand && candidates.contains_key(*u))
+                    .map(|(_, c)| *c)
+                    .sum::<i64>() as f64
+                    / total as f64
+            } else {
+                0.0
+            };
+            score -= 0.6 * victim;
             if sig.first_seen == Some(onset) {
                 score += 0.3;
                 why.push(format!("{cand} failed first ({onset})"));
             }
             if let Some(c) = sig.first_seen.and_then(|f| recent_change(cand, f)) {
-                score += 0.5;
+                score += 0.5 * (1.0 - victim);
                 why.push(format!("change shortly before onset: {}", c.evidence));
             }
             // A lone service with only its own errors is its own root cause.
@@ -144,6 +181,11 @@ pub fn diagnose(
             score += 0.2;
             why.push(format!(
                 "{cand} is an external dependency (it reports no events)"
+            ));
+        } else {
+            score += 0.2;
+            why.push(format!(
+                "{cand} is silent while its callers fail (no instance answering?)"
             ));
         }
         ranked.push((score, cand.clone(), external, why));
@@ -159,12 +201,19 @@ pub fn diagnose(
             *votes.entry(*c).or_default() += w;
         }
     }
+    // Callers' evidence about the root counts half, and once: many callers
+    // seeing the same failure are one signal, not several.
+    let mut dep_votes: BTreeMap<Category, f64> = BTreeMap::new();
     for (name, sig) in services {
         if name != &root && sig.upstreams.contains_key(&root) {
             for (c, w) in &sig.dep_hints {
-                *votes.entry(*c).or_default() += 0.5 * w;
+                let e = dep_votes.entry(*c).or_default();
+                *e = e.max(0.5 * w);
             }
         }
+    }
+    for (c, w) in dep_votes {
+        *votes.entry(c).or_default() += w;
     }
     let total: f64 = votes.values().sum();
     let mut best = votes
