@@ -58,10 +58,12 @@ pub struct DemoOptions {
     pub export: Option<PathBuf>,
     /// Share of events published malformed.
     pub malformed_rate: f64,
-    /// Scales the background volume (1.0 ≈ 15 events/s fleet-wide at peak... see `fleet`).
+    /// Scales the background volume (1.0 ≈ 20 events/s fleet-wide at peak traffic).
     pub volume: f64,
     /// Print the narrative (the report is always returned).
     pub narrate: bool,
+    /// Inject only these categories, cycling in this order (empty: all, seeded order).
+    pub categories: Vec<crate::model::Category>,
 }
 
 impl Default for DemoOptions {
@@ -74,6 +76,7 @@ impl Default for DemoOptions {
             malformed_rate: 0.0005,
             volume: 1.0,
             narrate: true,
+            categories: Vec::new(),
         }
     }
 }
@@ -262,7 +265,14 @@ pub fn run(cfg: &Config, opts: &DemoOptions, out: &mut dyn Write) -> Result<Demo
     let mut rng = Rng::new(opts.seed ^ 0x5eed_0f_4e71e7);
     let fleet = Fleet::new(&mut rng.fork(10), opts.volume);
     let end = START.plus_ms((opts.hours * 3_600_000.0) as i64);
-    let plan = faults::plan(&mut rng.fork(11), &fleet, START, opts.hours, opts.faults);
+    let plan = faults::plan(
+        &mut rng.fork(11),
+        &fleet,
+        START,
+        opts.hours,
+        opts.faults,
+        &opts.categories,
+    );
     let mut world = World::new(
         fleet,
         plan,

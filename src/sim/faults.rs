@@ -612,19 +612,24 @@ fn called(fleet: &Fleet) -> Vec<String> {
         .collect()
 }
 
-/// Plans `n` faults over `[start, start + hours)`; categories cycle through
-/// the whole taxonomy in a seeded order so that 11 faults cover all of it.
+/// Plans `n` faults over `[start, start + hours)`. Categories cycle through
+/// `only` in order when it is not empty, else through the whole taxonomy in
+/// a seeded order (so 11 faults cover all of it).
 pub fn plan(
     rng: &mut Rng,
     fleet: &Fleet,
     start: EventTime,
     hours: f64,
     n: usize,
+    only: &[Category],
 ) -> Vec<FaultPlan> {
     let mut cats: Vec<Category> = Category::ALL.to_vec();
     for i in (1..cats.len()).rev() {
         let j = rng.below(i as u64 + 1) as usize;
         cats.swap(i, j);
+    }
+    if !only.is_empty() {
+        cats = only.to_vec();
     }
     let total_min = (hours * 60.0) as i64;
     let slot = if n == 0 {
@@ -646,7 +651,7 @@ pub fn plan(
     for i in 0..n {
         let cat = cats[i % cats.len()];
         let kind = *rng.pick(FaultKind::of(cat));
-        let jitter = rng.int(0, (slot / 5).max(0));
+        let jitter = rng.int(0, (slot / 10).max(0));
         let onset = start.plus_ms((WARMUP_MIN + i as i64 * slot + jitter) * 60_000);
         let (root, root_kind) = loop {
             let (r, k) = match kind {
@@ -664,7 +669,7 @@ pub fn plan(
         let natural_end = kind
             .self_ending()
             .then(|| onset.plus_ms(rng.int(7 * 60, 14 * 60) * 1000));
-        let human_fix_at = onset.plus_ms(rng.int(15 * 60, 20 * 60) * 1000);
+        let human_fix_at = onset.plus_ms(rng.int(12 * 60, 18 * 60) * 1000);
         out.push(FaultPlan {
             id: format!("F{:02}", i + 1),
             kind,
