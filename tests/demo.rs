@@ -34,8 +34,14 @@ fn small(seed: u64, categories: &[Category]) -> DemoOptions {
 fn report_floors_hold_over_several_seeds() {
     use Category::*;
     let groups: [(u64, &[Category]); 3] = [
-        (11, &[BadDeploy, MemoryExhaustion, DependencyFailure, Network]),
-        (12, &[ResourceExhaustion, Overload, CertificateExpired, DataError]),
+        (
+            11,
+            &[BadDeploy, MemoryExhaustion, DependencyFailure, Network],
+        ),
+        (
+            12,
+            &[ResourceExhaustion, Overload, CertificateExpired, DataError],
+        ),
         (13, &[Unavailable, ConfigError, Unknown, Unavailable]),
     ];
     let (mut faults, mut roots) = (0, 0);
@@ -43,13 +49,28 @@ fn report_floors_hold_over_several_seeds() {
         let r = run(&small(seed, cats)).report;
         let shown = format!("seed {seed}:\n{r}");
         assert_eq!(r.rows.len(), cats.len(), "{shown}");
-        assert!(r.rows.iter().all(|x| x.detected), "a fault went undetected; {shown}");
-        assert!(r.wrong_actions.is_empty(), "wrong automatic action; {shown}");
-        assert!(r.false_incidents.is_empty(), "incident outside any fault; {shown}");
-        assert!(r.dead_letters > 0, "malformed events must reach the DLQ; {shown}");
+        assert!(
+            r.rows.iter().all(|x| x.detected),
+            "a fault went undetected; {shown}"
+        );
+        assert!(
+            r.wrong_actions.is_empty(),
+            "wrong automatic action; {shown}"
+        );
+        assert!(
+            r.false_incidents.is_empty(),
+            "incident outside any fault; {shown}"
+        );
+        assert!(
+            r.dead_letters > 0,
+            "malformed events must reach the DLQ; {shown}"
+        );
         // Every remediable fault gets an automatic action that fixes it.
         let (fixed, remediable) = r.auto_remediation();
-        assert!(fixed * 10 >= remediable * 8, "auto remediation too low; {shown}");
+        assert!(
+            fixed * 10 >= remediable * 8,
+            "auto remediation too low; {shown}"
+        );
         faults += r.rows.len();
         roots += r.roots_found();
     }
@@ -80,7 +101,10 @@ fn exported_stream_replays_to_the_same_incidents() {
     let mut opts = small(21, &[Category::MemoryExhaustion, Category::BadDeploy]);
     opts.export = Some(dir.path().to_path_buf());
     let live = run(&opts);
-    let auto = live.outputs.iter().any(|o| matches!(o, Output::Action(a) if a.decision == Decision::Auto));
+    let auto = live
+        .outputs
+        .iter()
+        .any(|o| matches!(o, Output::Action(a) if a.decision == Decision::Auto));
     assert!(auto, "the scenario must exercise the executor");
     assert!(!live.results.is_empty(), "the executor reported results");
 

@@ -5,7 +5,8 @@
 //! `correlation_gap` of the incident's last activity and is connected to it —
 //! same service, adjacent in the dependency graph (catalog + learned from
 //! `upstream`), naming an affected service as its upstream, sharing an
-//! external upstream, or sharing trace ids. Otherwise a strong enough
+//! external upstream, sharing trace ids, or failing mostly on the same node
+//! with network errors. Otherwise a strong enough
 //! detection opens a new incident.
 //!
 //! Lifecycle (event time): an incident is *pending* for `settle` after its
@@ -13,7 +14,8 @@
 //! arrive before anyone acts on a premature root cause; then `open`;
 //! `updated` when its root cause, category or services change; `resolved`
 //! after `resolve_after` without detections; a detection on its root-cause
-//! service (or naming it as upstream) within `reopen_within` of resolution
+//! service (or naming it as upstream in a third of its failing events or
+//! more) within `reopen_within` of resolution
 //! reopens it (same id) — a relapse; former victims failing again start a
 //! new incident.
 //!
@@ -97,6 +99,31 @@ impl DiagnosisStage {
             self.graph.adjacent(s, &d.service) || d.upstreams.iter().any(|u| &u.value == s)
         }) || d.upstreams.iter().any(|u| t.upstreams.contains(&u.value))
             || d.trace_ids.iter().any(|x| t.traces.contains(x))
+            || Self::same_troubled_node(t, d)
+    }
+
+    /// Both fail mostly on the same node with network errors (node-local trouble).
+    fn same_troubled_node(t: &Tracked, d: &Detection) -> bool {
+        let w = d
+            .hints
+            .iter()
+            .filter(|h| h.category == crate::model::Category::Network)
+            .map(|h| h.weight)
+            .fold(0.0, f64::max);
+        let Some(node) =
+            rootcause::network_node(d.nodes.iter().map(|n| (n.value.as_str(), n.count)), w)
+        else {
+            return false;
+        };
+        t.signals.values().any(|s| {
+            let w = s
+                .self_hints
+                .get(&crate::model::Category::Network)
+                .copied()
+                .unwrap_or(0.0);
+            rootcause::network_node(s.nodes.iter().map(|(k, v)| (k.as_str(), *v)), w).as_deref()
+                == Some(node.as_str())
+        })
     }
 
     fn fold(t: &mut Tracked, d: &Detection) {
@@ -243,7 +270,10 @@ impl Stage for DiagnosisStage {
             Some(r) => {
                 d.first_seen.millis() <= r.millis() + reopen
                     && t.last.as_ref().is_some_and(|(root, ..)| {
-                        d.service == *root || d.upstreams.iter().any(|u| u.value == *root)
+                        d.service == *root
+                            || d.upstreams
+                                .iter()
+                                .any(|u| u.value == *root && 3 * u.count >= d.count)
                     })
             }
         });

@@ -20,6 +20,10 @@
 //! - **outside** (0.2): an external or silent candidate, which cannot
 //!   contribute its own evidence.
 //!
+//! Node-local network trouble comes first: when at least two affected
+//! services (and half of them) fail mostly on one node with network errors
+//! of their own, the node is the root and the category is `network`.
+//!
 //! Category: votes from the root's own hints plus half the weight of its
 //! callers' dependency hints (the strongest caller's per category, not a sum); a recent change of the root makes it
 //! `bad_deploy` (or `config_error` when configuration evidence dominates);
@@ -190,6 +194,43 @@ pub fn diagnose(
         }
         ranked.push((score, cand.clone(), external, why));
     }
+    // Node-local network trouble: the failing events of several affected
+    // services come mostly from one node and carry network evidence of their
+    // own. The node is the root (SPEC §3: escalate, or drain it).
+    if let Some(node) = node_local_network(services) {
+        let on_node: Vec<&String> = services
+            .iter()
+            .filter(|(_, s)| {
+                network_node(
+                    s.nodes.iter().map(|(k, v)| (k.as_str(), *v)),
+                    s.self_hints.get(&Category::Network).copied().unwrap_or(0.0),
+                )
+                .as_deref()
+                    == Some(node.as_str())
+            })
+            .map(|(k, _)| k)
+            .collect();
+        return Some(Verdict {
+            evidence: vec![
+                format!(
+                    "{} affected service(s) fail mostly on node {node} with network errors: {}",
+                    on_node.len(),
+                    on_node
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                format!("onset {onset}"),
+            ],
+            root: node,
+            external: false,
+            category: Category::Network,
+            confidence: 0.75,
+            change: None,
+        });
+    }
+
     ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
     let (top_score, root, external, mut evidence) = ranked.first()?.clone();
     let runner_up = ranked.get(1).map_or(0.0, |r| r.0);
@@ -272,4 +313,96 @@ pub fn add_hint(sig: &mut ServiceSignals, category: Category, weight: f64, about
     };
     let e = m.entry(category).or_insert(0.0);
     *e = e.max(weight);
+}
+
+/// The node a service's failing events come from, when one node holds at
+/// least 70% of at least 5 of them and the service shows network evidence
+/// (`network_weight`, its strongest network hint) of at least 0.15.
+pub fn network_node<'a>(
+    nodes: impl Iterator<Item = (&'a str, i64)>,
+    network_weight: f64,
+) -> Option<String> {
+    if network_weight < 0.15 {
+        return None;
+    }
+    let mut total = 0;
+    let mut best: Option<(&str, i64)> = None;
+    for (n, c) in nodes {
+        total += c;
+        if best.is_none_or(|b| c > b.1 || (c == b.1 && n < b.0)) {
+            best = Some((n, c));
+        }
+    }
+    best.filter(|b| total >= 5 && b.1 * 10 >= total * 7)
+        .map(|b| b.0.to_string())
+}
+
+/// The node shared by at least two affected services (and half of them) as
+/// their [`network_node`], if any.
+pub fn node_local_network(services: &BTreeMap<String, ServiceSignals>) -> Option<String> {
+    let mut per_node: BTreeMap<String, usize> = BTreeMap::new();
+    for s in services.values() {
+        let w = s.self_hints.get(&Category::Network).copied().unwrap_or(0.0);
+        if let Some(n) = network_node(s.nodes.iter().map(|(k, v)| (k.as_str(), *v)), w) {
+            *per_node.entry(n).or_default() += 1;
+        }
+    }
+    per_node
+        .into_iter()
+        .filter(|(_, k)| *k >= 2 && *k * 2 >= services.len())
+        .max_by(|a, b| a.1.cmp(&b.1).then_with(|| b.0.cmp(&a.0)))
+        .map(|(n, _)| n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sig(node_counts: &[(&str, i64)], net: f64, first: i64) -> ServiceSignals {
+        let mut s = ServiceSignals {
+            first_seen: Some(EventTime(first)),
+            score: 1.0,
+            count: node_counts.iter().map(|x| x.1).sum(),
+            ..ServiceSignals::default()
+        };
+        for (n, c) in node_counts {
+            s.nodes.insert((*n).to_string(), *c);
+        }
+        if net > 0.0 {
+            add_hint(&mut s, Category::Network, net, About::Itself);
+        }
+        s
+    }
+
+    #[test]
+    fn node_local_network_names_the_node() {
+        let mut m = BTreeMap::new();
+        m.insert("a".to_string(), sig(&[("n1", 40), ("n2", 2)], 0.5, 10));
+        m.insert("b".to_string(), sig(&[("n1", 30), ("n3", 1)], 0.4, 20));
+        let v = diagnose(&m, &DependencyGraph::default(), &[], 900_000, 0.25).unwrap();
+        assert_eq!(v.root, "n1");
+        assert_eq!(v.category, Category::Network);
+        // Without network evidence it is not a node problem.
+        m.insert("a".to_string(), sig(&[("n1", 40)], 0.0, 10));
+        assert!(node_local_network(&m).is_none());
+    }
+
+    #[test]
+    fn a_caller_failing_on_an_external_host_is_a_victim() {
+        let mut g = DependencyGraph::default();
+        g.saw_service("notify");
+        g.saw_service("orders");
+        let mut notify = sig(&[("n1", 20), ("n2", 20)], 0.0, 10);
+        notify.upstreams.insert("api.mail.example".into(), 38);
+        add_hint(&mut notify, Category::Unavailable, 0.7, About::Dependency);
+        let mut orders = sig(&[("n3", 30)], 0.0, 400);
+        orders.upstreams.insert("notify".into(), 25);
+        let mut m = BTreeMap::new();
+        m.insert("notify".to_string(), notify);
+        m.insert("orders".to_string(), orders);
+        let v = diagnose(&m, &g, &[], 900_000, 0.25).unwrap();
+        assert_eq!(v.root, "api.mail.example");
+        assert!(v.external);
+        assert_eq!(v.category, Category::DependencyFailure);
+    }
 }

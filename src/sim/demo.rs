@@ -193,7 +193,9 @@ impl Driver<'_> {
                     self.wm.observe(0, ev.time);
                     events.push(ev);
                 }
-                Err(e) => dead.push(e.into_dead_letter(line, SOURCE, None, Some(self.line_no as i64))),
+                Err(e) => {
+                    dead.push(e.into_dead_letter(line, SOURCE, None, Some(self.line_no as i64)))
+                }
             }
         }
         let watermark = self.wm.watermark();
@@ -303,7 +305,10 @@ pub fn run(cfg: &Config, opts: &DemoOptions, out: &mut dyn Write) -> Result<Demo
             max_bytes: cfg.pipeline.max_event_bytes,
             event_schema_ids: Vec::new(),
         },
-        wm: WatermarkTracker::new(cfg.pipeline.allowed_lateness.0, cfg.pipeline.max_time_skew.0),
+        wm: WatermarkTracker::new(
+            cfg.pipeline.allowed_lateness.0,
+            cfg.pipeline.max_time_skew.0,
+        ),
         detect: DetectStage::new(&cfg.detectors, cfg.signatures.clone(), stats.clone()),
         decider: Decider::new(cfg, &DecideOptions::default(), &mut sink, stats.clone()),
         stats: stats.clone(),
@@ -426,10 +431,7 @@ pub fn run(cfg: &Config, opts: &DemoOptions, out: &mut dyn Write) -> Result<Demo
         .faults
         .iter()
         .map(|f| {
-            let ns = world
-                .fleet
-                .get(&f.plan.root)
-                .map(|s| s.namespace.clone());
+            let ns = world.fleet.get(&f.plan.root).map(|s| s.namespace.clone());
             TruthRecord::of(f, ns)
         })
         .collect();
@@ -468,11 +470,9 @@ fn narrate_note(world: &World, n: &Note, say: &mut Say<'_>) -> Result<(), DemoEr
             };
             let p = &f.plan;
             let where_ = match p.root_kind {
-                RootKind::Service => format!(
-                    "service {}/{}",
-                    world.fleet.namespace_of(&p.root),
-                    p.root
-                ),
+                RootKind::Service => {
+                    format!("service {}/{}", world.fleet.namespace_of(&p.root), p.root)
+                }
                 RootKind::External => format!("external dependency {}", p.root),
                 RootKind::Node => format!("node {}", p.root),
             };
@@ -506,7 +506,11 @@ fn narrate_note(world: &World, n: &Note, say: &mut Say<'_>) -> Result<(), DemoEr
                 dur(at.millis() - f.plan.onset.millis())
             ))
         }
-        Note::Deploy { service, version, at } => say(format!(
+        Note::Deploy {
+            service,
+            version,
+            at,
+        } => say(format!(
             "[{}]     harmless deploy: {service} {version}",
             clock(*at)
         )),
@@ -532,35 +536,33 @@ fn handle(
 ) -> Result<(), DemoError> {
     while let Ok(o) = rx.try_recv() {
         match &o {
-            Output::Detection(d) if d.detector != "change" => {
-                match fault_for_detection(world, d) {
-                    Some(i) => {
-                        let n = story.per_fault.entry(i).or_default();
-                        if *n < 3 && story.told.insert((i, d.service.clone())) {
-                            *n += 1;
-                            say(format!(
-                                "[{}]     detection ({} {}): {}",
-                                clock(d.window.end),
-                                d.detector,
-                                d.rule,
-                                d.evidence
-                            ))?;
-                        }
-                    }
-                    None => {
-                        story.stray_detections += 1;
-                        if story.stray_detections <= 10 {
-                            say(format!(
-                                "[{}]     detection outside any fault ({} {}): {}",
-                                clock(d.window.end),
-                                d.detector,
-                                d.rule,
-                                d.evidence
-                            ))?;
-                        }
+            Output::Detection(d) if d.detector != "change" => match fault_for_detection(world, d) {
+                Some(i) => {
+                    let n = story.per_fault.entry(i).or_default();
+                    if *n < 3 && story.told.insert((i, d.service.clone())) {
+                        *n += 1;
+                        say(format!(
+                            "[{}]     detection ({} {}): {}",
+                            clock(d.window.end),
+                            d.detector,
+                            d.rule,
+                            d.evidence
+                        ))?;
                     }
                 }
-            }
+                None => {
+                    story.stray_detections += 1;
+                    if story.stray_detections <= 10 {
+                        say(format!(
+                            "[{}]     detection outside any fault ({} {}): {}",
+                            clock(d.window.end),
+                            d.detector,
+                            d.rule,
+                            d.evidence
+                        ))?;
+                    }
+                }
+            },
             Output::Incident(i) => narrate_incident(story, i, say)?,
             Output::Action(a) => {
                 story.action_incident.insert(

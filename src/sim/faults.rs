@@ -152,9 +152,7 @@ impl FaultKind {
     pub fn symptom(self) -> Symptom {
         match self {
             FaultKind::BadDeploy | FaultKind::Opaque => Symptom::ServerError,
-            FaultKind::BadConfig | FaultKind::MemoryLeak | FaultKind::StuckPods => {
-                Symptom::Refused
-            }
+            FaultKind::BadConfig | FaultKind::MemoryLeak | FaultKind::StuckPods => Symptom::Refused,
             FaultKind::PoolExhausted | FaultKind::Overload => Symptom::Timeout,
             FaultKind::ScaledToZero => Symptom::NoHealthy,
             FaultKind::CertExpired => Symptom::Tls,
@@ -234,20 +232,29 @@ const BAD_DEPLOY_GO: &[Tpl] = &[
     t(E, "handler error: unexpected nil price for {sku}").st(500),
 ];
 const BAD_DEPLOY_PY: &[Tpl] = &[
-    t(E, "TypeError: unsupported operand type(s) for +: 'NoneType' and 'int'")
-        .ty("TypeError")
-        .st(500)
-        .stack(PY_TRACE),
-    t(E, "AttributeError: 'NoneType' object has no attribute 'get'")
-        .ty("AttributeError")
-        .st(500)
-        .stack(PY_TRACE),
+    t(
+        E,
+        "TypeError: unsupported operand type(s) for +: 'NoneType' and 'int'",
+    )
+    .ty("TypeError")
+    .st(500)
+    .stack(PY_TRACE),
+    t(
+        E,
+        "AttributeError: 'NoneType' object has no attribute 'get'",
+    )
+    .ty("AttributeError")
+    .st(500)
+    .stack(PY_TRACE),
 ];
 const BAD_DEPLOY_NODE: &[Tpl] = &[
-    t(E, "TypeError: Cannot read properties of undefined (reading 'price')")
-        .ty("TypeError")
-        .st(500)
-        .stack(NODE_STACK),
+    t(
+        E,
+        "TypeError: Cannot read properties of undefined (reading 'price')",
+    )
+    .ty("TypeError")
+    .st(500)
+    .stack(NODE_STACK),
     t(E, "ReferenceError: featureFlags is not defined")
         .ty("ReferenceError")
         .st(500)
@@ -261,24 +268,45 @@ const CONFIG_JAVA: &[Tpl] = &[
         .ty("org.springframework.beans.factory.BeanCreationException"),
 ];
 const CONFIG_GO: &[Tpl] = &[
-    t(C, "failed to load config: yaml: line {line}: mapping values are not allowed in this context"),
-    t(C, "fatal: invalid configuration: listen_addr \":80800\" is not a valid port"),
+    t(
+        C,
+        "failed to load config: yaml: line {line}: mapping values are not allowed in this context",
+    ),
+    t(
+        C,
+        "fatal: invalid configuration: listen_addr \":80800\" is not a valid port",
+    ),
 ];
 const CONFIG_PY: &[Tpl] = &[
-    t(C, "RuntimeError: required environment variable DATABASE_URL is not set")
-        .ty("RuntimeError")
-        .stack(PY_TRACE),
-    t(E, "Configuration error: unknown configuration key 'max_retires' in /etc/{svc}/settings.toml"),
+    t(
+        C,
+        "RuntimeError: required environment variable DATABASE_URL is not set",
+    )
+    .ty("RuntimeError")
+    .stack(PY_TRACE),
+    t(
+        E,
+        "Configuration error: unknown configuration key 'max_retires' in /etc/{svc}/settings.toml",
+    ),
 ];
 const CONFIG_NODE: &[Tpl] = &[
-    t(C, "Error: Config validation error: \"redis.port\" must be a number")
-        .ty("ValidationError")
-        .stack(NODE_STACK),
-    t(C, "Error: missing required environment variable SESSION_SECRET"),
+    t(
+        C,
+        "Error: Config validation error: \"redis.port\" must be a number",
+    )
+    .ty("ValidationError")
+    .stack(NODE_STACK),
+    t(
+        C,
+        "Error: missing required environment variable SESSION_SECRET",
+    ),
 ];
 const CRASHLOOP: &[Tpl] = &[
     t(E, "Back-off restarting failed container {svc} in pod {pod}"),
-    t(E, "container {svc} in pod {pod} terminated with exit code 1 (Error), restart count {small}"),
+    t(
+        E,
+        "container {svc} in pod {pod} terminated with exit code 1 (Error), restart count {small}",
+    ),
 ];
 
 const OOM_JAVA: &[Tpl] = &[
@@ -290,7 +318,10 @@ const OOM_JAVA: &[Tpl] = &[
 ];
 const OOM_GO: &[Tpl] = &[
     t(C, "fatal error: runtime: out of memory").stack(GO_TRACE),
-    t(E, "runtime: cannot allocate memory (heap in use {n3} MiB, limit 512 MiB)"),
+    t(
+        E,
+        "runtime: cannot allocate memory (heap in use {n3} MiB, limit 512 MiB)",
+    ),
 ];
 const OOM_PY: &[Tpl] = &[t(E, "MemoryError").ty("MemoryError").stack(PY_TRACE)];
 const OOM_NODE: &[Tpl] = &[t(
@@ -298,8 +329,14 @@ const OOM_NODE: &[Tpl] = &[t(
     "FATAL ERROR: Reached heap limit Allocation failed - JavaScript heap out of memory",
 )];
 const OOM_K8S: &[Tpl] = &[
-    t(E, "Container {svc} in pod {pod} was OOMKilled (exit code 137), restarting"),
-    t(E, "Memory cgroup out of memory: Killed process {n} ({svc}) total-vm:{n}kB, anon-rss:{n}kB"),
+    t(
+        E,
+        "Container {svc} in pod {pod} was OOMKilled (exit code 137), restarting",
+    ),
+    t(
+        E,
+        "Memory cgroup out of memory: Killed process {n} ({svc}) total-vm:{n}kB, anon-rss:{n}kB",
+    ),
 ];
 
 const POOL_JAVA: &[Tpl] = &[
@@ -310,7 +347,10 @@ const POOL_JAVA: &[Tpl] = &[
         .ty("org.springframework.transaction.CannotCreateTransactionException"),
 ];
 const POOL_GO: &[Tpl] = &[
-    t(E, "http: Accept error: accept tcp [::]:8080: accept4: too many open files; retrying in 1s"),
+    t(
+        E,
+        "http: Accept error: accept tcp [::]:8080: accept4: too many open files; retrying in 1s",
+    ),
     t(E, "open /var/cache/{svc}/{id}.tmp: too many open files"),
 ];
 const POOL_PY: &[Tpl] = &[
@@ -321,14 +361,29 @@ const POOL_PY: &[Tpl] = &[
         .ty("OSError"),
 ];
 const POOL_NODE: &[Tpl] = &[
-    t(E, "Error: EMFILE: too many open files, open '/app/cache/{id}.json'").ty("EMFILE"),
-    t(E, "KnexTimeoutError: Knex: Timeout acquiring a connection. The pool is probably full.")
-        .ty("KnexTimeoutError"),
+    t(
+        E,
+        "Error: EMFILE: too many open files, open '/app/cache/{id}.json'",
+    )
+    .ty("EMFILE"),
+    t(
+        E,
+        "KnexTimeoutError: Knex: Timeout acquiring a connection. The pool is probably full.",
+    )
+    .ty("KnexTimeoutError"),
 ];
 
 const OVERLOAD_ANY: &[Tpl] = &[
-    t(E, "request rejected: server overloaded ({n3} in-flight, limit 256)").st(503),
-    t(E, "429 Too Many Requests: concurrency limit reached for {path}").st(429),
+    t(
+        E,
+        "request rejected: server overloaded ({n3} in-flight, limit 256)",
+    )
+    .st(503),
+    t(
+        E,
+        "429 Too Many Requests: concurrency limit reached for {path}",
+    )
+    .st(429),
     t(W, "slow request: {path} took {ms}ms (SLO 800ms)"),
 ];
 const OVERLOAD_JAVA: &[Tpl] = &[
@@ -344,9 +399,15 @@ const STUCK: &[Tpl] = &[
 ];
 
 const CERT_ROOT: &[Tpl] = &[
-    t(E, "http: TLS handshake error from {ip}:{port}: remote error: tls: bad certificate"),
-    t(E, "javax.net.ssl.SSLHandshakeException: Received fatal alert: certificate_expired")
-        .ty("javax.net.ssl.SSLHandshakeException"),
+    t(
+        E,
+        "http: TLS handshake error from {ip}:{port}: remote error: tls: bad certificate",
+    ),
+    t(
+        E,
+        "javax.net.ssl.SSLHandshakeException: Received fatal alert: certificate_expired",
+    )
+    .ty("javax.net.ssl.SSLHandshakeException"),
 ];
 
 const POISON_PY: &[Tpl] = &[
@@ -356,8 +417,16 @@ const POISON_PY: &[Tpl] = &[
     t(W, "sent message at offset {offset} to dead-letter topic orders.events.dlq"),
 ];
 const POISON_NODE: &[Tpl] = &[
-    t(E, "SyntaxError: Unexpected token } in JSON at position {n3}").ty("SyntaxError"),
-    t(E, "ValidationError: \"{field}\" must be a valid value, got '{word}'").ty("ValidationError"),
+    t(
+        E,
+        "SyntaxError: Unexpected token } in JSON at position {n3}",
+    )
+    .ty("SyntaxError"),
+    t(
+        E,
+        "ValidationError: \"{field}\" must be a valid value, got '{word}'",
+    )
+    .ty("ValidationError"),
 ];
 const POISON_JAVA: &[Tpl] = &[
     t(E, "com.fasterxml.jackson.databind.exc.InvalidFormatException: Cannot deserialize value of type `java.math.BigDecimal` from String \"{word}\": not a valid representation")
@@ -489,7 +558,7 @@ const NO_HEALTHY: [&[Tpl]; 5] = [
     &[t(E, "503 Service Unavailable from http://{dep}.{depns}.svc.cluster.local:8080{path}: no healthy upstream")
         .ty("org.springframework.web.client.HttpServerErrorException$ServiceUnavailable")
         .st(503)],
-    &[t(E, "dial tcp: lookup {dep}.{depns}.svc.cluster.local: no endpoints available for service \"{dep}\"")],
+    &[t(E, "Get \"http://{dep}.{depns}.svc.cluster.local:8080{path}\": dial tcp {ip}:8080: connect: connection refused")],
     &[t(E, "requests.exceptions.HTTPError: 503 Server Error: Service Unavailable for url: http://{dep}:8080{path}")
         .ty("requests.exceptions.HTTPError")
         .st(503)],
@@ -533,26 +602,56 @@ const EXT_DB: [&[Tpl]; 5] = [
     &[t(E, "no healthy upstream").st(503)],
 ];
 const EXT_API: [&[Tpl]; 5] = [
-    &[t(E, "Call to https://{dep}{path} failed: 503 Service Unavailable")
-        .ty("org.springframework.web.client.HttpServerErrorException$ServiceUnavailable")
-        .st(503)],
+    &[t(
+        E,
+        "Call to https://{dep}{path} failed: 503 Service Unavailable",
+    )
+    .ty("org.springframework.web.client.HttpServerErrorException$ServiceUnavailable")
+    .st(503)],
     &[
-        t(E, "request to https://{dep}/v1/payment_intents failed: 503 Service Unavailable").st(503),
-        t(E, "Post \"https://{dep}/v1/charges\": dial tcp {ip}:443: i/o timeout"),
+        t(
+            E,
+            "request to https://{dep}/v1/payment_intents failed: 503 Service Unavailable",
+        )
+        .st(503),
+        t(
+            E,
+            "Post \"https://{dep}/v1/charges\": dial tcp {ip}:443: i/o timeout",
+        ),
     ],
-    &[t(E, "requests.exceptions.HTTPError: 502 Server Error: Bad Gateway for url: https://{dep}{path}")
-        .ty("requests.exceptions.HTTPError")
-        .st(502)],
-    &[t(E, "ResponseError: Service Unavailable (503) from https://{dep}/v3/mail/send").st(503)],
+    &[t(
+        E,
+        "requests.exceptions.HTTPError: 502 Server Error: Bad Gateway for url: https://{dep}{path}",
+    )
+    .ty("requests.exceptions.HTTPError")
+    .st(502)],
+    &[t(
+        E,
+        "ResponseError: Service Unavailable (503) from https://{dep}/v3/mail/send",
+    )
+    .st(503)],
     &[t(E, "upstream request timeout").st(504)],
 ];
 const EXT_CACHE: [&[Tpl]; 5] = [
-    &[t(E, "io.lettuce.core.RedisConnectionException: Unable to connect to {dep}:6379")
-        .ty("io.lettuce.core.RedisConnectionException")],
-    &[t(E, "redis: dial tcp {ip}:6379: i/o timeout (addr {dep}:6379)")],
-    &[t(E, "redis.exceptions.ConnectionError: Error 111 connecting to {dep}:6379. Connection refused.")
-        .ty("redis.exceptions.ConnectionError")],
-    &[t(E, "ReplyError: LOADING Redis is loading the dataset in memory ({dep})").ty("ReplyError")],
+    &[t(
+        E,
+        "io.lettuce.core.RedisConnectionException: Unable to connect to {dep}:6379",
+    )
+    .ty("io.lettuce.core.RedisConnectionException")],
+    &[t(
+        E,
+        "redis: dial tcp {ip}:6379: i/o timeout (addr {dep}:6379)",
+    )],
+    &[t(
+        E,
+        "redis.exceptions.ConnectionError: Error 111 connecting to {dep}:6379. Connection refused.",
+    )
+    .ty("redis.exceptions.ConnectionError")],
+    &[t(
+        E,
+        "ReplyError: LOADING Redis is loading the dataset in memory ({dep})",
+    )
+    .ty("ReplyError")],
     &[t(E, "no healthy upstream").st(503)],
 ];
 

@@ -270,8 +270,7 @@ impl Fleet {
             let instances = (0..replicas)
                 .map(|i| Instance {
                     pod: format!("{}-{rs}-{}", s.name, k8s_suffix(rng, 5)),
-                    node: nodes[(k + i as usize * 2 + rng.below(2) as usize) % nodes.len()]
-                        .clone(),
+                    node: nodes[(k + i as usize * 2 + rng.below(2) as usize) % nodes.len()].clone(),
                 })
                 .collect();
             for e in s.externals {
@@ -341,9 +340,7 @@ impl Fleet {
 
     /// Namespace of a service, or `""` for an external host.
     pub fn namespace_of(&self, name: &str) -> &str {
-        self.services
-            .get(name)
-            .map_or("", |s| s.namespace.as_str())
+        self.services.get(name).map_or("", |s| s.namespace.as_str())
     }
 }
 

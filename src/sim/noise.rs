@@ -105,10 +105,20 @@ const GO_ERR: &[Tpl] = &[
 ];
 const GO_WARN: &[Tpl] = &[
     t(W, "http: TLS handshake error from {ip}:{port}: EOF"),
-    t(W, "retrying after error: rpc error: code = Unavailable desc = transport is closing").up(),
-    t(I, "request completed method=GET path={path} status=200 duration={qms}ms"),
+    t(
+        W,
+        "retrying after error: rpc error: code = Unavailable desc = transport is closing",
+    )
+    .up(),
+    t(
+        I,
+        "request completed method=GET path={path} status=200 duration={qms}ms",
+    ),
     t(W, "slow request method=POST path={path} duration={ms}ms"),
-    t(I, "connection pool stats: open={small} idle={small} in_use=1 wait_count=0"),
+    t(
+        I,
+        "connection pool stats: open={small} idle={small} in_use=1 wait_count=0",
+    ),
     t(W, "cache miss for key {svc}:{sku}, falling back to {dep}").up(),
 ];
 
@@ -134,16 +144,29 @@ const PY_WARN: &[Tpl] = &[
 ];
 
 const NODE_ERR: &[Tpl] = &[
-    t(E, "UnauthorizedError: jwt expired").ty("TokenExpiredError").st(401),
-    t(E, "AxiosError: Request failed with status code 404 ({dep}{path})")
-        .ty("AxiosError")
-        .st(404)
-        .up(),
+    t(E, "UnauthorizedError: jwt expired")
+        .ty("TokenExpiredError")
+        .st(401),
+    t(
+        E,
+        "AxiosError: Request failed with status code 404 ({dep}{path})",
+    )
+    .ty("AxiosError")
+    .st(404)
+    .up(),
     t(E, "Error: socket hang up (client aborted request {uuid})")
         .ty("ECONNRESET")
         .stack(NODE_STACK),
-    t(E, "BadRequestError: request body field 'email' is not a valid address").st(400),
-    t(E, "UnhandledPromiseRejection: Error: session {id} not found").stack(NODE_STACK),
+    t(
+        E,
+        "BadRequestError: request body field 'email' is not a valid address",
+    )
+    .st(400),
+    t(
+        E,
+        "UnhandledPromiseRejection: Error: session {id} not found",
+    )
+    .stack(NODE_STACK),
 ];
 const NODE_WARN: &[Tpl] = &[
     t(W, "(node:1) [DEP0005] DeprecationWarning: Buffer() is deprecated due to security and usability issues."),
@@ -153,17 +176,35 @@ const NODE_WARN: &[Tpl] = &[
 ];
 
 const PROXY_ERR: &[Tpl] = &[
-    t(E, "\"GET {path}/{n} HTTP/1.1\" 404 0 \"-\" \"Mozilla/5.0\" {qms}ms upstream={dep}")
-        .st(404)
-        .up(),
-    t(E, "\"POST {path} HTTP/2\" 499 0 \"-\" \"okhttp/4.12.0\" client closed request")
-        .st(499),
-    t(E, "\"GET /wp-login.php HTTP/1.1\" 404 162 \"-\" \"python-requests/2.31\" {qms}ms").st(404),
+    t(
+        E,
+        "\"GET {path}/{n} HTTP/1.1\" 404 0 \"-\" \"Mozilla/5.0\" {qms}ms upstream={dep}",
+    )
+    .st(404)
+    .up(),
+    t(
+        E,
+        "\"POST {path} HTTP/2\" 499 0 \"-\" \"okhttp/4.12.0\" client closed request",
+    )
+    .st(499),
+    t(
+        E,
+        "\"GET /wp-login.php HTTP/1.1\" 404 162 \"-\" \"python-requests/2.31\" {qms}ms",
+    )
+    .st(404),
     t(E, "\"POST {path} HTTP/1.1\" 413 0 request entity too large").st(413),
 ];
 const PROXY_WARN: &[Tpl] = &[
-    t(I, "\"GET {path} HTTP/2\" 200 {n} \"-\" \"Mozilla/5.0\" {qms}ms upstream={dep}").up(),
-    t(W, "\"GET {path} HTTP/2\" 200 {n} slow upstream response {ms}ms upstream={dep}").up(),
+    t(
+        I,
+        "\"GET {path} HTTP/2\" 200 {n} \"-\" \"Mozilla/5.0\" {qms}ms upstream={dep}",
+    )
+    .up(),
+    t(
+        W,
+        "\"GET {path} HTTP/2\" 200 {n} slow upstream response {ms}ms upstream={dep}",
+    )
+    .up(),
     t(W, "rate limit for client {ip} nearly reached (90%)"),
 ];
 

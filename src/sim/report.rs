@@ -179,7 +179,10 @@ pub fn score(truth: &[TruthRecord], outputs: &[Output], results: &[ActionResult]
                     a.target.service == t.root
                 };
                 if !on_root {
-                    Some(format!("{} is not the root cause {}", a.target.service, t.root))
+                    Some(format!(
+                        "{} is not the root cause {}",
+                        a.target.service, t.root
+                    ))
                 } else if !t.acceptable_actions.contains(&a.action_type) {
                     Some(format!("not a remedy for {}", t.category))
                 } else {
@@ -382,5 +385,100 @@ impl fmt::Display for Report {
             self.wall_secs,
             self.events_per_sec()
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ActionParams, Severity, Target};
+    use crate::sim::faults::FaultKind;
+
+    fn truth() -> TruthRecord {
+        TruthRecord {
+            id: "F01".into(),
+            category: Category::MemoryExhaustion,
+            kind: FaultKind::MemoryLeak,
+            root: "inventory".into(),
+            root_kind: RootKind::Service,
+            namespace: None,
+            onset: EventTime(600_000),
+            end: EventTime(900_000),
+            expected_action: "restart".into(),
+            acceptable_actions: vec![ActionType::Restart, ActionType::Scale],
+            affected: vec!["inventory".into(), "checkout".into()],
+            ends: "when_fixed".into(),
+            fixed_by: "reflex".into(),
+            sample: None,
+        }
+    }
+
+    fn incident(id: &str, root: &str, opened: i64) -> Output {
+        Output::Incident(Incident {
+            incident_id: id.into(),
+            status: IncidentStatus::Open,
+            opened_at: EventTime(opened),
+            updated_at: EventTime(opened + 60_000),
+            resolved_at: None,
+            root_cause_service: root.into(),
+            category: Category::MemoryExhaustion,
+            confidence: 0.8,
+            services: vec![root.into()],
+            summary: String::new(),
+            evidence: vec![],
+            namespace: None,
+            severity: Severity::Error,
+        })
+    }
+
+    fn action(inc: &str, svc: &str, t: ActionType) -> Output {
+        Output::Action(RecoveryAction {
+            action_id: format!("a-{svc}"),
+            incident_id: inc.into(),
+            created_at: EventTime(0),
+            action_type: t,
+            target: Target {
+                service: svc.into(),
+                namespace: None,
+                kind: "Deployment".into(),
+                name: svc.into(),
+            },
+            params: ActionParams::default(),
+            risk: 0.2,
+            decision: Decision::Auto,
+            idempotency_key: format!("k-{svc}"),
+            reason: String::new(),
+            expires_at: EventTime(0),
+            signature: None,
+        })
+    }
+
+    #[test]
+    fn wrong_target_wrong_type_and_false_incidents_are_counted() {
+        let outs = vec![
+            incident("i1", "checkout", 620_000),
+            action("i1", "checkout", ActionType::Restart),
+            incident("i2", "inventory", 630_000),
+            action("i2", "inventory", ActionType::Rollback),
+            incident("i3", "ledger", 5_000_000),
+            action("i3", "ledger", ActionType::Restart),
+        ];
+        let r = score(&[truth()], &outs, &[]);
+        assert_eq!(r.false_incidents.len(), 1, "{r}");
+        assert_eq!(r.wrong_actions.len(), 3, "{r}");
+        assert!(r.rows[0].detected);
+        assert!(
+            !r.rows[0].root_found,
+            "first matched incident blamed checkout"
+        );
+
+        let good = vec![
+            incident("i2", "inventory", 630_000),
+            action("i2", "inventory", ActionType::Restart),
+        ];
+        let r = score(&[truth()], &good, &[]);
+        assert!(r.wrong_actions.is_empty() && r.false_incidents.is_empty());
+        assert!(r.rows[0].root_found);
+        assert_eq!(r.rows[0].time_to_detect_ms, Some(90_000));
     }
 }

@@ -66,7 +66,14 @@ const FIELDS: [&str; 8] = [
 ];
 
 const WORDS: [&str; 8] = [
-    "N/A", "-0.00", "null", "", "1e309", "twelve", "2026-13-45", "NaN",
+    "N/A",
+    "-0.00",
+    "null",
+    "",
+    "1e309",
+    "twelve",
+    "2026-13-45",
+    "NaN",
 ];
 
 fn hex(rng: &mut Rng, n: usize, out: &mut String) {
@@ -140,7 +147,13 @@ fn resolve(name: &str, rng: &mut Rng, c: &Ctx<'_>, out: &mut String) -> bool {
         "ms" => write!(out, "{}", rng.int(1_000, 30_000)),
         "qms" => write!(out, "{}", rng.int(120, 4_800)),
         "line" => write!(out, "{}", rng.int(12, 940)),
-        "ip" => write!(out, "10.{}.{}.{}", rng.int(0, 3), rng.int(0, 255), rng.int(2, 254)),
+        "ip" => write!(
+            out,
+            "10.{}.{}.{}",
+            rng.int(0, 3),
+            rng.int(0, 255),
+            rng.int(2, 254)
+        ),
         "port" => write!(out, "{}", rng.int(32_768, 60_999)),
         "offset" => write!(out, "{}", rng.int(100_000, 9_999_999)),
         "user" => write!(out, "u_{}", rng.int(10_000, 999_999)),

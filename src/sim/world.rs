@@ -91,9 +91,19 @@ impl FaultState {
 /// Something that happened in the world, for the narrative.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Note {
-    FaultStarted { fault: usize, at: EventTime },
-    FaultEnded { fault: usize, at: EventTime },
-    Deploy { service: String, version: String, at: EventTime },
+    FaultStarted {
+        fault: usize,
+        at: EventTime,
+    },
+    FaultEnded {
+        fault: usize,
+        at: EventTime,
+    },
+    Deploy {
+        service: String,
+        version: String,
+        at: EventTime,
+    },
 }
 
 /// The world's settings.
@@ -281,7 +291,6 @@ impl World {
             out.push(line);
         }
     }
-
 
     /// Onsets, ends, planned changes.
     fn lifecycle(&mut self, t0: EventTime, t1: EventTime) {
@@ -506,7 +515,9 @@ impl World {
             };
             let worse = if f.worse_at(mid) { 1.8 } else { 1.0 };
             // Onset ramps up over the first half minute.
-            let n = self.rng.poisson(f.plan.rate * traffic * spike * worse * dt_s);
+            let n = self
+                .rng
+                .poisson(f.plan.rate * traffic * spike * worse * dt_s);
             for _ in 0..n {
                 let t = uniform_time(&mut self.rng, t0, t1);
                 if !self.faults[i].active(t) {
@@ -585,8 +596,7 @@ impl World {
                     return;
                 };
                 if !plan.kind.silent_root() {
-                    let lines = if self.rng.chance(0.25) && !platform_lines(plan.kind).is_empty()
-                    {
+                    let lines = if self.rng.chance(0.25) && !platform_lines(plan.kind).is_empty() {
                         platform_lines(plan.kind)
                     } else {
                         root_lines(plan.kind, root.lang)
