@@ -29,8 +29,10 @@ use crate::util::stable_id;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-/// What the recovery stage emits.
+/// What the recovery stage emits. (Both variants are handed on at once,
+/// never stored in bulk, so the size difference does not matter.)
 #[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant)]
 pub enum RecoveryOutput {
     Action(RecoveryAction),
     Escalation(Escalation),

@@ -264,7 +264,7 @@ pub fn run(cfg: &Config, opts: &DemoOptions, out: &mut dyn Write) -> Result<Demo
         ));
     }
     let wall = Instant::now();
-    let mut rng = Rng::new(opts.seed ^ 0x5eed_0f_4e71e7);
+    let mut rng = Rng::new(opts.seed ^ 0x5eed_0f4e_71e7);
     let fleet = Fleet::new(&mut rng.fork(10), opts.volume);
     let end = START.plus_ms((opts.hours * 3_600_000.0) as i64);
     let plan = faults::plan(

@@ -77,7 +77,7 @@ impl Rng {
 
     /// A Poisson variate with mean `lambda` (Knuth below 30, normal above).
     pub fn poisson(&mut self, lambda: f64) -> u64 {
-        if !(lambda > 0.0) || !lambda.is_finite() {
+        if lambda.is_nan() || lambda <= 0.0 || !lambda.is_finite() {
             return 0;
         }
         if lambda < 30.0 {

@@ -299,7 +299,7 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "{:<4} {:<20} {:<22} {:<5} {:<22} {:>7} {:<26} {:>7} {:<5} {}",
+            "{:<4} {:<20} {:<22} {:<5} {:<22} {:>7} {:<26} {:>7} {:<5} outcome",
             "id",
             "category",
             "root cause",
@@ -309,7 +309,6 @@ impl fmt::Display for Report {
             "action",
             "recover",
             "auto",
-            "outcome"
         )?;
         for r in &self.rows {
             let diag = r

@@ -160,19 +160,19 @@ fn resolve(name: &str, rng: &mut Rng, c: &Ctx<'_>, out: &mut String) -> bool {
         "order" => write!(out, "ord_{}", rng.int(1_000_000, 9_999_999)),
         "sku" => write!(out, "SKU-{:05}", rng.int(1, 99_999)),
         "path" => {
-            out.push_str(*rng.pick(&PATHS));
+            out.push_str(rng.pick::<&str>(&PATHS));
             Ok(())
         }
         "class" => {
-            out.push_str(*rng.pick(&CLASSES));
+            out.push_str(rng.pick::<&str>(&CLASSES));
             Ok(())
         }
         "field" => {
-            out.push_str(*rng.pick(&FIELDS));
+            out.push_str(rng.pick::<&str>(&FIELDS));
             Ok(())
         }
         "word" => {
-            out.push_str(*rng.pick(&WORDS));
+            out.push_str(rng.pick::<&str>(&WORDS));
             Ok(())
         }
         "svc" => {
