@@ -14,8 +14,9 @@
 //! arrive before anyone acts on a premature root cause; then `open`;
 //! `updated` when its root cause, category or services change; `resolved`
 //! after `resolve_after` without detections; a detection on its root-cause
-//! service (or naming it as upstream in a third of its failing events or
-//! more) within `reopen_within` of resolution
+//! service (unless it now fails because of a dependency or shows strong
+//! evidence of another category), or naming it as upstream in a third of its
+//! failing events or more, within `reopen_within` of resolution
 //! reopens it (same id) — a relapse; former victims failing again start a
 //! new incident.
 //!
@@ -71,7 +72,13 @@ pub struct DiagnosisStage {
     incidents: Vec<Tracked>,
     watermark: EventTime,
     stats: Arc<Stats>,
+    /// Namespace last reported per service (any detection, changes included),
+    /// so an incident rooted at a silent service still targets the right one.
+    namespaces: BTreeMap<String, String>,
 }
+
+/// Bound on remembered service namespaces.
+const MAX_NAMESPACES: usize = 65_536;
 
 impl DiagnosisStage {
     /// A stage with the catalog's declared dependencies loaded.
@@ -88,6 +95,7 @@ impl DiagnosisStage {
             incidents: Vec::new(),
             watermark: EventTime(i64::MIN),
             stats,
+            namespaces: BTreeMap::new(),
         }
     }
 
@@ -100,6 +108,22 @@ impl DiagnosisStage {
         }) || d.upstreams.iter().any(|u| t.upstreams.contains(&u.value))
             || d.trace_ids.iter().any(|x| t.traces.contains(x))
             || Self::same_troubled_node(t, d)
+    }
+
+    /// The detection shows the service failing for another reason than the
+    /// incident's `category`: mostly because of a dependency (a third of its
+    /// failing events name one upstream, or strong evidence about a
+    /// dependency), or with strong evidence of its own
+    /// for a different category. Such a failure is not a relapse.
+    fn other_trouble(d: &Detection, category: crate::model::Category) -> bool {
+        let victim = d.upstreams.iter().any(|u| 3 * u.count >= d.count)
+            || d.hints
+                .iter()
+                .any(|h| h.about == crate::model::About::Dependency && h.weight >= 0.3);
+        let other = d.hints.iter().any(|h| {
+            h.about == crate::model::About::Itself && h.weight >= 0.3 && h.category != category
+        });
+        victim || other
     }
 
     /// Both fail mostly on the same node with network errors (node-local trouble).
@@ -150,6 +174,9 @@ impl DiagnosisStage {
             }
         }
         t.last_activity = t.last_activity.max(d.window.end);
+        if sig.namespace.is_none() {
+            sig.namespace.clone_from(&d.namespace);
+        }
         if t.namespace.is_none() {
             t.namespace.clone_from(&d.namespace);
         }
@@ -215,6 +242,13 @@ impl DiagnosisStage {
             Severity::Error
         };
         Stats::add(&self.stats.incident_records, 1);
+        // The root's own namespace (actions target it), else the incident's.
+        let namespace = t
+            .signals
+            .get(&v.root)
+            .and_then(|s| s.namespace.clone())
+            .or_else(|| self.namespaces.get(&v.root).cloned())
+            .or_else(|| t.namespace.clone().filter(|_| v.external));
         Some(Incident {
             incident_id: t.id.clone(),
             status,
@@ -227,7 +261,7 @@ impl DiagnosisStage {
             services,
             summary,
             evidence,
-            namespace: t.namespace.clone(),
+            namespace,
             severity,
         })
     }
@@ -243,6 +277,11 @@ impl Stage for DiagnosisStage {
     type Out = Incident;
 
     fn process(&mut self, d: Detection, out: &mut Vec<Incident>) {
+        if let Some(ns) = &d.namespace {
+            if self.namespaces.len() < MAX_NAMESPACES || self.namespaces.contains_key(&d.service) {
+                self.namespaces.insert(d.service.clone(), ns.clone());
+            }
+        }
         if d.detector == "change" {
             // A service that publishes changes is a service, not an external host.
             self.graph.saw_service(&d.service);
@@ -269,8 +308,8 @@ impl Stage for DiagnosisStage {
             // of its former victims is a new incident.
             Some(r) => {
                 d.first_seen.millis() <= r.millis() + reopen
-                    && t.last.as_ref().is_some_and(|(root, ..)| {
-                        d.service == *root
+                    && t.last.as_ref().is_some_and(|(root, category, ..)| {
+                        (d.service == *root && !Self::other_trouble(&d, *category))
                             || d.upstreams
                                 .iter()
                                 .any(|u| u.value == *root && 3 * u.count >= d.count)

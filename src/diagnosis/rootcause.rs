@@ -27,7 +27,9 @@
 //! Category: votes from the root's own hints plus half the weight of its
 //! callers' dependency hints (the strongest caller's per category, not a sum); a recent change of the root makes it
 //! `bad_deploy` (or `config_error` when configuration evidence dominates);
-//! an external root is `dependency_failure`.
+//! an external root is `dependency_failure`. A silent root (blamed, but
+//! with no detection of its own) is capped below the usual auto-action
+//! confidence unless a recent change on it explains the silence.
 
 use crate::model::{About, Category, EventTime};
 use std::collections::BTreeMap;
@@ -48,6 +50,8 @@ pub struct ServiceSignals {
     pub nodes: BTreeMap<String, i64>,
     /// The strongest detection's evidence line.
     pub evidence: Option<(f64, String)>,
+    /// The service's namespace, as its detections report it.
+    pub namespace: Option<String>,
 }
 
 /// A recent `change` on a service.
@@ -292,6 +296,19 @@ pub fn diagnose(
     // Confidence in the whole verdict: the root's lead over the runner-up and
     // the category's share of the votes. `unknown` is never confident.
     let mut confidence = (0.4 + 0.3 * margin + 0.3 * category_share).clamp(0.0, 1.0);
+    // A silent service blamed by its callers: it may be down, or merely not
+    // failing loudly enough to be detected. Confident only when a change on
+    // it (e.g. scaled to zero) explains the silence.
+    let silent = !external && !services.contains_key(&root);
+    if silent {
+        match recent_change(&root, onset) {
+            Some(c) => evidence.push(format!(
+                "{root} changed before going silent: {}",
+                c.evidence
+            )),
+            None => confidence = confidence.min(0.55),
+        }
+    }
     if best.0 == Category::Unknown {
         confidence = confidence.min(0.5);
     }

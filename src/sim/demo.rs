@@ -627,6 +627,10 @@ fn narrate_incident(story: &mut Story, i: &Incident, say: &mut Say<'_>) -> Resul
                 }
             ))
         }
+        (IncidentStatus::Open, Some(p)) if p.status == IncidentStatus::Resolved => say(format!(
+            "[{at}]     incident {} REOPENED (relapse): root cause {} ({})",
+            i.incident_id, i.root_cause_service, i.category
+        )),
         (_, Some(p)) if p.root_cause_service == i.root_cause_service && p.category == i.category => {
             Ok(())
         }

@@ -756,7 +756,12 @@ impl World {
                     finished_at: start,
                 };
             }
-        } else if !self.fleet.services.contains_key(&target) {
+        } else if self.fleet.get(&target).is_none_or(|s| {
+            a.target
+                .namespace
+                .as_deref()
+                .is_some_and(|ns| ns != s.namespace)
+        }) {
             return Applied {
                 status: ActionStatus::Failed,
                 detail: format!(
