@@ -151,6 +151,33 @@ fn field_err<E: de::Error>(field: &str, what: impl fmt::Display) -> E {
     E::custom(format_args!("field `{field}`: {what}"))
 }
 
+/// A string that borrows from the input when it can (no escapes), unlike
+/// serde's `Cow<str>`, which always allocates. Used for keys and enum-like
+/// values, once per field per event.
+struct Text<'de>(std::borrow::Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Text<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Text<'de>, E> {
+                Ok(Text(std::borrow::Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Text<'de>, E> {
+                Ok(Text(std::borrow::Cow::Owned(v.to_string())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Text<'de>, E> {
+                Ok(Text(std::borrow::Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
 /// A value that is a string or null (null means absent).
 fn opt_string<'de, A: MapAccess<'de>>(
     map: &mut A,
@@ -205,7 +232,7 @@ impl<'de> Visitor<'de> for EventVisitor {
         let (mut has_id, mut has_time, mut has_service, mut has_severity, mut has_message) =
             (false, false, false, false, false);
         let mut extra: Vec<(String, String)> = Vec::new();
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+        while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
             match key.as_ref() {
                 "id" => {
                     ev.id = req_string(&mut map, "id")?;
@@ -222,7 +249,12 @@ impl<'de> Visitor<'de> for EventVisitor {
                     has_service = true;
                 }
                 "severity" => {
-                    let s = req_string(&mut map, "severity")?;
+                    // Borrowed when the JSON has no escapes: no allocation.
+                    let s = map
+                        .next_value::<Option<Text<'de>>>()
+                        .map_err(|e| field_err("severity", e))?
+                        .ok_or_else(|| field_err("severity", "must not be null"))?
+                        .0;
                     ev.severity = Severity::parse(&s).ok_or_else(|| {
                         field_err(
                             "severity",
@@ -241,7 +273,9 @@ impl<'de> Visitor<'de> for EventVisitor {
                     has_message = true;
                 }
                 "kind" => {
-                    if let Some(k) = opt_string(&mut map, "kind")? {
+                    let k: Option<Text<'de>> =
+                        map.next_value().map_err(|e| field_err("kind", e))?;
+                    if let Some(Text(k)) = k {
                         ev.kind = if k.eq_ignore_ascii_case("error") {
                             EventKind::Error
                         } else if k.eq_ignore_ascii_case("change") {

@@ -56,18 +56,29 @@ impl Serialize for EventTime {
 
 impl<'de> Deserialize<'de> for EventTime {
     /// Accepts both forms of SPEC §1: RFC 3339 with offset, or integer epoch ms.
+    /// A direct visitor (not an untagged enum) so nothing is buffered: this
+    /// runs once per input event.
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Ms(i64),
-            Text(String),
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = EventTime;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an RFC 3339 time with offset or integer epoch milliseconds")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<EventTime, E> {
+                Ok(EventTime(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<EventTime, E> {
+                i64::try_from(v)
+                    .map(EventTime)
+                    .map_err(|_| E::custom("epoch milliseconds out of range"))
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<EventTime, E> {
+                EventTime::parse_rfc3339(s)
+                    .ok_or_else(|| E::custom("not an RFC 3339 time with offset"))
+            }
         }
-        match Raw::deserialize(d)? {
-            Raw::Ms(ms) => Ok(EventTime(ms)),
-            Raw::Text(s) => EventTime::parse_rfc3339(&s)
-                .ok_or_else(|| serde::de::Error::custom("not an RFC 3339 time with offset")),
-        }
+        d.deserialize_any(V)
     }
 }
 

@@ -137,9 +137,10 @@ struct Series {
 pub struct AnomalyStream {
     cfg: AnomalyStreamConfig,
     meta: SignatureMeta,
-    series: BTreeMap<(Signal, String), Series>,
-    /// Open buckets by start, then key.
-    open: BTreeMap<i64, HashMap<(Signal, String), Bucket>>,
+    /// Per signal (indexed by `Signal as usize`): service → its series.
+    series: [BTreeMap<String, Series>; 2],
+    /// Open buckets by start; per signal, service → bucket.
+    open: BTreeMap<i64, [HashMap<String, Bucket>; 2]>,
     /// Keys refused because `max_keys` was reached.
     pub refused_keys: u64,
 }
@@ -153,32 +154,39 @@ impl AnomalyStream {
         AnomalyStream {
             cfg: cfg.clone(),
             meta: SignatureMeta::new(signatures),
-            series: BTreeMap::new(),
+            series: [BTreeMap::new(), BTreeMap::new()],
             open: BTreeMap::new(),
             refused_keys: 0,
         }
     }
 
     fn add(&mut self, signal: Signal, o: &Observed<'_>, start: i64, latency: f64) {
-        let key = (signal, o.event.service.clone());
-        if !self.series.contains_key(&key) {
-            if self.series.len() >= self.cfg.max_keys {
+        let svc = o.event.service.as_str();
+        let keys: usize = self.series.iter().map(BTreeMap::len).sum();
+        let series = &mut self.series[signal as usize];
+        // Borrowed lookups first: no allocation per event for known keys.
+        match series.get_mut(svc) {
+            Some(s) => s.last_seen = s.last_seen.max(o.event.time),
+            None if keys >= self.cfg.max_keys => {
                 self.refused_keys += 1;
                 return;
             }
-            self.series.insert(
-                key.clone(),
-                Series {
-                    det: SeriesDetector::new(&self.cfg.series),
-                    last_seen: o.event.time,
-                    last_fed: start - self.cfg.bucket.0,
-                },
-            );
+            None => {
+                series.insert(
+                    svc.to_string(),
+                    Series {
+                        det: SeriesDetector::new(&self.cfg.series),
+                        last_seen: o.event.time,
+                        last_fed: start - self.cfg.bucket.0,
+                    },
+                );
+            }
         }
-        if let Some(s) = self.series.get_mut(&key) {
-            s.last_seen = s.last_seen.max(o.event.time);
-        }
-        let b = self.open.entry(start).or_default().entry(key).or_default();
+        let buckets = &mut self.open.entry(start).or_default()[signal as usize];
+        let b = match buckets.get_mut(svc) {
+            Some(b) => b,
+            None => buckets.entry(svc.to_string()).or_default(),
+        };
         b.facts.get_or_insert_with(|| Facts::for_event(o)).add(o);
         b.latency_sum += latency;
     }
@@ -186,14 +194,26 @@ impl AnomalyStream {
     fn close(
         &mut self,
         start: i64,
-        mut buckets: HashMap<(Signal, String), Bucket>,
+        mut buckets: [HashMap<String, Bucket>; 2],
+        out: &mut Vec<Detection>,
+    ) {
+        for signal in [Signal::ErrorRate, Signal::Latency] {
+            let b = std::mem::take(&mut buckets[signal as usize]);
+            self.close_signal(signal, start, b, out);
+        }
+    }
+
+    fn close_signal(
+        &mut self,
+        signal: Signal,
+        start: i64,
+        mut buckets: HashMap<String, Bucket>,
         out: &mut Vec<Detection>,
     ) {
         let w = self.cfg.bucket.0;
         let per_s = 1000.0 / w as f64;
-        for (key, s) in self.series.iter_mut() {
-            let bucket = buckets.remove(key);
-            let (signal, service) = (key.0, &key.1);
+        for (service, s) in self.series[signal as usize].iter_mut() {
+            let bucket = buckets.remove(service);
             if signal == Signal::Latency && bucket.is_none() {
                 continue; // latency is only defined where there were calls
             }
@@ -288,7 +308,9 @@ impl Detector for AnomalyStream {
         }
         if closed {
             let horizon = wm.millis() - self.cfg.idle_eviction.0;
-            self.series.retain(|_, s| s.last_seen.millis() >= horizon);
+            for m in &mut self.series {
+                m.retain(|_, s| s.last_seen.millis() >= horizon);
+            }
         }
     }
 
@@ -299,7 +321,7 @@ impl Detector for AnomalyStream {
     }
 
     fn state_keys(&self) -> usize {
-        self.series.len()
+        self.series.iter().map(BTreeMap::len).sum()
     }
 }
 

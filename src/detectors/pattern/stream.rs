@@ -67,7 +67,7 @@ impl Default for PatternConfig {
     fn default() -> Self {
         PatternConfig {
             enabled: true,
-            mine_severity: Severity::Warning,
+            mine_severity: Severity::Error,
             new_template_severity: Severity::Error,
             warmup: DurationMs(30 * 60_000),
             window: DurationMs(60_000),
@@ -206,8 +206,10 @@ struct Pending {
 struct PatternWindow {
     /// service → (facts of its new-template events, template texts)
     new_templates: BTreeMap<String, (Facts, BTreeSet<String>)>,
-    /// (caller, upstream) → (facts of the failing calls)
-    calls: BTreeMap<(String, String), Facts>,
+    /// caller → upstream → facts of the failing calls
+    calls: BTreeMap<String, BTreeMap<String, Facts>>,
+    /// Entries in `calls` (bounded by `MAX_PER_WINDOW`).
+    call_edges: usize,
     /// services with error events in the window
     failing: BTreeSet<String>,
     /// trace id → services with errors in it, by first error time
@@ -219,7 +221,9 @@ pub struct PatternStream {
     cfg: PatternConfig,
     meta: SignatureMeta,
     sequences: Vec<CompiledSequence>,
-    pending: BTreeMap<(usize, String), Pending>,
+    /// Per sequence rule: scope key → pending start.
+    pending: Vec<BTreeMap<String, Pending>>,
+    pending_len: usize,
     open: BTreeMap<i64, PatternWindow>,
     first_event: Option<EventTime>,
     /// Sequence starts dropped because `MAX_PENDING` was reached.
@@ -229,7 +233,7 @@ pub struct PatternStream {
 impl PatternStream {
     /// Builds the detector; `sequences` were validated at config load (invalid ones are skipped).
     pub fn new(cfg: &PatternConfig, signatures: &Signatures, sequences: &[SequenceRule]) -> Self {
-        let sequences = sequences
+        let sequences: Vec<CompiledSequence> = sequences
             .iter()
             .filter_map(|r| {
                 Some(CompiledSequence {
@@ -239,11 +243,13 @@ impl PatternStream {
                 })
             })
             .collect();
+        let pending = (0..sequences.len()).map(|_| BTreeMap::new()).collect();
         PatternStream {
+            pending,
             cfg: cfg.clone(),
             meta: SignatureMeta::new(signatures),
             sequences,
-            pending: BTreeMap::new(),
+            pending_len: 0,
             open: BTreeMap::new(),
             first_event: None,
             dropped_pending: 0,
@@ -260,10 +266,10 @@ impl PatternStream {
         }
     }
 
-    fn scope_key(rule: &SequenceRule, ev: &crate::model::ErrorEvent) -> String {
+    fn scope_key<'e>(rule: &SequenceRule, ev: &'e crate::model::ErrorEvent) -> &'e str {
         match rule.scope {
-            SequenceScope::Service => ev.service.clone(),
-            SequenceScope::Instance => ev.instance.clone().unwrap_or_default(),
+            SequenceScope::Service => &ev.service,
+            SequenceScope::Instance => ev.instance.as_deref().unwrap_or(""),
         }
     }
 
@@ -271,9 +277,9 @@ impl PatternStream {
         let ev = o.event;
         for ri in 0..self.sequences.len() {
             let s = &self.sequences[ri];
-            let key = (ri, Self::scope_key(&s.rule, ev));
+            let key = Self::scope_key(&s.rule, ev);
             // Follow-ups first, so an event cannot complete the sequence it starts.
-            let complete = match self.pending.get_mut(&key) {
+            let complete = match self.pending[ri].get_mut(key) {
                 Some(p)
                     if ev.time >= p.started
                         && ev.time.millis() <= p.started.millis() + s.rule.within.0
@@ -286,23 +292,27 @@ impl PatternStream {
                 _ => false,
             };
             if complete {
-                if let Some(p) = self.pending.remove(&key) {
-                    out.push(self.sequence_detection(ri, &key.1, p, ev.time));
+                if let Some(p) = self.pending[ri].remove(key) {
+                    self.pending_len -= 1;
+                    out.push(self.sequence_detection(ri, key, p, ev.time));
                 }
             }
-            let s = &self.sequences[ri];
-            if !s.first.matches(o) {
+            if !self.sequences[ri].first.matches(o) {
                 continue;
             }
             // One pending start per (rule, scope): a repeated A restarts the
             // clock (the latest A gives B the most time), so memory is bounded
             // by the number of scopes, not of events.
-            if !self.pending.contains_key(&key) && self.pending.len() >= MAX_PENDING {
+            let known = self.pending[ri].contains_key(key);
+            if !known && self.pending_len >= MAX_PENDING {
                 self.dropped_pending += 1;
                 continue;
             }
-            self.pending.insert(
-                key,
+            if !known {
+                self.pending_len += 1;
+            }
+            self.pending[ri].insert(
+                key.to_string(),
                 Pending {
                     started: ev.time,
                     first_message: ev.message.clone(),
@@ -384,7 +394,11 @@ impl PatternStream {
             };
             out.push(facts.into_detection(&self.meta, head));
         }
-        for ((caller, upstream), facts) in w.calls {
+        let edges = w
+            .calls
+            .into_iter()
+            .flat_map(|(caller, m)| m.into_iter().map(move |(u, f)| ((caller.clone(), u), f)));
+        for ((caller, upstream), facts) in edges {
             if facts.matched < self.cfg.cascade_min_calls || !w.failing.contains(&upstream) {
                 continue;
             }
@@ -469,7 +483,7 @@ impl Detector for PatternStream {
         let start = self.window_start(o);
         let warm = ev.time.millis() - first.millis() >= self.cfg.warmup.0;
         let w = self.open.entry(start).or_default();
-        if w.failing.len() < MAX_PER_WINDOW {
+        if !w.failing.contains(&ev.service) && w.failing.len() < MAX_PER_WINDOW {
             w.failing.insert(ev.service.clone());
         }
         let room =
@@ -488,17 +502,29 @@ impl Detector for PatternStream {
             }
         }
         if let Some(u) = &ev.upstream {
-            let k = (ev.service.clone(), u.clone());
-            if w.calls.len() < MAX_PER_WINDOW || w.calls.contains_key(&k) {
+            // Borrowed lookups first: no allocation per event for known edges.
+            if let Some(f) = w.calls.get_mut(&ev.service).and_then(|m| m.get_mut(u)) {
+                f.add(o);
+            } else if w.call_edges < MAX_PER_WINDOW {
+                w.call_edges += 1;
+                let mut f = Facts::for_event(o);
+                f.add(o);
                 w.calls
-                    .entry(k)
-                    .or_insert_with(|| Facts::for_event(o))
-                    .add(o);
+                    .entry(ev.service.clone())
+                    .or_default()
+                    .insert(u.clone(), f);
             }
         }
         if let Some(tr) = &ev.trace_id {
-            if w.traces.len() < MAX_PER_WINDOW || w.traces.contains_key(tr) {
-                let v = w.traces.entry(tr.clone()).or_default();
+            let room = w.traces.len() < MAX_PER_WINDOW;
+            let v = if w.traces.contains_key(tr) {
+                w.traces.get_mut(tr)
+            } else if room {
+                Some(w.traces.entry(tr.clone()).or_default())
+            } else {
+                None
+            };
+            if let Some(v) = v {
                 if let Some(e) = v.iter_mut().find(|(_, s)| *s == ev.service) {
                     e.0 = e.0.min(ev.time);
                 } else if v.len() < MAX_TRACE_SERVICES {
@@ -518,20 +544,27 @@ impl Detector for PatternStream {
             let win = e.remove();
             self.close(start, win, out);
         }
-        let seqs = &self.sequences;
-        self.pending
-            .retain(|(ri, _), p| wm.millis() <= p.started.millis() + seqs[*ri].rule.within.0);
+        let mut left = 0;
+        for (ri, m) in self.pending.iter_mut().enumerate() {
+            let within = self.sequences[ri].rule.within.0;
+            m.retain(|_, p| wm.millis() <= p.started.millis() + within);
+            left += m.len();
+        }
+        self.pending_len = left;
     }
 
     fn flush(&mut self, out: &mut Vec<Detection>) {
         while let Some((start, win)) = self.open.pop_first() {
             self.close(start, win, out);
         }
-        self.pending.clear();
+        for m in &mut self.pending {
+            m.clear();
+        }
+        self.pending_len = 0;
     }
 
     fn state_keys(&self) -> usize {
-        self.pending.len()
+        self.pending_len
             + self
                 .open
                 .values()
