@@ -32,6 +32,10 @@
 //! confidence unless a recent change on it explains the silence.
 
 use crate::model::{About, Category, EventTime};
+
+/// A root with at least this many of its own failing events in the incident
+/// is "loud": its own errors, not its callers', must explain the category.
+const LOUD_ROOT_EVENTS: i64 = 20;
 use std::collections::BTreeMap;
 
 use super::graph::DependencyGraph;
@@ -272,6 +276,15 @@ pub fn diagnose(
         .and_then(|f| recent_change(&root, f))
         .cloned();
     let mut category_share = if total > 0.0 { best.1 / total } else { 0.0 };
+    // Only the callers vouch for the category while the root is itself
+    // bursting with errors of its own that support nothing of the kind: a
+    // service loud enough to fail on its own is not "unreachable", and its
+    // callers' impression ("connection refused to X") does not say why it
+    // fails. Hearsay: not enough to act without a human.
+    let hearsay = services
+        .get(&root)
+        .is_some_and(|s| s.count >= LOUD_ROOT_EVENTS && !s.self_hints.contains_key(&best.0));
+    let mut from_votes = false;
     if external {
         best = (Category::DependencyFailure, 1.0);
         category_share = 0.8;
@@ -284,6 +297,8 @@ pub fn diagnose(
     } else if best.1 < min_category_weight {
         best = (Category::Unknown, 0.0);
         category_share = 0.0;
+    } else {
+        from_votes = true;
     }
     for (c, w) in votes.iter().filter(|(_, w)| **w > 0.0) {
         evidence.push(format!("signature votes {c} ({w:.2})"));
@@ -308,6 +323,13 @@ pub fn diagnose(
             )),
             None => confidence = confidence.min(0.55),
         }
+    }
+    if from_votes && hearsay {
+        confidence = confidence.min(0.55);
+        evidence.push(format!(
+            "{} inferred only from callers' errors about {root}",
+            best.0
+        ));
     }
     if best.0 == Category::Unknown {
         confidence = confidence.min(0.5);
