@@ -7,6 +7,8 @@
 //! independently, list items one by one, and semantic checks run on
 //! everything that parsed.
 
+pub mod kafka;
+
 use crate::detectors::signature::{SignatureRule, Signatures};
 use crate::detectors::DetectorsConfig;
 use crate::diagnosis::catalog::Catalog;
@@ -59,6 +61,8 @@ pub struct Config {
     pub detectors: DetectorsConfig,
     pub diagnosis: DiagnosisConfig,
     pub recovery: RecoveryConfig,
+    /// Kafka mode settings (`[kafka]`).
+    pub kafka: kafka::KafkaConfig,
     /// Compiled signature rules.
     pub signatures: Signatures,
     pub actions: ActionCatalog,
@@ -255,11 +259,12 @@ impl Config {
         let detectors: DetectorsConfig = c.section(file, &mut table, "detectors");
         let diagnosis: DiagnosisConfig = c.section(file, &mut table, "diagnosis");
         let recovery: RecoveryConfig = c.section(file, &mut table, "recovery");
+        let kafka: kafka::KafkaConfig = c.section(file, &mut table, "kafka");
         for key in table.keys() {
             c.push(
                 file,
                 key.clone(),
-                "unknown section (expected pipeline, detectors, diagnosis, recovery)",
+                "unknown section (expected pipeline, detectors, diagnosis, recovery, kafka)",
             );
         }
         if pipeline.batch_size == 0 {
@@ -274,6 +279,7 @@ impl Config {
             .into_iter()
             .chain(diagnosis.validate())
             .chain(recovery.validate())
+            .chain(kafka.validate())
         {
             c.push(file, k, m);
         }
@@ -354,6 +360,7 @@ impl Config {
             detectors,
             diagnosis,
             recovery,
+            kafka,
             signatures,
             actions,
             catalog,
