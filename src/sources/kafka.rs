@@ -197,6 +197,11 @@ pub struct RebalanceContext {
 
 impl ClientContext for RebalanceContext {
     fn error(&self, error: KafkaError, reason: &str) {
+        if matches!(error, KafkaError::PartitionEOF(_))
+            || error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::PartitionEOF)
+        {
+            return; // end of log: normal, reported per partition by poll
+        }
         metrics::counter!("reflex_kafka_consumer_errors_total").increment(1);
         warn!(%error, reason, "Kafka consumer error (retrying).");
     }

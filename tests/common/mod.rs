@@ -147,6 +147,16 @@ impl Reader {
         }
     }
 
+    /// Reads what is available now (bounded wait).
+    pub fn poll_some(&mut self) {
+        let mut first = true;
+        self.until(Duration::from_millis(50), |_| {
+            let stop = !first;
+            first = false;
+            stop
+        });
+    }
+
     /// Polls until `done` or the deadline; returns whether `done` held.
     pub fn until(&mut self, timeout: Duration, mut done: impl FnMut(&[Rec]) -> bool) -> bool {
         let deadline = Instant::now() + timeout;
