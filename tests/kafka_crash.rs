@@ -83,7 +83,12 @@ fn build_input() -> Input {
         chunks[last].push((
             Some(p),
             format!("sentinel{p}"),
-            event_json(&format!("sentinel{p}"), end, &format!("sentinel{p}"), "change"),
+            event_json(
+                &format!("sentinel{p}"),
+                end,
+                &format!("sentinel{p}"),
+                "change",
+            ),
         ));
     }
     Input {
@@ -117,7 +122,11 @@ fn accounted(input: &Input, det: &[Rec], dlq: &[Rec]) -> (usize, usize) {
             )
         })
         .collect();
-    let dlq_ok = input.malformed.iter().filter(|c| coords.contains(c)).count();
+    let dlq_ok = input
+        .malformed
+        .iter()
+        .filter(|c| coords.contains(c))
+        .count();
     (windows_ok, dlq_ok)
 }
 
@@ -125,7 +134,11 @@ fn accounted(input: &Input, det: &[Rec], dlq: &[Rec]) -> (usize, usize) {
 fn sigkill_mid_stream_loses_nothing() {
     let Some(b) = brokers() else { return };
     let prefix = unique("crash");
-    create_topics(&b, &prefix, &[("errors", PARTITIONS), ("reflex.detections", 3)]);
+    create_topics(
+        &b,
+        &prefix,
+        &[("errors", PARTITIONS), ("reflex.detections", 3)],
+    );
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(
         dir.path(),

@@ -77,7 +77,9 @@ pub fn producer(brokers: &str) -> BaseProducer {
 /// Produces (partition, key, payload) records and waits for all acks.
 pub fn produce(p: &BaseProducer, topic: &str, records: &[(Option<i32>, String, Vec<u8>)]) {
     for (part, key, payload) in records {
-        let mut r = BaseRecord::to(topic).key(key.as_str()).payload(payload.as_slice());
+        let mut r = BaseRecord::to(topic)
+            .key(key.as_str())
+            .payload(payload.as_slice());
         if let Some(x) = part {
             r = r.partition(*x);
         }
@@ -200,12 +202,11 @@ impl Reader {
 /// threshold rule that fires on every non-empty 10 s window (so every event
 /// is accounted for in some detection's count), quick idle detection.
 pub fn write_config(dir: &Path, prefix: &str, extra: &str) -> PathBuf {
-    let text = format!(
-        r#"
-[pipeline]
-allowed_lateness = "1s"
-batch_size = 256
+    write_config_with(dir, prefix, EVERY_WINDOW, extra)
+}
 
+/// The rule of [`write_config`]: fires on every non-empty 10 s window.
+pub const EVERY_WINDOW: &str = r#"
 [detectors.threshold]
 enabled = true
 
@@ -220,7 +221,16 @@ min_count = 1
 baseline_factor = 1.0
 baseline_alpha = 0.000001
 significance = 1.0
+"#;
 
+/// A test config with the given detector section (empty = the defaults).
+pub fn write_config_with(dir: &Path, prefix: &str, detectors: &str, extra: &str) -> PathBuf {
+    let text = format!(
+        r#"
+[pipeline]
+allowed_lateness = "1s"
+batch_size = 256
+{detectors}
 [kafka]
 group_id = "{prefix}-g"
 topic_prefix = "{prefix}."
@@ -288,7 +298,10 @@ impl Reflex {
             }
             if Instant::now() > deadline {
                 let _ = self.child.kill();
-                panic!("reflex did not exit after SIGTERM; log {}", self.log.display());
+                panic!(
+                    "reflex did not exit after SIGTERM; log {}",
+                    self.log.display()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
