@@ -69,6 +69,23 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Score one metric series with the streaming anomaly detector (CSV `timestamp,value`).
+    Anomalies {
+        #[arg(long)]
+        input: PathBuf,
+        /// Output CSV `timestamp,value,anomaly_score` (default stdout).
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// Mine log templates from a text file, one message per line (CSV `LineId,EventId,EventTemplate`).
+    Templates {
+        /// Input file, or `-` for stdin.
+        #[arg(long)]
+        input: PathBuf,
+        /// Output CSV (default stdout).
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
     /// Write a generated event stream (a small fleet with injected faults) as JSON Lines.
     Generate {
         /// Approximate number of events.
@@ -107,6 +124,8 @@ fn main() -> ExitCode {
                 },
         } => cmd_topics_apply(brokers, config, topics, replication),
         Command::Validate { config } => cmd_validate(config),
+        Command::Anomalies { input, output } => cmd_anomalies(input, output),
+        Command::Templates { input, output } => cmd_templates(input, output),
         Command::Generate {
             events,
             seed,
@@ -337,4 +356,60 @@ fn cmd_generate(events: u64, seed: u64, output: Option<PathBuf>) -> anyhow::Resu
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn input_missing(input: &std::path::Path) -> bool {
+    input.as_os_str() != "-" && !input.exists()
+}
+
+fn cmd_anomalies(input: PathBuf, output: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    use reflex::detectors::anomaly::cli::{run_csv, AnomalyCliErrorKind};
+    use reflex::detectors::anomaly::AnomalyConfig;
+    if input_missing(&input) {
+        eprintln!("reflex: input {} does not exist", input.display());
+        return Ok(ExitCode::from(2));
+    }
+    let started = std::time::Instant::now();
+    match run_csv(&input, output.as_deref(), &AnomalyConfig::default()) {
+        Ok(s) => {
+            eprintln!(
+                "reflex anomalies: {} rows, {} at or above the alert level, {:.0} rows/s",
+                s.rows,
+                s.alerts,
+                s.rows as f64 / started.elapsed().as_secs_f64().max(1e-9)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) if e.kind() == AnomalyCliErrorKind::BadInput => {
+            eprintln!("reflex: {e}");
+            Ok(ExitCode::from(2))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn cmd_templates(input: PathBuf, output: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    use reflex::detectors::pattern::cli::{run_file, TemplatesCliErrorKind};
+    use reflex::detectors::pattern::config::MinerConfig;
+    if input_missing(&input) {
+        eprintln!("reflex: input {} does not exist", input.display());
+        return Ok(ExitCode::from(2));
+    }
+    let started = std::time::Instant::now();
+    match run_file(&input, output.as_deref(), &MinerConfig::default()) {
+        Ok(s) => {
+            eprintln!(
+                "reflex templates: {} lines, {} templates, {:.0} lines/s",
+                s.lines,
+                s.templates,
+                s.lines as f64 / started.elapsed().as_secs_f64().max(1e-9)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) if e.kind() == TemplatesCliErrorKind::Input => {
+            eprintln!("reflex: {e}");
+            Ok(ExitCode::from(2))
+        }
+        Err(e) => Err(e.into()),
+    }
 }

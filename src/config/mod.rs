@@ -159,7 +159,8 @@ impl Collector {
         }
     }
 
-    fn yaml_list<T: DeserializeOwned>(&mut self, file: &str, text: &str) -> Vec<T> {
+    /// Items that parsed, each with its index in the file.
+    fn yaml_list<T: DeserializeOwned>(&mut self, file: &str, text: &str) -> Vec<(usize, T)> {
         let items: Vec<serde_yaml_ng::Value> = match serde_yaml_ng::from_str(text) {
             Ok(v) => v,
             Err(e) => {
@@ -170,7 +171,7 @@ impl Collector {
         let mut out = Vec::new();
         for (i, item) in items.into_iter().enumerate() {
             match serde_path_to_error::deserialize::<_, T>(item) {
-                Ok(t) => out.push(t),
+                Ok(t) => out.push((i, t)),
                 Err(e) => {
                     let path = e.path().to_string();
                     let key = if path == "." {
@@ -277,6 +278,7 @@ impl Config {
             .threshold
             .validate()
             .into_iter()
+            .chain(detectors.anomaly.validate())
             .chain(diagnosis.validate())
             .chain(recovery.validate())
             .chain(kafka.validate())
@@ -293,8 +295,9 @@ impl Config {
             &diagnosis.signatures,
             ("rules/signatures.yaml", EMBEDDED_SIGNATURES),
         ) {
-            let signature_rules = c.yaml_list::<SignatureRule>(&f, &t);
-            for (i, r) in signature_rules.iter().enumerate() {
+            let (index, signature_rules): (Vec<usize>, Vec<SignatureRule>) =
+                c.yaml_list::<SignatureRule>(&f, &t).into_iter().unzip();
+            for (&i, r) in index.iter().zip(&signature_rules) {
                 if !(r.weight > 0.0 && r.weight <= 1.0) {
                     c.push(&f, format!("[{i}].weight"), "must be in (0, 1]");
                 }
@@ -310,6 +313,7 @@ impl Config {
                 Ok(s) => signatures = Some(s),
                 Err(errs) => {
                     for (i, field, e) in errs {
+                        let i = index.get(i).copied().unwrap_or(i);
                         c.push(&f, format!("[{i}].{field}"), format!("invalid regex: {e}"));
                     }
                 }

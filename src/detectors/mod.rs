@@ -8,6 +8,9 @@
 //! Keying: all per-key state is keyed by service first, so the stage can be
 //! partitioned by service across instances (Kafka mode).
 
+pub mod anomaly;
+pub mod facts;
+pub mod pattern;
 pub mod signature;
 pub mod threshold;
 
@@ -48,6 +51,8 @@ pub trait Detector: Send {
 pub struct DetectorsConfig {
     /// The windowed threshold detector.
     pub threshold: threshold::ThresholdConfig,
+    /// The streaming anomaly detector over per-service series.
+    pub anomaly: anomaly::AnomalyStreamConfig,
 }
 
 /// The detect stage: signatures + every detector.
@@ -66,10 +71,13 @@ impl DetectStage {
         signatures: signature::Signatures,
         stats: Arc<Stats>,
     ) -> Self {
-        let detectors: Vec<Box<dyn Detector>> = vec![Box::new(threshold::ThresholdDetector::new(
-            &cfg.threshold,
-            &signatures,
-        ))];
+        let detectors: Vec<Box<dyn Detector>> = vec![
+            Box::new(threshold::ThresholdDetector::new(
+                &cfg.threshold,
+                &signatures,
+            )),
+            Box::new(anomaly::AnomalyStream::new(&cfg.anomaly, &signatures)),
+        ];
         DetectStage {
             signatures,
             detectors,

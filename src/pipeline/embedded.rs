@@ -174,7 +174,7 @@ impl<'s> Decider<'s> {
         }
         for o in std::mem::take(&mut self.outputs) {
             self.sink.write(&match o {
-                RecoveryOutput::Action(a) => Output::Action(a),
+                RecoveryOutput::Action(a) => Output::Action(*a),
                 RecoveryOutput::Escalation(e) => Output::Escalation(e),
             })?;
         }
@@ -234,7 +234,11 @@ pub fn run(
             let mut wm = WatermarkTracker::new(lateness, skew);
             let mut batch = LineBatch::default();
             let (mut lines, mut blank) = (0u64, 0u64);
-            while reader.next_batch(batch_size, &mut batch)? {
+            // Batches are also cut whenever the watermark moves by a second
+            // of event time, so detection latency in event time does not
+            // depend on how many lines a batch holds (sparse streams).
+            let mut sent_wm: Option<EventTime> = None;
+            'read: while reader.next_batch(batch_size, &mut batch)? {
                 blank += batch.blank;
                 let mut items = Vec::with_capacity(batch.spans.len());
                 for (n, line) in batch.lines() {
@@ -246,13 +250,26 @@ pub fn run(
                         }
                         Err(e) => Err(e.into_dead_letter(line, source_name, None, Some(n as i64))),
                     });
+                    let now = wm.watermark();
+                    if now.is_some_and(|w| sent_wm.is_none_or(|s| w.millis() - s.millis() >= 1_000))
+                    {
+                        sent_wm = now;
+                        let msg = Decoded::Batch {
+                            items: std::mem::take(&mut items),
+                            watermark: now,
+                        };
+                        if tx_a.send(msg).is_err() {
+                            break 'read; // downstream stopped; its error is reported
+                        }
+                    }
                 }
+                sent_wm = wm.watermark().or(sent_wm);
                 let msg = Decoded::Batch {
                     items,
-                    watermark: wm.watermark(),
+                    watermark: sent_wm,
                 };
                 if tx_a.send(msg).is_err() {
-                    break; // downstream stopped; its error is reported
+                    break;
                 }
             }
             let _ = tx_a.send(Decoded::End);

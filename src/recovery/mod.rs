@@ -32,7 +32,7 @@ use std::sync::Arc;
 /// What the recovery stage emits.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RecoveryOutput {
-    Action(RecoveryAction),
+    Action(Box<RecoveryAction>),
     Escalation(Escalation),
 }
 
@@ -232,10 +232,10 @@ impl RecoveryStage {
                 ),
                 s,
             );
-            out.push(RecoveryOutput::Action(action));
+            out.push(RecoveryOutput::Action(Box::new(action)));
             out.push(RecoveryOutput::Escalation(esc));
         } else {
-            out.push(RecoveryOutput::Action(action));
+            out.push(RecoveryOutput::Action(Box::new(action)));
         }
     }
 }

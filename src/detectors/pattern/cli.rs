@@ -90,7 +90,10 @@ pub fn run_file(
                 buf.pop();
             }
         }
-        let line = String::from_utf8_lossy(&buf);
+        let line = match std::str::from_utf8(&buf) {
+            Ok(s) => std::borrow::Cow::Borrowed(s),
+            Err(_) => String::from_utf8_lossy(&buf),
+        };
         ids.push(miner.observe(&line));
     }
 

@@ -7,11 +7,10 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MinerConfig {
-    /// Minimum share of token positions (0..=1) a message must have in common
-    /// with a template (equal constant tokens or `<*>` positions) to join it.
-    pub similarity_threshold: f64,
-    /// Maximum number of templates kept in memory. When a new template would
-    /// exceed the cap, the least recently seen templates are evicted first.
+    /// Maximum number of templates kept in memory (at least 1). When a new
+    /// template would exceed the cap, the least recently seen 1/16 of the
+    /// templates are evicted. Also bounds the alias table (2×) and the
+    /// lookup cache (4×).
     pub max_templates: usize,
     /// Messages longer than this many tokens are truncated (the tail is kept
     /// as a single `<*>`), which bounds the size of one template.
@@ -22,21 +21,23 @@ pub struct MinerConfig {
     /// variable spanning a varying number of words (dates, sizes) still maps
     /// to one template.
     pub collapse_wildcards: bool,
-    /// A position becomes a variable once this many templates differ from
-    /// each other only by the constant at that position.
+    /// A position becomes a variable once this many templates (counting
+    /// the new message) differ from each other only by the constant word at
+    /// that position. Fewer distinct words stay separate templates
+    /// (`VM Started` / `VM Paused`). At least 2.
     pub min_distinct_for_variable: usize,
-    /// The same, for the value of a `key=value` token (values are more
-    /// often variables than free words are).
+    /// The same, for values: the value of `key=value` tokens (up to three
+    /// such values may differ at once) and the word after a noun that
+    /// introduces a value (`user alice`, `host db`, `file x`). At least 2.
     pub min_distinct_for_key_value: usize,
     /// The same, for the first token of a message, which is rarely a free
-    /// variable (it names the event, component or command).
+    /// variable (it names the event, component or command). At least 2.
     pub min_distinct_for_first_token: usize,
 }
 
 impl Default for MinerConfig {
     fn default() -> Self {
         Self {
-            similarity_threshold: 0.5,
             max_templates: 10_000,
             max_tokens: 256,
             max_token_len: 512,

@@ -19,6 +19,9 @@ use std::borrow::Cow;
 /// The wildcard that marks a variable part of a template.
 pub const WILDCARD: &str = "<*>";
 
+/// A `key="quoted value"` may span at most this many further tokens.
+const MAX_QUOTED_TOKENS: usize = 8;
+
 const MONTHS_DAYS: [&str; 19] = [
     "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec",
     "mon", "tue", "wed", "thu", "fri", "sat",
@@ -44,6 +47,22 @@ const LONG_NAMES: [&str; 19] = [
     "november",
     "december",
 ];
+
+/// Is `t` exactly the wildcard?
+#[inline]
+pub fn is_wild(t: &str) -> bool {
+    let b = t.as_bytes();
+    b.len() == 3 && b[0] == b'<' && b[1] == b'*' && b[2] == b'>'
+}
+
+/// Byte offset of the first `first` immediately followed by `rest`.
+fn find_pair(s: &str, first: u8, rest: &[u8]) -> Option<usize> {
+    let b = s.as_bytes();
+    b.iter()
+        .enumerate()
+        .find(|&(i, &c)| c == first && b[i + 1..].starts_with(rest))
+        .map(|(i, _)| i)
+}
 
 fn is_run_char(c: char) -> bool {
     c.is_alphanumeric() || c == '_' || c == '-'
@@ -142,13 +161,51 @@ fn is_email(core: &str) -> bool {
             .all(|c| c.is_alphanumeric() || matches!(c, '.' | '-'))
 }
 
+/// IPv6 addresses: hex groups and at least two colons (`fe80::1`).
+fn is_ipv6(core: &str) -> bool {
+    core.len() >= 3
+        && core.bytes().filter(|&c| c == b':').count() >= 2
+        && core
+            .bytes()
+            .all(|c| c.is_ascii_hexdigit() || c == b':' || c == b'.')
+        && core.bytes().any(|c| c.is_ascii_hexdigit())
+}
+
+/// File names with a number in them: `[2017-07-03]-Logs-001.txt`.
+fn is_numbered_file(core: &str) -> bool {
+    let Some(dot) = core.rfind('.') else {
+        return false;
+    };
+    let ext = &core[dot + 1..];
+    (1..=5).contains(&ext.len())
+        && ext.as_bytes()[0].is_ascii_lowercase()
+        && ext
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && core[..dot].bytes().any(|c| c.is_ascii_digit())
+        && !core.contains(['=', ':', '(', ')'])
+}
+
 fn is_whole_variable(core: &str) -> bool {
-    !core.is_empty()
-        && (core.contains("://")
-            || is_path(core)
-            || is_email(core)
-            || is_host_port(core)
-            || is_dotted_name(core))
+    let (mut digit, mut colons, mut dots, mut slash, mut at) =
+        (false, 0usize, 0usize, false, false);
+    for b in core.bytes() {
+        match b {
+            b'0'..=b'9' => digit = true,
+            b':' => colons += 1,
+            b'.' => dots += 1,
+            b'/' | b'\\' => slash = true,
+            b'@' => at = true,
+            _ => {}
+        }
+    }
+    (colons >= 2 && is_ipv6(core))
+        || (digit && dots >= 1 && is_numbered_file(core))
+        || (colons >= 1 && slash && find_pair(core, b':', b"//").is_some())
+        || (slash && is_path(core))
+        || (at && is_email(core))
+        || (digit && colons >= 1 && dots >= 1 && is_host_port(core))
+        || (dots >= 2 && is_dotted_name(core))
 }
 
 /// Host names and dotted ids: `ns.example.com`, `a-1-2.rev.isp.net`,
@@ -167,7 +224,7 @@ fn is_dotted_name(core: &str) -> bool {
     {
         return false;
     }
-    if core.contains("..") {
+    if find_pair(core, b'.', b".").is_some() {
         return false;
     }
     if core.bytes().any(|c| c.is_ascii_digit()) {
@@ -199,6 +256,14 @@ fn is_host_port(core: &str) -> bool {
 pub fn mask_token(tok: &str, max_len: usize) -> Cow<'_, str> {
     if tok.len() > max_len {
         return Cow::Borrowed(WILDCARD);
+    }
+    // Fast path: a plain word.
+    if tok.bytes().all(|c| c.is_ascii_alphabetic()) {
+        return if run_is_variable(tok) {
+            Cow::Borrowed(WILDCARD)
+        } else {
+            Cow::Borrowed(tok)
+        };
     }
     let core_start = tok
         .bytes()
@@ -328,21 +393,54 @@ pub fn mask_message(
     collapse: bool,
 ) -> Vec<Cow<'_, str>> {
     let mut out: Vec<Cow<'_, str>> = Vec::with_capacity(16);
-    for (n, tok) in message.split_ascii_whitespace().enumerate() {
-        if n + 1 >= max_tokens.max(1) {
+    let mut any_masked = false;
+    let mut it = message.split_ascii_whitespace();
+    while let Some(tok) = it.next() {
+        if out.len() + 1 >= max_tokens.max(1) {
+            any_masked = true;
             out.push(Cow::Borrowed(WILDCARD));
             break;
         }
-        out.push(mask_token(tok, max_token_len));
+        // `key="a quoted value"` spanning several tokens is one value.
+        if let Some(q) = tok
+            .as_bytes()
+            .contains(&b'"')
+            .then(|| find_pair(tok, b'=', b"\""))
+            .flatten()
+        {
+            let after = &tok[q + 2..];
+            if !after.contains('"') {
+                let mut look = it.clone();
+                let mut joined = None;
+                for _ in 0..MAX_QUOTED_TOKENS {
+                    let Some(next) = look.next() else { break };
+                    if let Some(close) = next.find('"') {
+                        joined = Some(format!("{}=\"{WILDCARD}{}", &tok[..q], &next[close..]));
+                        break;
+                    }
+                }
+                if let Some(j) = joined {
+                    any_masked = true;
+                    out.push(Cow::Owned(j));
+                    it = look;
+                    continue;
+                }
+            }
+        }
+        let m = mask_token(tok, max_token_len);
+        any_masked |= m.as_ptr() != tok.as_ptr();
+        out.push(m);
+    }
+    if !any_masked {
+        return out;
     }
     // Month / weekday names adjacent to a variable are part of a date.
     let n = out.len();
-    let any_var = out.iter().any(|t| t == WILDCARD);
-    if any_var {
+    if out.iter().any(|t| is_wild(t)) {
         for i in (0..n).rev().chain(0..n) {
-            let prev = i > 0 && out[i - 1] == WILDCARD;
-            let next = i + 1 < n && out[i + 1] == WILDCARD;
-            if (prev || next) && out[i] != WILDCARD && is_date_word(&out[i]) {
+            let prev = i > 0 && is_wild(&out[i - 1]);
+            let next = i + 1 < n && is_wild(&out[i + 1]);
+            if (prev || next) && !is_wild(&out[i]) && is_date_word(&out[i]) {
                 out[i] = Cow::Borrowed(WILDCARD);
             }
         }
@@ -361,7 +459,7 @@ pub fn mask_message(
                 if merged.starts_with("(<*>)")
                     && merged.len() <= 6
                     && i >= 2
-                    && out[i - 2] == WILDCARD
+                    && is_wild(&out[i - 2])
                 {
                     let m2 = format!("{}{}", WILDCARD, &merged[5..]);
                     out[i - 2] = Cow::Owned(m2);
@@ -376,7 +474,7 @@ pub fn mask_message(
         i += 1;
     }
     if collapse {
-        out.dedup_by(|a, b| a == WILDCARD && b == WILDCARD);
+        out.dedup_by(|a, b| is_wild(a) && is_wild(b));
     }
     out
 }

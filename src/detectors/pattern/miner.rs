@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use serde::{Deserialize, Serialize};
 
@@ -101,9 +102,13 @@ pub struct TemplateMiner {
     clusters: Vec<Cluster>,
     by_id: HashMap<TemplateId, usize>,
     by_len: HashMap<usize, Vec<usize>>,
+    /// (length, first-token key) -> templates; see [`first_key`].
+    by_first: HashMap<(usize, u64), Vec<usize>>,
+    /// (length, last-token key) -> templates.
+    by_last: HashMap<(usize, u64), Vec<usize>>,
     aliases: HashMap<TemplateId, TemplateId>,
     /// Masked shape hash -> template, a bounded lookup cache (not state).
-    cache: HashMap<u64, TemplateId>,
+    cache: HashMap<u64, TemplateId, BuildHasherDefault<PreHashed>>,
     seq: u64,
 }
 
@@ -115,8 +120,10 @@ impl TemplateMiner {
             clusters: Vec::new(),
             by_id: HashMap::new(),
             by_len: HashMap::new(),
+            by_first: HashMap::new(),
+            by_last: HashMap::new(),
             aliases: HashMap::new(),
-            cache: HashMap::new(),
+            cache: HashMap::default(),
             seq: 0,
         }
     }
@@ -198,8 +205,29 @@ impl TemplateMiner {
         // Siblings: templates differing from the message at exactly one
         // position: (position, cluster index).
         let mut siblings: Vec<(usize, usize)> = Vec::new();
-        if let Some(cands) = self.by_len.get(&n) {
-            for &ci in cands {
+        // Candidates: a template covering the message, or differing from it
+        // at one position other than the first, has the same first token
+        // (or a first token with `<*>`); one differing only at the first
+        // position has the same last token.
+        let (k0, kl) = (first_key(toks), last_key(toks));
+        let mut cands: Vec<usize> = Vec::new();
+        cands.extend_from_slice(bucket(&self.by_first, n, k0));
+        if k0 != WILD_KEY {
+            cands.extend_from_slice(bucket(&self.by_first, n, WILD_KEY));
+        }
+        if n >= 2 {
+            for k in [kl, WILD_KEY] {
+                cands.extend(bucket(&self.by_last, n, k).iter().copied().filter(|&ci| {
+                    let f = first_key(&self.clusters[ci].tokens);
+                    f != k0 && f != WILD_KEY
+                }));
+                if kl == WILD_KEY {
+                    break;
+                }
+            }
+        }
+        {
+            for &ci in &cands {
                 let c = &self.clusters[ci];
                 let mut exact = 0usize;
                 let mut diff_pos = [usize::MAX; MAX_KV_DIFFS];
@@ -219,7 +247,7 @@ impl TemplateMiner {
                         }
                     }
                 }
-                let all_wild = c.tokens.iter().all(|t| &**t == WILDCARD);
+                let all_wild = !has_constant(&c.tokens);
                 if diffs == 0 && (!all_wild || exact == n) {
                     if best.is_none_or(|(_, be)| exact > be) {
                         best = Some((ci, exact));
@@ -254,7 +282,9 @@ impl TemplateMiner {
                 while end < siblings.len() && siblings[end].0 == pos {
                     end += 1;
                 }
-                let need = if pos == KV_GROUP {
+                let value_like =
+                    pos == KV_GROUP || (pos > 0 && pos < n && names_a_value(&toks[pos - 1]));
+                let need = if value_like {
                     self.cfg.min_distinct_for_key_value
                 } else if pos == 0 {
                     self.cfg.min_distinct_for_first_token
@@ -271,7 +301,7 @@ impl TemplateMiner {
                 let members: Vec<usize> = siblings[s0..e0].iter().map(|&(_, ci)| ci).collect();
                 let tokens = self.generalize(&members, Some(toks));
                 // Never generalise into a template without any constant token.
-                if tokens.iter().any(|t| !t.contains(WILDCARD)) {
+                if has_constant(&tokens) {
                     let id = self.absorb(&members, tokens, 1, seq);
                     return Observation {
                         id,
@@ -304,26 +334,30 @@ impl TemplateMiner {
                 break;
             };
             let g = &self.clusters[k].tokens;
-            if g.iter().all(|t| &**t == WILDCARD) {
+            if !has_constant(g) {
                 break;
             }
-            let victims: Vec<usize> = self
-                .by_len
-                .get(&g.len())
-                .map(|v| {
-                    v.iter()
-                        .copied()
-                        .filter(|&ci| {
-                            ci != k
-                                && self.clusters[ci]
-                                    .tokens
-                                    .iter()
-                                    .zip(g.iter())
-                                    .all(|(c, t)| tok_match(t, c))
-                        })
-                        .collect()
+            let n = g.len();
+            let cands = if first_key(g) != WILD_KEY {
+                bucket(&self.by_first, n, first_key(g))
+            } else if last_key(g) != WILD_KEY {
+                bucket(&self.by_last, n, last_key(g))
+            } else {
+                let b = self.by_len.get(&n).map_or(&[][..], Vec::as_slice);
+                &b[b.len().saturating_sub(MAX_SCAN)..]
+            };
+            let victims: Vec<usize> = cands
+                .iter()
+                .copied()
+                .filter(|&ci| {
+                    ci != k
+                        && self.clusters[ci]
+                            .tokens
+                            .iter()
+                            .zip(g.iter())
+                            .all(|(c, t)| tok_match(t, c))
                 })
-                .unwrap_or_default();
+                .collect();
             if victims.is_empty() {
                 break;
             }
@@ -454,7 +488,7 @@ impl TemplateMiner {
             id = id_for(&text, salt);
         }
         let idx = self.clusters.len();
-        self.by_len.entry(tokens.len()).or_default().push(idx);
+        self.index(idx, &tokens);
         self.by_id.insert(id, idx);
         self.clusters.push(Cluster {
             id,
@@ -491,13 +525,30 @@ impl TemplateMiner {
         self.reindex();
     }
 
+    fn index(&mut self, idx: usize, tokens: &[Box<str>]) {
+        let n = tokens.len();
+        self.by_len.entry(n).or_default().push(idx);
+        self.by_first
+            .entry((n, first_key(tokens)))
+            .or_default()
+            .push(idx);
+        self.by_last
+            .entry((n, last_key(tokens)))
+            .or_default()
+            .push(idx);
+    }
+
     fn reindex(&mut self) {
         self.by_id.clear();
         self.by_len.clear();
-        for (i, c) in self.clusters.iter().enumerate() {
+        self.by_first.clear();
+        self.by_last.clear();
+        let clusters = std::mem::take(&mut self.clusters);
+        for (i, c) in clusters.iter().enumerate() {
             self.by_id.insert(c.id, i);
-            self.by_len.entry(c.tokens.len()).or_default().push(i);
+            self.index(i, &c.tokens);
         }
+        self.clusters = clusters;
     }
 
     /// Serialisable state for restart.
@@ -561,6 +612,35 @@ fn join(tokens: &[Box<str>]) -> String {
     s
 }
 
+/// Does a template keep at least one fully constant token? Templates that
+/// do not only match messages of exactly their shape.
+fn has_constant(tokens: &[Box<str>]) -> bool {
+    tokens.iter().any(|t| !t.contains(WILDCARD))
+}
+
+/// Nouns that introduce a value in prose (`for user alice`, `host db1`):
+/// the next token is treated like the value of a `key=value` token.
+const VALUE_NOUNS: [&str; 13] = [
+    "user",
+    "username",
+    "account",
+    "login",
+    "host",
+    "hostname",
+    "client",
+    "peer",
+    "server",
+    "file",
+    "filename",
+    "path",
+    "directory",
+];
+
+fn names_a_value(prev: &str) -> bool {
+    let p = prev.trim_end_matches([':', ',']);
+    p.len() <= 9 && VALUE_NOUNS.iter().any(|w| w.eq_ignore_ascii_case(p))
+}
+
 /// `key` of a `key=value` token.
 fn kv_key(tok: &str) -> Option<&str> {
     let eq = tok.find('=')?;
@@ -572,7 +652,9 @@ fn kv_key(tok: &str) -> Option<&str> {
     .then_some(key)
 }
 
-/// Does template token `t` (where `<*>` matches any text) match `m`?
+/// Does template token `t` cover the masked token `m`? `<*>` in `t` matches
+/// any run of text and `<*>`s of `m`; a `<*>` of `m` is matched only by a
+/// `<*>` of `t` (so covering composes with masking).
 pub fn tok_match(t: &str, m: &str) -> bool {
     if t == m {
         return true;
@@ -580,25 +662,49 @@ pub fn tok_match(t: &str, m: &str) -> bool {
     if !t.contains(WILDCARD) {
         return false;
     }
-    let mut it = t.split(WILDCARD);
-    let first = it.next().unwrap_or("");
-    let Some(mut rest) = m.strip_prefix(first) else {
-        return false;
+    let (tb, mb) = (t.as_bytes(), m.as_bytes());
+    let unit = |b: &[u8], i: usize| -> (bool, usize) {
+        if b[i..].starts_with(WILDCARD.as_bytes()) {
+            (true, WILDCARD.len())
+        } else {
+            (false, 1)
+        }
     };
-    let mut prev: Option<&str> = None;
-    for piece in it {
-        if let Some(mid) = prev {
-            match rest.find(mid) {
-                Some(i) => rest = &rest[i + mid.len()..],
-                None => return false,
+    let (mut i, mut j) = (0usize, 0usize);
+    let mut star: Option<(usize, usize)> = None;
+    while j < mb.len() {
+        if i < tb.len() {
+            let (tw, tl) = unit(tb, i);
+            if tw {
+                star = Some((i + tl, j));
+                i += tl;
+                continue;
+            }
+            let (mw, _) = unit(mb, j);
+            if !mw && tb[i] == mb[j] {
+                i += 1;
+                j += 1;
+                continue;
             }
         }
-        prev = Some(piece);
+        match star {
+            Some((si, sj)) => {
+                let (_, l) = unit(mb, sj);
+                star = Some((si, sj + l));
+                i = si;
+                j = sj + l;
+            }
+            None => return false,
+        }
     }
-    match prev {
-        Some(last) => rest.len() >= last.len() && rest.ends_with(last),
-        None => rest.is_empty(),
+    while i < tb.len() {
+        let (tw, tl) = unit(tb, i);
+        if !tw {
+            return false;
+        }
+        i += tl;
     }
+    true
 }
 
 /// `prefix<*>suffix`, keeping the common prefix/suffix of `col` up to a
@@ -659,6 +765,54 @@ fn ceil_char(s: &str, mut i: usize) -> usize {
         i += 1;
     }
     i
+}
+
+/// Index key of a token: 0 when it holds a `<*>` (it may cover many
+/// tokens), else a non-zero hash of its text.
+const WILD_KEY: u64 = 0;
+
+fn token_key<T: AsRef<str>>(t: Option<&T>) -> u64 {
+    match t {
+        None => 1,
+        Some(t) if t.as_ref().contains(WILDCARD) => WILD_KEY,
+        Some(t) => fnv1a64(t.as_ref().as_bytes()) | 2,
+    }
+}
+
+/// At most this many templates (the newest) of one index bucket are
+/// compared with a message of a never-seen shape: bounds the cost of a miss
+/// when a very large number of templates share a length and first token.
+const MAX_SCAN: usize = 4096;
+
+fn bucket(m: &HashMap<(usize, u64), Vec<usize>>, n: usize, k: u64) -> &[usize] {
+    let b = m.get(&(n, k)).map_or(&[][..], Vec::as_slice);
+    &b[b.len().saturating_sub(MAX_SCAN)..]
+}
+
+fn first_key<T: AsRef<str>>(tokens: &[T]) -> u64 {
+    token_key(tokens.first())
+}
+
+fn last_key<T: AsRef<str>>(tokens: &[T]) -> u64 {
+    token_key(tokens.last())
+}
+
+/// Hasher for keys that already are well-mixed 64-bit hashes.
+#[derive(Default)]
+struct PreHashed(u64);
+
+impl Hasher for PreHashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
 }
 
 fn shape_hash(toks: &[std::borrow::Cow<'_, str>]) -> u64 {

@@ -65,6 +65,11 @@ pub struct ThresholdRule {
     /// noise then stays quiet however many keys are watched.
     #[serde(default = "default_significance")]
     pub significance: f64,
+    /// A key's first windows (after it appears or is evicted) only teach the
+    /// baseline: a busy service is not "bursting" just because reflex has
+    /// not seen it before. 0 = judge from the first window.
+    #[serde(default = "default_warmup_windows")]
+    pub warmup_windows: u32,
 }
 
 fn default_group_by() -> GroupBy {
@@ -90,6 +95,9 @@ fn default_baseline_alpha() -> f64 {
 }
 fn default_significance() -> f64 {
     1e-6
+}
+fn default_warmup_windows() -> u32 {
+    3
 }
 
 /// The threshold detector's section of the config (`[detectors.threshold]`).
@@ -120,6 +128,7 @@ impl Default for ThresholdConfig {
                 baseline_factor: default_baseline_factor(),
                 baseline_alpha: default_baseline_alpha(),
                 significance: default_significance(),
+                warmup_windows: default_warmup_windows(),
             }],
         }
     }

@@ -17,80 +17,16 @@ pub mod config;
 
 pub use config::{GroupBy, Measure, ThresholdConfig, ThresholdRule};
 
+use super::facts::{Facts, Head, SignatureMeta};
 use super::{Detector, Observed};
-use crate::model::{CategoryHint, Detection, EventTime, Window};
-use crate::util::{stable_id, TopCounts};
+use crate::model::{Detection, EventTime, Window};
 use std::collections::{BTreeMap, HashMap};
 
-/// Distinct values tracked per window for upstreams, error types, etc.
-const TOP_CAP: usize = 8;
-/// Sample messages kept per window.
-const SAMPLE_CAP: usize = 3;
-/// Trace ids kept per window (enough to link services, bounded).
-const TRACE_CAP: usize = 16;
-
-/// Everything gathered about one key in one window.
+/// One key's window: its facts plus the events of any severity (for ratios).
 #[derive(Debug, Default)]
 struct WindowAcc {
-    service: String,
-    namespace: Option<String>,
-    matched: u64,
+    facts: Facts,
     total: u64,
-    first_seen: Option<EventTime>,
-    upstreams: TopCounts,
-    error_types: TopCounts,
-    statuses: TopCounts,
-    nodes: TopCounts,
-    instances: TopCounts,
-    trace_ids: Vec<String>,
-    samples: Vec<String>,
-    version: Option<String>,
-    /// (signature rule index, matching events).
-    signature_hits: Vec<(usize, u64)>,
-}
-
-impl WindowAcc {
-    fn add_matched(&mut self, o: &Observed<'_>) {
-        let ev = o.event;
-        self.matched += 1;
-        self.first_seen = Some(self.first_seen.map_or(ev.time, |t| t.min(ev.time)));
-        if let Some(u) = &ev.upstream {
-            self.upstreams.add(u, TOP_CAP);
-        }
-        if let Some(t) = &ev.error_type {
-            self.error_types.add(t, TOP_CAP);
-        }
-        if let Some(s) = ev.http_status {
-            self.statuses.add(itoa(s).as_str(), TOP_CAP);
-        }
-        if let Some(n) = &ev.node {
-            self.nodes.add(n, TOP_CAP);
-        }
-        if let Some(i) = &ev.instance {
-            self.instances.add(i, TOP_CAP);
-        }
-        if let Some(t) = &ev.trace_id {
-            if self.trace_ids.len() < TRACE_CAP && !self.trace_ids.contains(t) {
-                self.trace_ids.push(t.clone());
-            }
-        }
-        if self.samples.len() < SAMPLE_CAP && !self.samples.contains(&ev.message) {
-            self.samples.push(ev.message.clone());
-        }
-        if ev.version.is_some() {
-            self.version.clone_from(&ev.version);
-        }
-        for &s in o.signatures {
-            match self.signature_hits.iter_mut().find(|h| h.0 == s) {
-                Some(h) => h.1 += 1,
-                None => self.signature_hits.push((s, 1)),
-            }
-        }
-    }
-}
-
-fn itoa(v: i32) -> String {
-    v.to_string()
 }
 
 /// ln(k!) — exact below 32, Stirling's series above (error < 1e-10).
@@ -133,6 +69,8 @@ pub fn poisson_sf(k: u64, lambda: f64) -> f64 {
 #[derive(Debug, Clone, Copy)]
 struct Baseline {
     mean: f64,
+    /// Windows folded in so far (saturating).
+    windows: u32,
     /// Start of the last window folded in.
     last_window: i64,
     last_seen: EventTime,
@@ -149,7 +87,7 @@ struct RuleState {
 pub struct ThresholdDetector {
     rules: Vec<RuleState>,
     idle_eviction_ms: i64,
-    signature_meta: Vec<(crate::model::Category, f64, String, crate::model::About)>,
+    signature_meta: SignatureMeta,
     key_buf: String,
 }
 
@@ -171,11 +109,7 @@ impl ThresholdDetector {
         ThresholdDetector {
             rules,
             idle_eviction_ms: cfg.idle_eviction.0,
-            signature_meta: signatures
-                .rules()
-                .iter()
-                .map(|r| (r.category, r.weight, r.name.clone(), r.about))
-                .collect(),
+            signature_meta: SignatureMeta::new(signatures),
             key_buf: String::new(),
         }
     }
@@ -184,7 +118,7 @@ impl ThresholdDetector {
         rs: &mut RuleState,
         start: i64,
         accs: HashMap<String, WindowAcc>,
-        meta: &[(crate::model::Category, f64, String, crate::model::About)],
+        meta: &SignatureMeta,
         out: &mut Vec<Detection>,
     ) {
         let r = &rs.rule;
@@ -192,15 +126,17 @@ impl ThresholdDetector {
         let mut keys: Vec<(String, WindowAcc)> = accs.into_iter().collect();
         keys.sort_by(|a, b| a.0.cmp(&b.0));
         for (key, acc) in keys {
+            let matched = acc.facts.matched;
             let value = match r.measure {
-                Measure::Count => acc.matched as f64,
-                Measure::Rate => acc.matched as f64 * 1000.0 / w as f64,
-                Measure::Ratio if acc.total > 0 => acc.matched as f64 / acc.total as f64,
+                Measure::Count => matched as f64,
+                Measure::Rate => matched as f64 * 1000.0 / w as f64,
+                Measure::Ratio if acc.total > 0 => matched as f64 / acc.total as f64,
                 Measure::Ratio => 0.0,
             };
-            let last_seen = acc.first_seen.unwrap_or(EventTime(start));
+            let last_seen = acc.facts.first_seen.unwrap_or(EventTime(start));
             let b = rs.baselines.entry(key.clone()).or_insert(Baseline {
                 mean: 0.0,
+                windows: 0,
                 last_window: start - w,
                 last_seen,
             });
@@ -212,21 +148,24 @@ impl ThresholdDetector {
             let bar = r.threshold.max(r.baseline_factor * b.mean);
             let significant = match r.measure {
                 // The baseline is in the rule's unit; the test is on counts.
-                Measure::Count => poisson_sf(acc.matched, b.mean) <= r.significance,
-                Measure::Rate => {
-                    poisson_sf(acc.matched, b.mean * w as f64 / 1000.0) <= r.significance
-                }
+                Measure::Count => poisson_sf(matched, b.mean) <= r.significance,
+                Measure::Rate => poisson_sf(matched, b.mean * w as f64 / 1000.0) <= r.significance,
                 Measure::Ratio => true,
             };
-            let fired = value >= bar && acc.matched >= r.min_count && significant;
-            // A firing window teaches the baseline ten times more slowly, so an
+            let warming = b.windows < r.warmup_windows;
+            let fired = !warming && value >= bar && matched >= r.min_count && significant;
+            // While warming up the baseline is a plain running mean. After
+            // that a firing window teaches it ten times more slowly, so an
             // ongoing fault keeps firing for tens of windows instead of being
             // learned as normal within a few.
-            let alpha = if fired {
+            let alpha = if warming {
+                (1.0 / f64::from(b.windows + 1)).max(r.baseline_alpha)
+            } else if fired {
                 r.baseline_alpha / 10.0
             } else {
                 r.baseline_alpha
             };
+            b.windows = b.windows.saturating_add(1);
             let normal = b.mean;
             b.mean = (1.0 - alpha) * b.mean + alpha * value;
             b.last_window = start;
@@ -236,26 +175,6 @@ impl ThresholdDetector {
             }
             let ratio = value / bar;
             let score = (ratio / (ratio + 1.0)).clamp(0.0, 1.0);
-            let hints: Vec<CategoryHint> = {
-                let mut h: Vec<CategoryHint> = acc
-                    .signature_hits
-                    .iter()
-                    .filter_map(|&(i, n)| {
-                        meta.get(i).map(|(cat, weight, name, about)| CategoryHint {
-                            category: *cat,
-                            weight: weight * (n as f64 / acc.matched.max(1) as f64).min(1.0),
-                            source: name.clone(),
-                            about: *about,
-                        })
-                    })
-                    .collect();
-                h.sort_by(|a, b| {
-                    b.weight
-                        .total_cmp(&a.weight)
-                        .then_with(|| a.source.cmp(&b.source))
-                });
-                h
-            };
             let unit = match r.measure {
                 Measure::Count => format!("{value:.0} events"),
                 Measure::Rate => format!("{value:.2}/s"),
@@ -267,39 +186,23 @@ impl ThresholdDetector {
             };
             let evidence = format!(
                 "{}: {unit} at {} or worse in {}s (threshold {}, normal {normal_txt})",
-                acc.service,
+                acc.facts.service,
                 r.min_severity.as_str(),
                 w / 1000,
                 r.threshold
             );
-            out.push(Detection {
-                detection_id: stable_id(
-                    "det-",
-                    &[r.name.as_bytes(), key.as_bytes(), &start.to_be_bytes()],
-                ),
-                detector: "threshold".into(),
+            let head = Head {
+                detector: "threshold",
                 rule: r.name.clone(),
                 key,
-                service: acc.service,
-                namespace: acc.namespace,
                 score,
                 window: Window {
                     start: EventTime(start),
                     end: EventTime(start + w),
                 },
                 evidence,
-                count: acc.matched as i64,
-                first_seen: acc.first_seen.unwrap_or(EventTime(start)),
-                hints,
-                upstreams: acc.upstreams.sorted(),
-                error_types: acc.error_types.sorted(),
-                http_statuses: acc.statuses.sorted(),
-                nodes: acc.nodes.sorted(),
-                instances: acc.instances.sorted(),
-                trace_ids: acc.trace_ids,
-                samples: acc.samples,
-                version: acc.version,
-            });
+            };
+            out.push(acc.facts.into_detection(meta, head));
         }
     }
 }
@@ -341,14 +244,13 @@ impl Detector for ThresholdDetector {
                 None => accs
                     .entry(self.key_buf.clone())
                     .or_insert_with(|| WindowAcc {
-                        service: ev.service.clone(),
-                        namespace: ev.namespace.clone(),
-                        ..WindowAcc::default()
+                        facts: Facts::for_event(o),
+                        total: 0,
                     }),
             };
             acc.total += 1;
             if matched {
-                acc.add_matched(o);
+                acc.facts.add(o);
             }
         }
     }
@@ -383,5 +285,203 @@ impl Detector for ThresholdDetector {
 
     fn state_keys(&self) -> usize {
         self.rules.iter().map(|r| r.baselines.len()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detectors::signature::Signatures;
+    use crate::model::{ErrorEvent, Severity};
+    use proptest::prelude::*;
+
+    fn rule() -> ThresholdRule {
+        ThresholdRule {
+            name: "burst".into(),
+            group_by: GroupBy::Service,
+            min_severity: Severity::Error,
+            window: crate::model::DurationMs(60_000),
+            measure: Measure::Count,
+            threshold: 10.0,
+            min_count: 10,
+            baseline_factor: 3.0,
+            baseline_alpha: 0.1,
+            significance: 1e-6,
+            warmup_windows: 2,
+        }
+    }
+
+    fn detector(r: ThresholdRule) -> ThresholdDetector {
+        let cfg = ThresholdConfig {
+            enabled: true,
+            idle_eviction: crate::model::DurationMs(3_600_000),
+            rules: vec![r],
+        };
+        ThresholdDetector::new(&cfg, &Signatures::new(Vec::new()).unwrap())
+    }
+
+    fn feed(d: &mut ThresholdDetector, svc: &str, t: i64, sev: Severity, wm: i64) {
+        let ev = ErrorEvent::new("x", EventTime(t), svc, sev, "boom");
+        d.observe(
+            &Observed {
+                event: &ev,
+                signatures: &[],
+                late: t < wm,
+                watermark: EventTime(wm),
+            },
+            &mut Vec::new(),
+        );
+    }
+
+    /// `n` error events per minute for `minutes`, starting at minute `from`.
+    fn minutes(
+        d: &mut ThresholdDetector,
+        svc: &str,
+        from: i64,
+        minutes: i64,
+        n: i64,
+    ) -> Vec<Detection> {
+        let mut out = Vec::new();
+        for m in from..from + minutes {
+            for i in 0..n {
+                feed(
+                    d,
+                    svc,
+                    m * 60_000 + i * (60_000 / n.max(1)),
+                    Severity::Error,
+                    m * 60_000,
+                );
+            }
+            d.on_watermark(EventTime((m + 1) * 60_000), &mut out);
+        }
+        out
+    }
+
+    #[test]
+    fn burst_after_warmup_fires_once_per_window_and_quiet_does_not() {
+        let mut d = detector(rule());
+        assert!(minutes(&mut d, "a", 0, 5, 2).is_empty(), "background only");
+        let out = minutes(&mut d, "a", 5, 2, 40);
+        assert_eq!(out.len(), 2, "two burst windows");
+        assert_eq!(out[0].count, 40);
+        assert_eq!(out[0].window.start, EventTime(5 * 60_000));
+        assert!(out[0].score > 0.5 && out[0].score <= 1.0);
+        assert!(minutes(&mut d, "a", 7, 3, 2).is_empty(), "back to normal");
+    }
+
+    #[test]
+    fn warmup_suppresses_a_busy_newcomer() {
+        let mut d = detector(rule());
+        assert!(minutes(&mut d, "busy", 0, 2, 100).is_empty());
+        // After warm-up the same level is normal, not a burst.
+        assert!(minutes(&mut d, "busy", 2, 3, 100).is_empty());
+    }
+
+    #[test]
+    fn chronic_noise_needs_a_significant_jump() {
+        let mut d = detector(rule());
+        minutes(&mut d, "noisy", 0, 30, 12);
+        // 3x of 12 = 36 is needed; 30 is not enough.
+        assert!(minutes(&mut d, "noisy", 30, 1, 30).is_empty());
+        assert_eq!(minutes(&mut d, "noisy", 31, 1, 80).len(), 1);
+    }
+
+    #[test]
+    fn window_closes_only_when_the_watermark_passes_its_end() {
+        let mut r = rule();
+        r.warmup_windows = 0;
+        let mut d = detector(r);
+        for i in 0..20 {
+            feed(&mut d, "a", 1_000 + i, Severity::Critical, 0);
+        }
+        let mut out = Vec::new();
+        d.on_watermark(EventTime(59_999), &mut out);
+        assert!(out.is_empty());
+        d.on_watermark(EventTime(60_000), &mut out);
+        assert_eq!(out.len(), 1);
+        d.on_watermark(EventTime(120_000), &mut out);
+        assert_eq!(out.len(), 1, "a window is evaluated exactly once");
+    }
+
+    #[test]
+    fn late_events_fold_into_the_open_window_not_lost() {
+        let mut r = rule();
+        r.warmup_windows = 0;
+        let mut d = detector(r);
+        let mut out = Vec::new();
+        d.on_watermark(EventTime(120_000), &mut out);
+        // Events from minute 0 arrive after the watermark passed minute 2.
+        for i in 0..15 {
+            feed(&mut d, "a", 1_000 + i, Severity::Error, 120_000);
+        }
+        d.on_watermark(EventTime(180_000), &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].window.start, EventTime(120_000));
+        assert_eq!(out[0].count, 15);
+    }
+
+    #[test]
+    fn severity_filter_and_flush() {
+        let mut r = rule();
+        r.warmup_windows = 0;
+        let mut d = detector(r);
+        for i in 0..50 {
+            feed(&mut d, "a", i, Severity::Warning, 0);
+        }
+        let mut out = Vec::new();
+        d.flush(&mut out);
+        assert!(out.is_empty(), "warnings do not match an error rule");
+        for i in 0..50 {
+            feed(&mut d, "a", i, Severity::Error, 0);
+        }
+        d.flush(&mut out);
+        assert_eq!(out.len(), 1, "flush closes open windows");
+    }
+
+    #[test]
+    fn idle_keys_are_evicted() {
+        let mut d = detector(rule());
+        minutes(&mut d, "a", 0, 1, 5);
+        minutes(&mut d, "b", 0, 1, 5);
+        assert_eq!(d.state_keys(), 2);
+        minutes(&mut d, "b", 200, 1, 5);
+        assert_eq!(d.state_keys(), 1, "a was silent for over an hour");
+    }
+
+    #[test]
+    fn poisson_tail_known_values() {
+        assert_eq!(poisson_sf(0, 3.0), 1.0);
+        assert_eq!(poisson_sf(5, 0.0), 0.0);
+        // P(X >= 10 | 2.8) = 6.60087e-4 (exact sum of the pmf).
+        let p = poisson_sf(10, 2.8);
+        assert!((p - 6.60087e-4).abs() < 1e-9, "{p}");
+        assert!(poisson_sf(200, 20.0) < 1e-60);
+    }
+
+    proptest! {
+        #[test]
+        fn poisson_tail_is_a_probability_and_decreasing_in_k(k in 0u64..500, lambda in 0.0f64..200.0) {
+            let p = poisson_sf(k, lambda);
+            prop_assert!((0.0..=1.0).contains(&p));
+            prop_assert!(poisson_sf(k + 1, lambda) <= p + 1e-12);
+        }
+
+        #[test]
+        fn every_matching_event_is_counted_in_exactly_one_window(times in proptest::collection::vec(0i64..600_000, 1..300)) {
+            let mut r = rule();
+            r.warmup_windows = 0;
+            r.threshold = 1.0;
+            r.min_count = 1;
+            r.significance = 1.0;
+            r.baseline_factor = 1.0;
+            let mut d = detector(r);
+            for t in &times {
+                feed(&mut d, "a", *t, Severity::Error, 0);
+            }
+            let mut out = Vec::new();
+            d.flush(&mut out);
+            let total: i64 = out.iter().map(|o| o.count).sum();
+            prop_assert_eq!(total, times.len() as i64);
+        }
     }
 }

@@ -1,0 +1,172 @@
+//! The facts a window gathers about one key — counts, upstreams, error types,
+//! nodes, trace ids, sample messages, signature hits — and the [`Detection`]
+//! built from them. Shared by every windowed detector so a detection carries
+//! the same evidence whichever detector fired. Every list is bounded.
+
+use super::signature::Signatures;
+use super::Observed;
+use crate::model::{About, Category, CategoryHint, Detection, EventTime, Window};
+use crate::util::{stable_id, TopCounts};
+
+/// Distinct values tracked per window for upstreams, error types, etc.
+const TOP_CAP: usize = 8;
+/// Sample messages kept per window.
+const SAMPLE_CAP: usize = 3;
+/// Trace ids kept per window (enough to link services, bounded).
+const TRACE_CAP: usize = 16;
+
+/// Everything gathered about one key in one window.
+#[derive(Debug, Default)]
+pub struct Facts {
+    pub service: String,
+    pub namespace: Option<String>,
+    /// Events folded in.
+    pub matched: u64,
+    pub first_seen: Option<EventTime>,
+    upstreams: TopCounts,
+    error_types: TopCounts,
+    statuses: TopCounts,
+    nodes: TopCounts,
+    instances: TopCounts,
+    trace_ids: Vec<String>,
+    samples: Vec<String>,
+    version: Option<String>,
+    /// (signature rule index, matching events).
+    signature_hits: Vec<(usize, u64)>,
+}
+
+impl Facts {
+    /// Empty facts about `o`'s service.
+    pub fn for_event(o: &Observed<'_>) -> Self {
+        Facts {
+            service: o.event.service.clone(),
+            namespace: o.event.namespace.clone(),
+            ..Facts::default()
+        }
+    }
+
+    /// Folds one event in.
+    pub fn add(&mut self, o: &Observed<'_>) {
+        let ev = o.event;
+        self.matched += 1;
+        self.first_seen = Some(self.first_seen.map_or(ev.time, |t| t.min(ev.time)));
+        if let Some(u) = &ev.upstream {
+            self.upstreams.add(u, TOP_CAP);
+        }
+        if let Some(t) = &ev.error_type {
+            self.error_types.add(t, TOP_CAP);
+        }
+        if let Some(s) = ev.http_status {
+            self.statuses.add(&s.to_string(), TOP_CAP);
+        }
+        if let Some(n) = &ev.node {
+            self.nodes.add(n, TOP_CAP);
+        }
+        if let Some(i) = &ev.instance {
+            self.instances.add(i, TOP_CAP);
+        }
+        if let Some(t) = &ev.trace_id {
+            if self.trace_ids.len() < TRACE_CAP && !self.trace_ids.contains(t) {
+                self.trace_ids.push(t.clone());
+            }
+        }
+        if self.samples.len() < SAMPLE_CAP && !self.samples.contains(&ev.message) {
+            self.samples.push(ev.message.clone());
+        }
+        if ev.version.is_some() {
+            self.version.clone_from(&ev.version);
+        }
+        for &s in o.signatures {
+            match self.signature_hits.iter_mut().find(|h| h.0 == s) {
+                Some(h) => h.1 += 1,
+                None => self.signature_hits.push((s, 1)),
+            }
+        }
+    }
+
+    /// The detection these facts support.
+    pub fn into_detection(self, meta: &SignatureMeta, head: Head) -> Detection {
+        let hints = meta.hints(&self.signature_hits, self.matched);
+        Detection {
+            detection_id: stable_id(
+                "det-",
+                &[
+                    head.detector.as_bytes(),
+                    head.rule.as_bytes(),
+                    head.key.as_bytes(),
+                    &head.window.start.millis().to_be_bytes(),
+                ],
+            ),
+            detector: head.detector.to_string(),
+            rule: head.rule,
+            key: head.key,
+            first_seen: self.first_seen.unwrap_or(head.window.start),
+            service: self.service,
+            namespace: self.namespace,
+            score: head.score,
+            window: head.window,
+            evidence: head.evidence,
+            count: self.matched as i64,
+            hints,
+            upstreams: self.upstreams.sorted(),
+            error_types: self.error_types.sorted(),
+            http_statuses: self.statuses.sorted(),
+            nodes: self.nodes.sorted(),
+            instances: self.instances.sorted(),
+            trace_ids: self.trace_ids,
+            samples: self.samples,
+            version: self.version,
+        }
+    }
+}
+
+/// What a detector decided about a window; the rest comes from [`Facts`].
+#[derive(Debug, Clone)]
+pub struct Head {
+    pub detector: &'static str,
+    pub rule: String,
+    pub key: String,
+    pub score: f64,
+    pub window: Window,
+    pub evidence: String,
+}
+
+/// The signature rules' metadata, indexed like the rules.
+#[derive(Debug, Clone, Default)]
+pub struct SignatureMeta(Vec<(Category, f64, String, About)>);
+
+impl SignatureMeta {
+    /// Copies what hints need from compiled rules.
+    pub fn new(s: &Signatures) -> Self {
+        SignatureMeta(
+            s.rules()
+                .iter()
+                .map(|r| (r.category, r.weight, r.name.clone(), r.about))
+                .collect(),
+        )
+    }
+
+    /// Hints from hit counts: each rule's weight times the share of the
+    /// window's events it matched; strongest first, ties by name.
+    pub fn hints(&self, hits: &[(usize, u64)], events: u64) -> Vec<CategoryHint> {
+        let mut h: Vec<CategoryHint> = hits
+            .iter()
+            .filter_map(|&(i, n)| {
+                self.0
+                    .get(i)
+                    .map(|(cat, weight, name, about)| CategoryHint {
+                        category: *cat,
+                        weight: weight * (n as f64 / events.max(1) as f64).min(1.0),
+                        source: name.clone(),
+                        about: *about,
+                    })
+            })
+            .collect();
+        h.sort_by(|a, b| {
+            b.weight
+                .total_cmp(&a.weight)
+                .then_with(|| a.source.cmp(&b.source))
+        });
+        h
+    }
+}
