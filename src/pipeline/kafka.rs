@@ -146,16 +146,24 @@ impl std::fmt::Display for KafkaSummary {
     }
 }
 
-/// The longest window any detector holds an event in (ms). A new windowed
-/// detector must be added here so offsets stay held until it emits.
+/// The longest window any detector holds an event in (ms): threshold
+/// windows and anomaly buckets. A new windowed detector must be added here
+/// so that offsets stay held until it has emitted.
 pub fn detect_hold_ms(cfg: &Config) -> i64 {
-    cfg.detectors
+    let threshold = cfg
+        .detectors
         .threshold
         .rules
         .iter()
         .map(|r| r.window.0)
         .max()
-        .unwrap_or(0)
+        .unwrap_or(0);
+    let anomaly = if cfg.detectors.anomaly.enabled {
+        cfg.detectors.anomaly.bucket.0
+    } else {
+        0
+    };
+    threshold.max(anomaly)
 }
 
 /// Per-partition input bookkeeping for the watermark.

@@ -221,6 +221,10 @@ min_count = 1
 baseline_factor = 1.0
 baseline_alpha = 0.000001
 significance = 1.0
+warmup_windows = 0
+
+[detectors.anomaly]
+enabled = false
 "#;
 
 /// A test config with the given detector section (empty = the defaults).
