@@ -26,7 +26,7 @@ const WINDOW: i64 = 10_000;
 
 struct Input {
     /// Per chunk: (partition, key, payload).
-    chunks: Vec<Vec<(Option<i32>, String, Vec<u8>)>>,
+    chunks: Vec<Vec<Out>>,
     /// (rule key, window start) → expected count.
     expected: BTreeMap<(String, i64), i64>,
     /// (partition, offset) of malformed inputs.

@@ -523,9 +523,7 @@ pub fn run(
                         clock
                             .assigned
                             .iter()
-                            .filter(|q| {
-                                !clock.eof_since.get(q).is_some_and(|t| t.elapsed() >= idle)
-                            })
+                            .filter(|q| clock.eof_since.get(q).is_none_or(|t| t.elapsed() < idle))
                             .map(|q| dclock.markers.get(q).copied())
                             .try_fold(i64::MAX, |acc, m| m.map(|m| acc.min(m)))
                     } else {

@@ -74,8 +74,11 @@ pub fn producer(brokers: &str) -> BaseProducer {
         .expect("producer")
 }
 
-/// Produces (partition, key, payload) records and waits for all acks.
-pub fn produce(p: &BaseProducer, topic: &str, records: &[(Option<i32>, String, Vec<u8>)]) {
+/// A record to produce: (partition, key, payload).
+pub type Out = (Option<i32>, String, Vec<u8>);
+
+/// Produces records and waits for all acks.
+pub fn produce(p: &BaseProducer, topic: &str, records: &[Out]) {
     for (part, key, payload) in records {
         let mut r = BaseRecord::to(topic)
             .key(key.as_str())
