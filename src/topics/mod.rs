@@ -200,11 +200,18 @@ pub async fn apply(
     let admin: AdminClient<DefaultClientContext> = cc.create()?;
     let timeout = Duration::from_secs(15);
     let md = admin.inner().fetch_metadata(None, timeout)?;
-    let existing: BTreeMap<String, i32> = md
+    // name → (partitions, replication of the first partition)
+    let existing: BTreeMap<String, (i32, i32)> = md
         .topics()
         .iter()
         .filter(|t| t.error().is_none())
-        .map(|t| (t.name().to_string(), t.partitions().len() as i32))
+        .map(|t| {
+            let repl = t
+                .partitions()
+                .first()
+                .map_or(0, |p| p.replicas().len() as i32);
+            (t.name().to_string(), (t.partitions().len() as i32, repl))
+        })
         .collect();
     let opts = AdminOptions::new().operation_timeout(Some(timeout));
     let mut report = ApplyReport::default();
@@ -244,7 +251,7 @@ pub async fn apply(
             report.topics.push((s.name.clone(), st));
             continue;
         }
-        let Some(&parts) = existing.get(&s.name) else {
+        let Some(&(parts, repl)) = existing.get(&s.name) else {
             report.topics.push((
                 s.name.clone(),
                 TopicStatus::Failed("not created and not reported".into()),
@@ -254,6 +261,9 @@ pub async fn apply(
         let mut diffs = Vec::new();
         if parts != s.partitions {
             diffs.push(format!("partitions {parts}, declared {}", s.partitions));
+        }
+        if repl != s.replication {
+            diffs.push(format!("replication {repl}, declared {}", s.replication));
         }
         let spec = [ResourceSpecifier::Topic(&s.name)];
         match admin.describe_configs(spec.iter(), &opts).await {

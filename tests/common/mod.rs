@@ -5,6 +5,8 @@
 //! process (SIGTERM / SIGKILL).
 #![allow(dead_code)]
 
+pub mod accounting;
+
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
