@@ -78,3 +78,46 @@ fn malformed_messages_go_to_dlq_with_coordinates() {
     let st = r.terminate();
     assert!(st.success(), "exit {st:?}");
 }
+
+/// Backpressure: with at most 2 outputs awaiting acks the consumer pauses
+/// and resumes constantly; every event is still processed.
+#[test]
+fn tiny_in_flight_bound_still_processes_everything() {
+    let Some(b) = brokers() else { return };
+    let prefix = unique("bp");
+    create_topics(&b, &prefix, &[("errors", 2)]);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &prefix, "");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("[kafka]\n", "[kafka]\nmax_in_flight = 2\n");
+    std::fs::write(&cfg, text).unwrap();
+    let t0 = 1_767_225_600_000i64;
+    let mut recs = Vec::new();
+    let mut good = BTreeSet::new();
+    for i in 0..500i64 {
+        let id = format!("bp-{i}");
+        good.insert(reflex::util::stable_id("chg-", &[id.as_bytes(), b"svc"]));
+        recs.push((
+            Some((i % 2) as i32),
+            String::new(),
+            event_json(&id, t0 + i, "svc", "change"),
+        ));
+    }
+    produce(&producer(&b), &format!("{prefix}.errors"), &recs);
+    let r = Reflex::start(&b, &cfg, "all", dir.path().join("reflex.log"));
+    let mut det = Reader::new(&b, &format!("{prefix}.reflex.detections"));
+    assert!(
+        det.until(Duration::from_secs(60), |recs| {
+            let ids: BTreeSet<String> = recs
+                .iter()
+                .filter_map(|r| r.json()["detection_id"].as_str().map(String::from))
+                .collect();
+            good.is_subset(&ids)
+        }),
+        "{} detections; log:\n{}",
+        det.records.len(),
+        r.log_text()
+    );
+    assert!(r.terminate().success());
+}

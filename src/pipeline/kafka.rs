@@ -29,9 +29,8 @@
 //!
 //! Offsets and failure handling: see [`crate::sources::kafka`] (at-least-once)
 //! and [`crate::sinks::kafka`] (acks). Backpressure: when more than
-//! `max_in_flight` outputs await acknowledgement, the assignment is paused
-//! (the consumer keeps polling, so the group membership holds) and resumed
-//! at half that. Memory is bounded by librdkafka's queues
+//! `max_in_flight` outputs await acknowledgement, no more input is read
+//! until half of them are acknowledged (librdkafka heartbeats meanwhile). Memory is bounded by librdkafka's queues
 //! (`queued.max.messages.kbytes`, `queue.buffering.max.kbytes`), the
 //! in-flight bound, and the stages' own documented bounds.
 
@@ -342,7 +341,6 @@ pub fn run(
         ..DecideClock::default()
     };
     let mut dets: Vec<Detection> = Vec::new();
-    let mut paused = false;
     let mut last_err_log = Instant::now() - Duration::from_secs(60);
     let batch_max = cfg.pipeline.batch_size.max(1);
 
@@ -356,19 +354,28 @@ pub fn run(
         if let Some(f) = deliveries.failure() {
             return Err(KafkaRunError::Delivery(f));
         }
-        // Backpressure.
-        let inflight = deliveries.in_flight();
-        if !paused && inflight >= k.max_in_flight {
-            if let Ok(a) = consumer.assignment() {
-                let _ = consumer.pause(&a);
+        // Backpressure: while too many outputs await acks, read nothing
+        // more (librdkafka keeps heartbeating in the background). A stall
+        // longer than `max.poll.interval.ms` makes the group reassign the
+        // partitions; the uncommitted work is then replayed, never lost.
+        if deliveries.in_flight() >= k.max_in_flight {
+            metrics::counter!("reflex_kafka_backpressure_waits_total").increment(1);
+            let since = Instant::now();
+            while !deliveries.wait_below(k.max_in_flight / 2, POLL_TIMEOUT) {
+                if shutdown.load(Ordering::SeqCst) {
+                    break;
+                }
+                if since.elapsed() > Duration::from_secs(10)
+                    && last_err_log.elapsed() > Duration::from_secs(10)
+                {
+                    warn!(
+                        in_flight = deliveries.in_flight(),
+                        "Outputs are not being acknowledged (broker unavailable?); consumption paused."
+                    );
+                    last_err_log = Instant::now();
+                }
             }
-            paused = true;
-            metrics::counter!("reflex_kafka_backpressure_pauses_total").increment(1);
-        } else if paused && inflight <= k.max_in_flight / 2 {
-            if let Ok(a) = consumer.assignment() {
-                let _ = consumer.resume(&a);
-            }
-            paused = false;
+            continue;
         }
         let mut n = 0usize;
         let mut timeout = POLL_TIMEOUT;

@@ -121,6 +121,24 @@ impl Deliveries {
         self.lock().failure.clone()
     }
 
+    /// Waits until at most `n` records are in flight (or a failure, or
+    /// `timeout`); returns whether that holds.
+    pub fn wait_below(&self, n: usize, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut s = self.lock();
+        while s.inflight.len() > n && s.failure.is_none() {
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            s = match self.changed.wait_timeout(s, deadline - now) {
+                Ok((g, _)) => g,
+                Err(p) => p.into_inner().0,
+            };
+        }
+        true
+    }
+
     /// Waits until nothing is in flight (or a failure, or `timeout`).
     pub fn wait_idle(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
