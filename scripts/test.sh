@@ -45,6 +45,7 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 export REFLEX_TEST_BROKERS="127.0.0.1:$PORT"
+export REFLEX_TEST_TANSU="$TANSU"   # the outage test starts its own broker behind a proxy
 
 # --- Rust: format, lints, tests ---------------------------------------------
 log "cargo fmt --check"
