@@ -39,7 +39,7 @@ use super::stats::Stats;
 use super::watermark::WatermarkTracker;
 use super::Stage;
 use crate::codec::avro::{self, RecordType};
-use crate::codec::registry::{RegistryErrorKind, SchemaRegistry};
+use crate::codec::registry::{RegistryError, RegistryErrorKind, SchemaRegistry};
 use crate::codec::{wire, DecodeError, DecodeErrorKind, InputCodec};
 use crate::config::Config;
 use crate::detectors::DetectStage;
@@ -203,25 +203,56 @@ struct InputDecoder {
 }
 
 impl InputDecoder {
-    fn decode(&self, bytes: &[u8]) -> Result<ErrorEvent, DecodeError> {
+    /// The event or its dead letter reason; `Err` only for a registry that
+    /// cannot be asked right now (retried by the caller, never a dead letter).
+    fn decode(&self, bytes: &[u8]) -> Result<Result<ErrorEvent, DecodeError>, RegistryError> {
         if let (Some(reg), Some((id, body))) = (&self.registry, wire::unframe(bytes)) {
             if bytes.len() <= self.codec.max_bytes && !self.codec.event_schema_ids.contains(&id) {
-                let writer = reg.schema(id).map_err(|e| {
-                    let kind = match e.kind {
-                        RegistryErrorKind::NotFound | RegistryErrorKind::BadSchema => {
-                            DecodeErrorKind::UnknownSchema
-                        }
-                        _ => DecodeErrorKind::UnknownSchema,
-                    };
-                    DecodeError::new(kind, e.to_string())
-                })?;
+                let writer = match reg.schema(id) {
+                    Ok(w) => w,
+                    Err(e)
+                        if matches!(
+                            e.kind,
+                            RegistryErrorKind::NotFound | RegistryErrorKind::BadSchema
+                        ) =>
+                    {
+                        return Ok(Err(DecodeError::new(
+                            DecodeErrorKind::UnknownSchema,
+                            e.to_string(),
+                        )))
+                    }
+                    Err(e) => return Err(e),
+                };
                 if Some(writer.canonical_form()) == self.ours {
-                    return avro::decode_event(body);
+                    return Ok(avro::decode_event(body));
                 }
-                return avro::decode_event_with_writer(&writer, body);
+                return Ok(avro::decode_event_with_writer(&writer, body));
             }
         }
-        self.codec.decode(bytes)
+        Ok(self.codec.decode(bytes))
+    }
+
+    /// Decodes, retrying with backoff while the registry is unreachable.
+    fn decode_retrying(
+        &self,
+        bytes: &[u8],
+        shutdown: &AtomicBool,
+    ) -> Result<Result<ErrorEvent, DecodeError>, KafkaRunError> {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.decode(bytes) {
+                Ok(r) => return Ok(r),
+                Err(error) => {
+                    metrics::counter!("reflex_schema_registry_errors_total").increment(1);
+                    warn!(%error, "Schema Registry unavailable; retrying.");
+                    if shutdown.load(Ordering::SeqCst) {
+                        return Err(KafkaRunError::Registry(error.to_string()));
+                    }
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
     }
 }
 
@@ -436,7 +467,7 @@ pub fn run(
                     } else {
                         hold_detect
                     };
-                    match decoder.decode(payload) {
+                    match decoder.decode_retrying(payload, &shutdown)? {
                         Ok(ev) => {
                             let t = ev.time.max(announced);
                             shared
