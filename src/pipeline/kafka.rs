@@ -470,11 +470,16 @@ pub fn run(
                     match decoder.decode_retrying(payload, &shutdown)? {
                         Ok(ev) => {
                             let t = ev.time.max(announced);
-                            shared
-                                .tracker()
-                                .add(p, off, t.millis().saturating_add(hold));
                             clock.seen.insert(p);
-                            wm_tracker.observe(p, ev.time);
+                            // An implausible jump into the future (broken
+                            // clock) would hold the partition's offsets until
+                            // that time: such an event does not hold them.
+                            let release = if wm_tracker.observe(p, ev.time) {
+                                t.millis().saturating_add(hold)
+                            } else {
+                                i64::MIN
+                            };
+                            shared.tracker().add(p, off, release);
                             handle
                                 .get()
                                 .learn_cluster(&ev.service, ev.cluster.as_deref());
