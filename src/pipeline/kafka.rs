@@ -372,7 +372,9 @@ pub fn run(
         ..DecideClock::default()
     };
     let mut dets: Vec<Detection> = Vec::new();
-    let mut last_err_log = Instant::now() - Duration::from_secs(60);
+    let mut last_err_log = Instant::now()
+        .checked_sub(Duration::from_secs(60))
+        .unwrap_or_else(Instant::now);
     let batch_max = cfg.pipeline.batch_size.max(1);
 
     // The decider borrows the sink; it is rebuilt on rebalance with the stages.
