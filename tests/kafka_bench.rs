@@ -7,7 +7,8 @@
 //! Produces `REFLEX_BENCH_EVENTS` (default 300 000) generated events to a
 //! 3-partition topic, then measures in the same run (same broker, same
 //! consumer settings):
-//! 1. a bare rdkafka `BaseConsumer` reading every message (no decoding);
+//! 1. a bare rdkafka `BaseConsumer` reading every message (no decoding),
+//!    and the same with `StreamConsumer` (pitfall 3 of CRATES.md);
 //! 2. `reflex run --stage all` end to end: from process start until the last
 //!    message of every partition (a malformed one) is read back from
 //!    `reflex.dlq` — i.e. every event decoded, detected, diagnosed and every
@@ -79,6 +80,35 @@ fn throughput_reflex_vs_bare_consumer() {
     assert_eq!(got, total);
     drop(c);
 
+    // 1b. StreamConsumer (async), same settings: the alternative runtime design.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let stream_secs = rt.block_on(async {
+        use rdkafka::consumer::StreamConsumer;
+        let c: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &b)
+            .set("group.id", unique("stream"))
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "false")
+            .set("fetch.wait.max.ms", "5")
+            .create()
+            .unwrap();
+        c.subscribe(&[&topic]).unwrap();
+        let t = Instant::now();
+        let mut got = 0usize;
+        while got < total {
+            match tokio::time::timeout(Duration::from_secs(30), c.recv()).await {
+                Ok(Ok(_)) => got += 1,
+                Ok(Err(_)) => {}
+                Err(_) => panic!("StreamConsumer stalled at {got}"),
+            }
+        }
+        t.elapsed().as_secs_f64()
+    });
+
     // 2. reflex end to end.
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config_with(dir.path(), &prefix, "", "");
@@ -95,6 +125,10 @@ fn throughput_reflex_vs_bare_consumer() {
     let bare_rate = total as f64 / bare;
     let reflex_rate = total as f64 / e2e;
     eprintln!("bare BaseConsumer : {total} msgs in {bare:.2}s = {bare_rate:.0} msgs/s");
+    eprintln!(
+        "StreamConsumer    : {total} msgs in {stream_secs:.2}s = {:.0} msgs/s",
+        total as f64 / stream_secs
+    );
     eprintln!("reflex end to end : {total} msgs in {e2e:.2}s = {reflex_rate:.0} events/s");
     eprintln!("ratio reflex/bare : {:.2}", reflex_rate / bare_rate);
 }
