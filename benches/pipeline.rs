@@ -54,7 +54,12 @@ fn bench(c: &mut Criterion) {
     g.bench_function("decode_and_detect", |b| {
         b.iter(|| {
             let stats = Arc::new(Default::default());
-            let mut stage = DetectStage::new(&cfg.detectors, cfg.signatures.clone(), stats);
+            let mut stage = DetectStage::new(
+                &cfg.detectors,
+                cfg.signatures.clone(),
+                &cfg.sequences,
+                stats,
+            );
             let mut out = Vec::new();
             for (i, l) in lines.iter().enumerate() {
                 if let Ok(ev) = codec.decode(l) {
@@ -72,7 +77,12 @@ fn bench(c: &mut Criterion) {
     g.bench_function("detect_only", |b| {
         b.iter(|| {
             let stats = Arc::new(Default::default());
-            let mut stage = DetectStage::new(&cfg.detectors, cfg.signatures.clone(), stats);
+            let mut stage = DetectStage::new(
+                &cfg.detectors,
+                cfg.signatures.clone(),
+                &cfg.sequences,
+                stats,
+            );
             let mut out = Vec::new();
             for (i, ev) in events.iter().enumerate() {
                 let t = ev.time;

@@ -1,18 +1,11 @@
 //! Throughput of the streaming template miner over generated log lines.
-//!
-//! The module is included by path so that this bench builds on its own;
-//! it is the same code as `reflex::detectors::pattern`.
 
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
-#[allow(dead_code, unused_imports)]
-#[path = "../src/detectors/pattern/mod.rs"]
-mod pattern;
-
-use pattern::config::MinerConfig;
-use pattern::miner::TemplateMiner;
+use reflex::detectors::pattern::config::MinerConfig;
+use reflex::detectors::pattern::miner::TemplateMiner;
 
 /// Deterministic pseudo-random lines in a dozen shapes (no external data).
 fn lines(n: usize) -> Vec<String> {

@@ -86,6 +86,20 @@ enum Command {
         #[arg(long)]
         output: Option<PathBuf>,
     },
+    /// Run a simulated fleet with injected faults through the whole loop, narrated, ending in a report.
+    Demo {
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Faults to inject (11 covers every category).
+        #[arg(long, default_value_t = 11)]
+        faults: usize,
+        /// Simulated hours.
+        #[arg(long, default_value_t = 8.0)]
+        hours: f64,
+        /// Write events.jsonl (replayable with `reflex run`), truth.jsonl and demo-out/ here.
+        #[arg(long)]
+        export: Option<PathBuf>,
+    },
     /// Write a generated event stream (a small fleet with injected faults) as JSON Lines.
     Generate {
         /// Approximate number of events.
@@ -126,6 +140,12 @@ fn main() -> ExitCode {
         Command::Validate { config } => cmd_validate(config),
         Command::Anomalies { input, output } => cmd_anomalies(input, output),
         Command::Templates { input, output } => cmd_templates(input, output),
+        Command::Demo {
+            seed,
+            faults,
+            hours,
+            export,
+        } => cmd_demo(seed, faults, hours, export),
         Command::Generate {
             events,
             seed,
@@ -328,6 +348,46 @@ fn cmd_validate(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Err(code) => Ok(code),
+    }
+}
+
+fn cmd_demo(
+    seed: u64,
+    faults: usize,
+    hours: f64,
+    export: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    use reflex::sim::demo::{self, DemoError, DemoOptions};
+    let cfg = match load_config(None) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    let opts = DemoOptions {
+        seed,
+        faults,
+        hours,
+        export: export.clone(),
+        ..DemoOptions::default()
+    };
+    let mut stdout = std::io::stdout().lock();
+    match demo::run(&cfg, &opts, &mut stdout) {
+        Ok(run) => {
+            use std::io::Write;
+            writeln!(stdout, "\nreport\n{}", run.report)?;
+            if let Some(dir) = export {
+                writeln!(
+                    stdout,
+                    "exported {0}/events.jsonl and {0}/truth.jsonl; replay: reflex run --input {0}/events.jsonl --output-dir OUT (compare with {0}/demo-out)",
+                    dir.display()
+                )?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(DemoError::Usage(m)) => {
+            eprintln!("reflex: {m}");
+            Ok(ExitCode::from(2))
+        }
+        Err(e) => Err(e.into()),
     }
 }
 

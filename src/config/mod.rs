@@ -9,6 +9,7 @@
 
 pub mod kafka;
 
+use crate::detectors::pattern::stream::{compile_sequences, SequenceRule};
 use crate::detectors::signature::{SignatureRule, Signatures};
 use crate::detectors::DetectorsConfig;
 use crate::diagnosis::catalog::Catalog;
@@ -24,6 +25,7 @@ pub const EMBEDDED_CONFIG: &str = include_str!("../../topology/reflex.toml");
 const EMBEDDED_SIGNATURES: &str = include_str!("../../topology/rules/signatures.yaml");
 const EMBEDDED_ACTIONS: &str = include_str!("../../topology/actions.yaml");
 const EMBEDDED_SERVICES: &str = include_str!("../../topology/services.yaml");
+const EMBEDDED_SEQUENCES: &str = include_str!("../../topology/rules/sequences.yaml");
 
 /// `[pipeline]` section.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -65,6 +67,8 @@ pub struct Config {
     pub kafka: kafka::KafkaConfig,
     /// Compiled signature rules.
     pub signatures: Signatures,
+    /// Sequence rules (validated against the signature rules).
+    pub sequences: Vec<SequenceRule>,
     pub actions: ActionCatalog,
     pub catalog: Catalog,
     /// Where the config came from (`<embedded>` or a path).
@@ -355,6 +359,27 @@ impl Config {
                 "a compiled-in Avro schema does not parse",
             );
         }
+        let mut sequences = Vec::new();
+        if let Some((f, t)) = read_ref(
+            &mut c,
+            file,
+            base,
+            "detectors.pattern.sequences",
+            &detectors.pattern.sequences,
+            ("rules/sequences.yaml", EMBEDDED_SEQUENCES),
+        ) {
+            let (index, rules): (Vec<usize>, Vec<SequenceRule>) =
+                c.yaml_list::<SequenceRule>(&f, &t).into_iter().unzip();
+            if let Some(sigs) = &signatures {
+                if let Err(errs) = compile_sequences(&rules, sigs) {
+                    for (i, field, e) in errs {
+                        let i = index.get(i).copied().unwrap_or(i);
+                        c.push(&f, format!("[{i}].{field}"), e);
+                    }
+                }
+            }
+            sequences = rules;
+        }
         let signatures = match signatures {
             Some(s) if c.issues.is_empty() => s,
             _ => return Err(ConfigError { issues: c.issues }),
@@ -366,6 +391,7 @@ impl Config {
             recovery,
             kafka,
             signatures,
+            sequences,
             actions,
             catalog,
             source: file.to_string(),

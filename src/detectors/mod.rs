@@ -21,9 +21,20 @@ use crate::util::stable_id;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
+/// The template an event's message was mined into.
+#[derive(Debug, Clone, Copy)]
+pub struct TemplateRef<'a> {
+    pub id: pattern::miner::TemplateId,
+    /// This message created the template (never seen before).
+    pub created: bool,
+    pub text: &'a str,
+}
+
 /// An event as detectors see it, with what the stage already worked out.
 pub struct Observed<'a> {
     pub event: &'a ErrorEvent,
+    /// Its template, when the message was mined (severity >= `mine_severity`).
+    pub template: Option<TemplateRef<'a>>,
     /// Indices of the signature rules the event matched.
     pub signatures: &'a [usize],
     /// The event is older than the watermark.
@@ -53,11 +64,15 @@ pub struct DetectorsConfig {
     pub threshold: threshold::ThresholdConfig,
     /// The streaming anomaly detector over per-service series.
     pub anomaly: anomaly::AnomalyStreamConfig,
+    /// Template mining and pattern detections.
+    pub pattern: pattern::stream::PatternConfig,
 }
 
 /// The detect stage: signatures + every detector.
 pub struct DetectStage {
     signatures: signature::Signatures,
+    miner: Option<pattern::miner::TemplateMiner>,
+    mine_severity: crate::model::Severity,
     detectors: Vec<Box<dyn Detector>>,
     watermark: EventTime,
     matches: Vec<usize>,
@@ -65,10 +80,11 @@ pub struct DetectStage {
 }
 
 impl DetectStage {
-    /// Builds the stage from config and compiled signature rules.
+    /// Builds the stage from config, compiled signature rules and sequence rules.
     pub fn new(
         cfg: &DetectorsConfig,
         signatures: signature::Signatures,
+        sequences: &[pattern::stream::SequenceRule],
         stats: Arc<Stats>,
     ) -> Self {
         let detectors: Vec<Box<dyn Detector>> = vec![
@@ -77,8 +93,18 @@ impl DetectStage {
                 &signatures,
             )),
             Box::new(anomaly::AnomalyStream::new(&cfg.anomaly, &signatures)),
+            Box::new(pattern::stream::PatternStream::new(
+                &cfg.pattern,
+                &signatures,
+                sequences,
+            )),
         ];
         DetectStage {
+            miner: cfg
+                .pattern
+                .enabled
+                .then(|| pattern::miner::TemplateMiner::new(&cfg.pattern.miner)),
+            mine_severity: cfg.pattern.mine_severity,
             signatures,
             detectors,
             watermark: EventTime(i64::MIN),
@@ -154,8 +180,19 @@ impl Stage for DetectStage {
             return;
         }
         self.signatures.matches(&ev, &mut self.matches);
+        let template = match &mut self.miner {
+            Some(m) if ev.severity >= self.mine_severity => {
+                let obs = m.observe_detailed(&ev.message);
+                Some((obs.id, obs.created))
+            }
+            _ => None,
+        };
         let o = Observed {
             event: &ev,
+            template: template.and_then(|(id, created)| {
+                let text = self.miner.as_ref()?.template(id)?;
+                Some(TemplateRef { id, created, text })
+            }),
             signatures: &self.matches,
             late,
             watermark: self.watermark,

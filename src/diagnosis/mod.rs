@@ -5,15 +5,20 @@
 //! `correlation_gap` of the incident's last activity and is connected to it —
 //! same service, adjacent in the dependency graph (catalog + learned from
 //! `upstream`), naming an affected service as its upstream, sharing an
-//! external upstream, or sharing trace ids. Otherwise a strong enough
+//! external upstream, sharing trace ids, or failing mostly on the same node
+//! with network errors. Otherwise a strong enough
 //! detection opens a new incident.
 //!
 //! Lifecycle (event time): an incident is *pending* for `settle` after its
 //! first detection so that the callers' detections of the same fault can
 //! arrive before anyone acts on a premature root cause; then `open`;
 //! `updated` when its root cause, category or services change; `resolved`
-//! after `resolve_after` without detections; a detection on one of its
-//! services within `reopen_within` of resolution reopens it (same id).
+//! after `resolve_after` without detections; a detection on its root-cause
+//! service (unless it now fails because of a dependency or shows strong
+//! evidence of another category), or naming it as upstream in a third of its
+//! failing events or more, within `reopen_within` of resolution
+//! reopens it (same id) — a relapse; former victims failing again start a
+//! new incident.
 //!
 //! Keying: state is per correlation domain (everything the stage sees), so
 //! in Kafka mode detections are keyed by namespace/cluster.
@@ -67,7 +72,13 @@ pub struct DiagnosisStage {
     incidents: Vec<Tracked>,
     watermark: EventTime,
     stats: Arc<Stats>,
+    /// Namespace last reported per service (any detection, changes included),
+    /// so an incident rooted at a silent service still targets the right one.
+    namespaces: BTreeMap<String, String>,
 }
+
+/// Bound on remembered service namespaces.
+const MAX_NAMESPACES: usize = 65_536;
 
 impl DiagnosisStage {
     /// A stage with the catalog's declared dependencies loaded.
@@ -84,6 +95,7 @@ impl DiagnosisStage {
             incidents: Vec::new(),
             watermark: EventTime(i64::MIN),
             stats,
+            namespaces: BTreeMap::new(),
         }
     }
 
@@ -95,6 +107,47 @@ impl DiagnosisStage {
             self.graph.adjacent(s, &d.service) || d.upstreams.iter().any(|u| &u.value == s)
         }) || d.upstreams.iter().any(|u| t.upstreams.contains(&u.value))
             || d.trace_ids.iter().any(|x| t.traces.contains(x))
+            || Self::same_troubled_node(t, d)
+    }
+
+    /// The detection shows the service failing for another reason than the
+    /// incident's `category`: mostly because of a dependency (a third of its
+    /// failing events name one upstream, or strong evidence about a
+    /// dependency), or with strong evidence of its own
+    /// for a different category. Such a failure is not a relapse.
+    fn other_trouble(d: &Detection, category: crate::model::Category) -> bool {
+        let victim = d.upstreams.iter().any(|u| 3 * u.count >= d.count)
+            || d.hints
+                .iter()
+                .any(|h| h.about == crate::model::About::Dependency && h.weight >= 0.3);
+        let other = d.hints.iter().any(|h| {
+            h.about == crate::model::About::Itself && h.weight >= 0.3 && h.category != category
+        });
+        victim || other
+    }
+
+    /// Both fail mostly on the same node with network errors (node-local trouble).
+    fn same_troubled_node(t: &Tracked, d: &Detection) -> bool {
+        let w = d
+            .hints
+            .iter()
+            .filter(|h| h.category == crate::model::Category::Network)
+            .map(|h| h.weight)
+            .fold(0.0, f64::max);
+        let Some(node) =
+            rootcause::network_node(d.nodes.iter().map(|n| (n.value.as_str(), n.count)), w)
+        else {
+            return false;
+        };
+        t.signals.values().any(|s| {
+            let w = s
+                .self_hints
+                .get(&crate::model::Category::Network)
+                .copied()
+                .unwrap_or(0.0);
+            rootcause::network_node(s.nodes.iter().map(|(k, v)| (k.as_str(), *v)), w).as_deref()
+                == Some(node.as_str())
+        })
     }
 
     fn fold(t: &mut Tracked, d: &Detection) {
@@ -121,6 +174,9 @@ impl DiagnosisStage {
             }
         }
         t.last_activity = t.last_activity.max(d.window.end);
+        if sig.namespace.is_none() {
+            sig.namespace.clone_from(&d.namespace);
+        }
         if t.namespace.is_none() {
             t.namespace.clone_from(&d.namespace);
         }
@@ -128,11 +184,10 @@ impl DiagnosisStage {
 
     /// Diagnoses `t` and returns a record if something worth publishing changed.
     fn publish(&self, t: &mut Tracked, status: IncidentStatus, force: bool) -> Option<Incident> {
-        let changes: Vec<Change> = self.changes.iter().cloned().collect();
         let v = rootcause::diagnose(
             &t.signals,
             &self.graph,
-            &changes,
+            &self.changes,
             self.cfg.change_window.0,
             self.cfg.min_category_weight,
         )?;
@@ -186,6 +241,13 @@ impl DiagnosisStage {
             Severity::Error
         };
         Stats::add(&self.stats.incident_records, 1);
+        // The root's own namespace (actions target it), else the incident's.
+        let namespace = t
+            .signals
+            .get(&v.root)
+            .and_then(|s| s.namespace.clone())
+            .or_else(|| self.namespaces.get(&v.root).cloned())
+            .or_else(|| t.namespace.clone().filter(|_| v.external));
         Some(Incident {
             incident_id: t.id.clone(),
             status,
@@ -198,7 +260,7 @@ impl DiagnosisStage {
             services,
             summary,
             evidence,
-            namespace: t.namespace.clone(),
+            namespace,
             severity,
         })
     }
@@ -214,7 +276,14 @@ impl Stage for DiagnosisStage {
     type Out = Incident;
 
     fn process(&mut self, d: Detection, out: &mut Vec<Incident>) {
+        if let Some(ns) = &d.namespace {
+            if self.namespaces.len() < MAX_NAMESPACES || self.namespaces.contains_key(&d.service) {
+                self.namespaces.insert(d.service.clone(), ns.clone());
+            }
+        }
         if d.detector == "change" {
+            // A service that publishes changes is a service, not an external host.
+            self.graph.saw_service(&d.service);
             if self.changes.len() >= MAX_CHANGES {
                 self.changes.pop_front();
             }
@@ -234,8 +303,16 @@ impl Stage for DiagnosisStage {
         let reopen = self.cfg.reopen_within.0;
         let idx = self.incidents.iter().position(|t| match t.resolved_at {
             None => d.first_seen.millis() <= t.last_activity.millis() + gap && self.related(t, &d),
+            // A relapse of the same root cause reopens; a new failure of one
+            // of its former victims is a new incident.
             Some(r) => {
-                d.first_seen.millis() <= r.millis() + reopen && t.signals.contains_key(&d.service)
+                d.first_seen.millis() <= r.millis() + reopen
+                    && t.last.as_ref().is_some_and(|(root, category, ..)| {
+                        (d.service == *root && !Self::other_trouble(&d, *category))
+                            || d.upstreams
+                                .iter()
+                                .any(|u| u.value == *root && 3 * u.count >= d.count)
+                    })
             }
         });
         match idx {

@@ -3,20 +3,33 @@
 //! changes; no I/O, no clock.
 //!
 //! Ranking, per candidate (each affected service, and each upstream named by
-//! callers that is not itself a reporting service — an external dependency):
-//! - **dependency direction** (weight 1.0): the share of the other affected
-//!   services whose failing calls name the candidate as `upstream`, or that
-//!   the graph says call it. Callers shout; the callee is the cause.
+//! callers that is not affected itself — an external dependency, or a known
+//! service that has gone silent, e.g. scaled to zero):
+//! - **dependency direction** (weight 1.0): summed over the other affected
+//!   services, the share of each one's failing events that name the candidate
+//!   as `upstream` (half a vote when only the graph says it calls it),
+//!   normalised by their number. Callers shout; the callee is the cause.
 //! - **intrinsic evidence** (0.6): the strongest signature hint about the
 //!   service itself (OOM, bad config, TLS) — errors "about someone else"
 //!   (timeouts, refused connections to an upstream) count against (−0.4).
+//! - **victim** (−0.6): the share of the candidate's own failing events that
+//!   name other failing candidates as upstream (it is failing because of them).
 //! - **onset** (0.3): the candidate failed first in event time.
-//! - **recent change** (0.5): a `change` on the candidate shortly before onset.
+//! - **recent change** (0.5, scaled down for victims): a `change` on the
+//!   candidate shortly before onset.
+//! - **outside** (0.2): an external or silent candidate, which cannot
+//!   contribute its own evidence.
+//!
+//! Node-local network trouble comes first: when at least two affected
+//! services (and half of them) fail mostly on one node with network errors
+//! of their own, the node is the root and the category is `network`.
 //!
 //! Category: votes from the root's own hints plus half the weight of its
-//! callers' dependency hints; a recent change of the root makes it
+//! callers' dependency hints (the strongest caller's per category, not a sum); a recent change of the root makes it
 //! `bad_deploy` (or `config_error` when configuration evidence dominates);
-//! an external root is `dependency_failure`.
+//! an external root is `dependency_failure`. A silent root (blamed, but
+//! with no detection of its own) is capped below the usual auto-action
+//! confidence unless a recent change on it explains the silence.
 
 use crate::model::{About, Category, EventTime};
 use std::collections::BTreeMap;
@@ -37,6 +50,8 @@ pub struct ServiceSignals {
     pub nodes: BTreeMap<String, i64>,
     /// The strongest detection's evidence line.
     pub evidence: Option<(f64, String)>,
+    /// The service's namespace, as its detections report it.
+    pub namespace: Option<String>,
 }
 
 /// A recent `change` on a service.
@@ -66,7 +81,7 @@ pub struct Verdict {
 pub fn diagnose(
     services: &BTreeMap<String, ServiceSignals>,
     graph: &DependencyGraph,
-    changes: &[Change],
+    changes: &std::collections::VecDeque<Change>,
     change_window_ms: i64,
     min_category_weight: f64,
 ) -> Option<Verdict> {
@@ -74,12 +89,14 @@ pub fn diagnose(
     let n = services.len();
     let others = (n.saturating_sub(1)).max(1) as f64;
 
-    // Candidates: affected services plus external upstreams they name.
+    // Candidates: affected services, plus upstreams they name that are not
+    // affected themselves: external hosts (never report events) and silent
+    // services (known, but emitting nothing — e.g. scaled to zero).
     let mut candidates: BTreeMap<String, bool> =
         services.keys().map(|s| (s.clone(), false)).collect();
     for s in services.values() {
         for u in s.upstreams.keys() {
-            if !services.contains_key(u) && !graph.is_service(u) {
+            if !services.contains_key(u) {
                 candidates.entry(u.clone()).or_insert(true);
             }
         }
@@ -96,44 +113,72 @@ pub fn diagnose(
             .max_by_key(|c| c.time)
     };
 
-    let mut ranked: Vec<(f64, String, bool, Vec<String>)> = Vec::new();
-    for (cand, &external) in &candidates {
-        let mut why = Vec::new();
-        let callers = services
-            .iter()
-            .filter(|(name, sig)| {
-                *name != cand && (sig.upstreams.contains_key(cand) || graph.calls(name, cand))
-            })
-            .count() as f64;
-        let callers_share = if external {
-            callers / n as f64
+    // How strongly `caller` blames `callee`: the share of its failing calls
+    // that name it, or half a vote for a known edge without upstream data.
+    // Denominator: all its failing events (a service's few background
+    // errors naming a dependency do not make it a victim of that dependency).
+    let failing = |sig: &ServiceSignals| -> i64 { sig.count.max(sig.upstreams.values().sum()) };
+    let blame = |caller: &str, sig: &ServiceSignals, callee: &str| -> f64 {
+        let total = failing(sig);
+        if !sig.upstreams.is_empty() && total > 0 {
+            sig.upstreams.get(callee).copied().unwrap_or(0) as f64 / total as f64
+        } else if graph.calls(caller, callee) {
+            0.5
         } else {
-            callers / others
+            0.0
+        }
+    };
+
+    let mut ranked: Vec<(f64, String, bool, Vec<String>)> = Vec::new();
+    for (cand, &outside) in &candidates {
+        let external = outside && !graph.is_service(cand);
+        let mut why = Vec::new();
+        let (mut callers, mut blamed) = (0usize, 0.0);
+        for (name, sig) in services {
+            if name == cand {
+                continue;
+            }
+            let b = blame(name, sig, cand);
+            if b > 0.0 {
+                callers += 1;
+                blamed += b;
+            }
+        }
+        let callers_share = if outside {
+            blamed / n as f64
+        } else {
+            blamed / others
         };
         let mut score = callers_share;
-        if callers > 0.0 {
+        if callers > 0 {
             why.push(format!(
-                "{callers:.0} affected service(s) depend on {cand} and fail calling it"
+                "{callers} affected service(s) depend on {cand} and fail calling it"
             ));
         }
         if let Some(sig) = services.get(cand) {
             let intrinsic = sig.self_hints.values().copied().fold(0.0, f64::max);
             let about_other = sig.dep_hints.values().copied().fold(0.0, f64::max);
             score += 0.6 * intrinsic - 0.4 * about_other;
-            // Failing calls to other affected services: this one is a victim.
-            let blames_affected = sig
-                .upstreams
-                .keys()
-                .any(|u| u != cand && services.contains_key(u));
-            if blames_affected {
-                score -= 0.3;
-            }
+            // Failing calls to other failing candidates: this one is a victim,
+            // in proportion to how much of its failure is about them.
+            let total = failing(sig);
+            let victim = if total > 0 {
+                sig.upstreams
+                    .iter()
+                    .filter(|(u, _)| *u != cand && candidates.contains_key(*u))
+                    .map(|(_, c)| *c)
+                    .sum::<i64>() as f64
+                    / total as f64
+            } else {
+                0.0
+            };
+            score -= 0.6 * victim;
             if sig.first_seen == Some(onset) {
                 score += 0.3;
                 why.push(format!("{cand} failed first ({onset})"));
             }
             if let Some(c) = sig.first_seen.and_then(|f| recent_change(cand, f)) {
-                score += 0.5;
+                score += 0.5 * (1.0 - victim);
                 why.push(format!("change shortly before onset: {}", c.evidence));
             }
             // A lone service with only its own errors is its own root cause.
@@ -145,9 +190,51 @@ pub fn diagnose(
             why.push(format!(
                 "{cand} is an external dependency (it reports no events)"
             ));
+        } else {
+            score += 0.2;
+            why.push(format!(
+                "{cand} is silent while its callers fail (no instance answering?)"
+            ));
         }
         ranked.push((score, cand.clone(), external, why));
     }
+    // Node-local network trouble: the failing events of several affected
+    // services come mostly from one node and carry network evidence of their
+    // own. The node is the root (SPEC §3: escalate, or drain it).
+    if let Some(node) = node_local_network(services) {
+        let on_node: Vec<&String> = services
+            .iter()
+            .filter(|(_, s)| {
+                network_node(
+                    s.nodes.iter().map(|(k, v)| (k.as_str(), *v)),
+                    s.self_hints.get(&Category::Network).copied().unwrap_or(0.0),
+                )
+                .as_deref()
+                    == Some(node.as_str())
+            })
+            .map(|(k, _)| k)
+            .collect();
+        return Some(Verdict {
+            evidence: vec![
+                format!(
+                    "{} affected service(s) fail mostly on node {node} with network errors: {}",
+                    on_node.len(),
+                    on_node
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                format!("onset {onset}"),
+            ],
+            root: node,
+            external: false,
+            category: Category::Network,
+            confidence: 0.75,
+            change: None,
+        });
+    }
+
     ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
     let (top_score, root, external, mut evidence) = ranked.first()?.clone();
     let runner_up = ranked.get(1).map_or(0.0, |r| r.0);
@@ -159,12 +246,19 @@ pub fn diagnose(
             *votes.entry(*c).or_default() += w;
         }
     }
+    // Callers' evidence about the root counts half, and once: many callers
+    // seeing the same failure are one signal, not several.
+    let mut dep_votes: BTreeMap<Category, f64> = BTreeMap::new();
     for (name, sig) in services {
         if name != &root && sig.upstreams.contains_key(&root) {
             for (c, w) in &sig.dep_hints {
-                *votes.entry(*c).or_default() += 0.5 * w;
+                let e = dep_votes.entry(*c).or_default();
+                *e = e.max(0.5 * w);
             }
         }
+    }
+    for (c, w) in dep_votes {
+        *votes.entry(c).or_default() += w;
     }
     let total: f64 = votes.values().sum();
     let mut best = votes
@@ -202,6 +296,19 @@ pub fn diagnose(
     // Confidence in the whole verdict: the root's lead over the runner-up and
     // the category's share of the votes. `unknown` is never confident.
     let mut confidence = (0.4 + 0.3 * margin + 0.3 * category_share).clamp(0.0, 1.0);
+    // A silent service blamed by its callers: it may be down, or merely not
+    // failing loudly enough to be detected. Confident only when a change on
+    // it (e.g. scaled to zero) explains the silence.
+    let silent = !external && !services.contains_key(&root);
+    if silent {
+        match recent_change(&root, onset) {
+            Some(c) => evidence.push(format!(
+                "{root} changed before going silent: {}",
+                c.evidence
+            )),
+            None => confidence = confidence.min(0.55),
+        }
+    }
     if best.0 == Category::Unknown {
         confidence = confidence.min(0.5);
     }
@@ -223,4 +330,103 @@ pub fn add_hint(sig: &mut ServiceSignals, category: Category, weight: f64, about
     };
     let e = m.entry(category).or_insert(0.0);
     *e = e.max(weight);
+}
+
+/// The node a service's failing events come from, when one node holds at
+/// least 70% of at least 5 of them and the service shows network evidence
+/// (`network_weight`, its strongest network hint) of at least 0.15.
+pub fn network_node<'a>(
+    nodes: impl Iterator<Item = (&'a str, i64)>,
+    network_weight: f64,
+) -> Option<String> {
+    if network_weight < 0.15 {
+        return None;
+    }
+    let mut total = 0;
+    let mut best: Option<(&str, i64)> = None;
+    for (n, c) in nodes {
+        total += c;
+        if best.is_none_or(|b| c > b.1 || (c == b.1 && n < b.0)) {
+            best = Some((n, c));
+        }
+    }
+    best.filter(|b| total >= 5 && b.1 * 10 >= total * 7)
+        .map(|b| b.0.to_string())
+}
+
+/// The node shared by at least two affected services (and half of them) as
+/// their [`network_node`], if any.
+pub fn node_local_network(services: &BTreeMap<String, ServiceSignals>) -> Option<String> {
+    let mut per_node: BTreeMap<String, usize> = BTreeMap::new();
+    for s in services.values() {
+        let w = s.self_hints.get(&Category::Network).copied().unwrap_or(0.0);
+        if let Some(n) = network_node(s.nodes.iter().map(|(k, v)| (k.as_str(), *v)), w) {
+            *per_node.entry(n).or_default() += 1;
+        }
+    }
+    per_node
+        .into_iter()
+        .filter(|(_, k)| *k >= 2 && *k * 2 >= services.len())
+        .max_by(|a, b| a.1.cmp(&b.1).then_with(|| b.0.cmp(&a.0)))
+        .map(|(n, _)| n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sig(node_counts: &[(&str, i64)], net: f64, first: i64) -> ServiceSignals {
+        let mut s = ServiceSignals {
+            first_seen: Some(EventTime(first)),
+            score: 1.0,
+            count: node_counts.iter().map(|x| x.1).sum(),
+            ..ServiceSignals::default()
+        };
+        for (n, c) in node_counts {
+            s.nodes.insert((*n).to_string(), *c);
+        }
+        if net > 0.0 {
+            add_hint(&mut s, Category::Network, net, About::Itself);
+        }
+        s
+    }
+
+    #[test]
+    fn node_local_network_names_the_node() {
+        let mut m = BTreeMap::new();
+        m.insert("a".to_string(), sig(&[("n1", 40), ("n2", 2)], 0.5, 10));
+        m.insert("b".to_string(), sig(&[("n1", 30), ("n3", 1)], 0.4, 20));
+        let v = diagnose(
+            &m,
+            &DependencyGraph::default(),
+            &Default::default(),
+            900_000,
+            0.25,
+        )
+        .unwrap();
+        assert_eq!(v.root, "n1");
+        assert_eq!(v.category, Category::Network);
+        // Without network evidence it is not a node problem.
+        m.insert("a".to_string(), sig(&[("n1", 40)], 0.0, 10));
+        assert!(node_local_network(&m).is_none());
+    }
+
+    #[test]
+    fn a_caller_failing_on_an_external_host_is_a_victim() {
+        let mut g = DependencyGraph::default();
+        g.saw_service("notify");
+        g.saw_service("orders");
+        let mut notify = sig(&[("n1", 20), ("n2", 20)], 0.0, 10);
+        notify.upstreams.insert("api.mail.example".into(), 38);
+        add_hint(&mut notify, Category::Unavailable, 0.7, About::Dependency);
+        let mut orders = sig(&[("n3", 30)], 0.0, 400);
+        orders.upstreams.insert("notify".into(), 25);
+        let mut m = BTreeMap::new();
+        m.insert("notify".to_string(), notify);
+        m.insert("orders".to_string(), orders);
+        let v = diagnose(&m, &g, &Default::default(), 900_000, 0.25).unwrap();
+        assert_eq!(v.root, "api.mail.example");
+        assert!(v.external);
+        assert_eq!(v.category, Category::DependencyFailure);
+    }
 }

@@ -8,6 +8,7 @@
 //! Each stage is single-threaded and channels are FIFO, and all time is event
 //! time, so the same input always produces byte-identical outputs.
 
+use super::batcher::Batcher;
 use super::stats::Stats;
 use super::watermark::WatermarkTracker;
 use super::Stage;
@@ -15,13 +16,16 @@ use crate::codec::InputCodec;
 use crate::config::Config;
 use crate::detectors::DetectStage;
 use crate::diagnosis::DiagnosisStage;
-use crate::model::{DeadLetter, Detection, ErrorEvent, EventTime, Incident};
+use crate::model::{ActionResult, DeadLetter, Detection, ErrorEvent, EventTime, Incident};
 use crate::recovery::{RecoveryOutput, RecoveryStage};
 use crate::sinks::{Output, Sink, SinkError};
 use crate::sources::file::{LineBatch, LineReader};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// Event time after which the reader hands over a batch even mid-chunk.
+pub const WATERMARK_CADENCE_MS: i64 = 1_000;
 
 /// Errors that stop a run.
 #[derive(Debug, thiserror::Error)]
@@ -151,6 +155,14 @@ impl<'s> Decider<'s> {
         self.route()
     }
 
+    /// An executor reported how an action went (`reflex.action-results`).
+    /// Handed to the recovery stage, which records it; it emits nothing yet,
+    /// so outputs stay a function of the input events alone (a replay without
+    /// executors reproduces them). Verification (issue 7) builds on this seam.
+    pub fn action_result(&mut self, r: &ActionResult) {
+        self.recover.on_result(r);
+    }
+
     /// Advances event time.
     pub fn watermark(&mut self, wm: EventTime) -> Result<(), SinkError> {
         self.diagnose.on_watermark(wm, &mut self.incidents);
@@ -225,51 +237,40 @@ pub fn run(
         max_bytes: p.max_event_bytes,
         event_schema_ids: Vec::new(),
     };
-    let mut detect = DetectStage::new(&cfg.detectors, cfg.signatures.clone(), stats.clone());
+    let mut detect = DetectStage::new(
+        &cfg.detectors,
+        cfg.signatures.clone(),
+        &cfg.sequences,
+        stats.clone(),
+    );
     let mut decider = Decider::new(cfg, opts, sink, stats.clone());
     let (lines, blank) = std::thread::scope(|s| -> Result<(u64, u64), RunError> {
         let batch_size = p.batch_size;
         let (lateness, skew) = (p.allowed_lateness.0, p.max_time_skew.0);
         let read = s.spawn(move || -> Result<(u64, u64), std::io::Error> {
-            let mut wm = WatermarkTracker::new(lateness, skew);
+            let mut batcher = Batcher::new(
+                codec,
+                WatermarkTracker::new(lateness, skew),
+                WATERMARK_CADENCE_MS,
+            );
             let mut batch = LineBatch::default();
             let (mut lines, mut blank) = (0u64, 0u64);
-            // Batches are also cut whenever the watermark moves by a second
-            // of event time, so detection latency in event time does not
-            // depend on how many lines a batch holds (sparse streams).
-            let mut sent_wm: Option<EventTime> = None;
-            'read: while reader.next_batch(batch_size, &mut batch)? {
+            while reader.next_batch(batch_size, &mut batch)? {
                 blank += batch.blank;
-                let mut items = Vec::with_capacity(batch.spans.len());
-                for (n, line) in batch.lines() {
-                    lines += 1;
-                    items.push(match codec.decode(line) {
-                        Ok(ev) => {
-                            wm.observe(0, ev.time);
-                            Ok(ev)
-                        }
-                        Err(e) => Err(e.into_dead_letter(line, source_name, None, Some(n as i64))),
-                    });
-                    let now = wm.watermark();
-                    if now.is_some_and(|w| sent_wm.is_none_or(|s| w.millis() - s.millis() >= 1_000))
-                    {
-                        sent_wm = now;
+                lines += batch.spans.len() as u64;
+                let go = batcher.feed(
+                    batch.lines().map(|(n, l)| (n as i64, l)),
+                    source_name,
+                    &mut |b| {
                         let msg = Decoded::Batch {
-                            items: std::mem::take(&mut items),
-                            watermark: now,
+                            items: b.items,
+                            watermark: b.watermark,
                         };
-                        if tx_a.send(msg).is_err() {
-                            break 'read; // downstream stopped; its error is reported
-                        }
-                    }
-                }
-                sent_wm = wm.watermark().or(sent_wm);
-                let msg = Decoded::Batch {
-                    items,
-                    watermark: sent_wm,
-                };
-                if tx_a.send(msg).is_err() {
-                    break;
+                        tx_a.send(msg).is_ok()
+                    },
+                );
+                if !go {
+                    break; // downstream stopped; its error is reported
                 }
             }
             let _ = tx_a.send(Decoded::End);

@@ -145,24 +145,31 @@ impl std::fmt::Display for KafkaSummary {
     }
 }
 
-/// The longest window any detector holds an event in (ms): threshold
-/// windows and anomaly buckets. A new windowed detector must be added here
-/// so that offsets stay held until it has emitted.
+/// The longest time any detector holds an event before it can have emitted
+/// everything the event contributes to (ms): threshold windows, anomaly
+/// buckets, pattern windows and sequence `within` spans. A new windowed
+/// detector must be added here so that offsets stay held until it emits.
 pub fn detect_hold_ms(cfg: &Config) -> i64 {
-    let threshold = cfg
-        .detectors
+    let d = &cfg.detectors;
+    let threshold = d
         .threshold
         .rules
         .iter()
         .map(|r| r.window.0)
         .max()
         .unwrap_or(0);
-    let anomaly = if cfg.detectors.anomaly.enabled {
-        cfg.detectors.anomaly.bucket.0
+    let anomaly = if d.anomaly.enabled {
+        d.anomaly.bucket.0
     } else {
         0
     };
-    threshold.max(anomaly)
+    let pattern = if d.pattern.enabled {
+        let within = cfg.sequences.iter().map(|r| r.within.0).max().unwrap_or(0);
+        d.pattern.window.0.max(within)
+    } else {
+        0
+    };
+    threshold.max(anomaly).max(pattern)
 }
 
 /// Per-partition input bookkeeping for the watermark.
@@ -362,7 +369,14 @@ pub fn run(
 
     let mut summary = KafkaSummary::default();
     // Stage state, rebuilt on every rebalance.
-    let new_detect = || DetectStage::new(&cfg.detectors, cfg.signatures.clone(), stats.clone());
+    let new_detect = || {
+        DetectStage::new(
+            &cfg.detectors,
+            cfg.signatures.clone(),
+            &cfg.sequences,
+            stats.clone(),
+        )
+    };
     let mut detect = new_detect();
     let mut wm_tracker = WatermarkTracker::new(lateness, skew);
     let mut clock = PartClock::default();

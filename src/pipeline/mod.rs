@@ -7,6 +7,7 @@
 //! Kafka runtime drives the same stages from a consumer group. Because stages
 //! only see event time, the same input gives the same output in both.
 
+pub mod batcher;
 pub mod embedded;
 pub mod stats;
 pub mod watermark;

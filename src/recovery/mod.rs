@@ -20,8 +20,8 @@ pub use config::{ActionCatalog, RecoveryConfig};
 
 use crate::diagnosis::catalog::Catalog;
 use crate::model::{
-    ActionParams, ActionType, Category, Decision, Escalation, Incident, IncidentStatus,
-    RecoveryAction, Target,
+    ActionParams, ActionResult, ActionType, Category, Decision, Escalation, EventTime, Incident,
+    IncidentStatus, RecoveryAction, Target,
 };
 use crate::pipeline::stats::Stats;
 use crate::pipeline::Stage;
@@ -29,12 +29,21 @@ use crate::util::stable_id;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-/// What the recovery stage emits.
+/// What the recovery stage emits. (Both variants are handed on at once,
+/// never stored in bulk, so the size difference does not matter.)
 #[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant)]
 pub enum RecoveryOutput {
     Action(Box<RecoveryAction>),
     Escalation(Escalation),
 }
+
+/// Actions on a target older than this no longer raise the risk of the next
+/// one: "recent attempts" means the last hour of event time.
+const RECENT_ATTEMPTS_MS: i64 = 3_600_000;
+
+/// Executor results remembered (bounded state; the oldest keys go first).
+const MAX_RESULTS: usize = 4096;
 
 /// Replica count assumed when the catalog does not say.
 const DEFAULT_REPLICAS: i64 = 2;
@@ -47,8 +56,11 @@ pub struct RecoveryStage {
     signing_key: Option<Vec<u8>>,
     /// (incident, root, category) already handled.
     handled: BTreeSet<(String, String, Category)>,
-    /// Actions taken per target service (for the attempts factor).
-    attempts: BTreeMap<String, u32>,
+    /// When actions were taken, per target service (for the attempts factor;
+    /// only those within [`RECENT_ATTEMPTS_MS`] count, older ones are dropped).
+    attempts: BTreeMap<String, Vec<EventTime>>,
+    /// Latest executor result per idempotency key (see [`RecoveryStage::on_result`]).
+    results: BTreeMap<String, ActionResult>,
     stats: Arc<Stats>,
 }
 
@@ -72,8 +84,24 @@ impl RecoveryStage {
             signing_key,
             handled: BTreeSet::new(),
             attempts: BTreeMap::new(),
+            results: BTreeMap::new(),
             stats,
         }
+    }
+
+    /// Records an executor's result for one of this stage's actions (the
+    /// latest per idempotency key wins). Minimal seam for verification:
+    /// nothing is emitted here yet, so outputs do not depend on executors.
+    pub fn on_result(&mut self, r: &ActionResult) {
+        if self.results.len() >= MAX_RESULTS && !self.results.contains_key(&r.idempotency_key) {
+            self.results.pop_first();
+        }
+        self.results.insert(r.idempotency_key.clone(), r.clone());
+    }
+
+    /// The latest result recorded for an idempotency key.
+    pub fn result(&self, idempotency_key: &str) -> Option<&ActionResult> {
+        self.results.get(idempotency_key)
     }
 
     fn escalate(&self, inc: &Incident, reason: String, suggested: Vec<String>) -> Escalation {
@@ -145,7 +173,11 @@ impl RecoveryStage {
             ActionType::RunRunbook => params.runbook.clone_from(&step.runbook),
             _ => {}
         }
-        let attempts = self.attempts.get(root).copied().unwrap_or(0);
+        let now = inc.updated_at;
+        let attempts = self.attempts.get_mut(root).map_or(0, |v| {
+            v.retain(|t| now.millis() - t.millis() < RECENT_ATTEMPTS_MS);
+            v.len() as u32
+        });
         let frozen = self.catalog.frozen(root, inc.updated_at);
         let risk = risk::risk(&risk::RiskInputs {
             base_risk: step.base_risk,
@@ -216,7 +248,10 @@ impl RecoveryStage {
         if let Some(k) = &self.signing_key {
             action.signature = Some(sign::sign(&action, k));
         }
-        *self.attempts.entry(root.to_string()).or_default() += 1;
+        self.attempts
+            .entry(root.to_string())
+            .or_default()
+            .push(inc.updated_at);
         if decision == Decision::ApprovalRequired {
             let mut s = vec![format!(
                 "approve {} ({})",

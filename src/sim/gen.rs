@@ -5,6 +5,9 @@
 //! a given message for a period, and its callers report failed calls to it
 //! (`upstream` = the faulty service) a little later — a cascade whose callers
 //! can be louder than the culprit. Same seed ⇒ same stream.
+//!
+//! [`Rng`] is the one random source of the whole simulator ([`crate::sim`]):
+//! SplitMix64, identical on every platform.
 
 use crate::model::{ErrorEvent, EventKind, EventTime, Severity};
 
@@ -39,6 +42,63 @@ impl Rng {
         } else {
             self.next_u64() % n
         }
+    }
+
+    /// Uniform in [lo, hi).
+    pub fn range(&mut self, lo: f64, hi: f64) -> f64 {
+        lo + (hi - lo) * self.f64()
+    }
+
+    /// Uniform integer in [lo, hi] (inclusive).
+    pub fn int(&mut self, lo: i64, hi: i64) -> i64 {
+        if hi <= lo {
+            lo
+        } else {
+            lo + self.below((hi - lo + 1) as u64) as i64
+        }
+    }
+
+    /// True with probability `p`.
+    pub fn chance(&mut self, p: f64) -> bool {
+        self.f64() < p
+    }
+
+    /// A uniformly chosen element; `items` must not be empty.
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len() as u64) as usize]
+    }
+
+    /// A standard normal variate (Box–Muller).
+    pub fn gauss(&mut self) -> f64 {
+        let u1 = (1.0 - self.f64()).max(1e-300);
+        let u2 = self.f64();
+        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+    }
+
+    /// A Poisson variate with mean `lambda` (Knuth below 30, normal above).
+    pub fn poisson(&mut self, lambda: f64) -> u64 {
+        if lambda.is_nan() || lambda <= 0.0 || !lambda.is_finite() {
+            return 0;
+        }
+        if lambda < 30.0 {
+            let limit = (-lambda).exp();
+            let mut k = 0u64;
+            let mut p = 1.0;
+            loop {
+                p *= self.f64();
+                if p <= limit {
+                    return k;
+                }
+                k += 1;
+            }
+        }
+        (lambda + lambda.sqrt() * self.gauss()).round().max(0.0) as u64
+    }
+
+    /// An independent generator derived from this one and `salt` (so adding
+    /// draws to one part of the simulation does not shift another's).
+    pub fn fork(&mut self, salt: u64) -> Rng {
+        Rng(self.next_u64() ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15))
     }
 }
 

@@ -5,8 +5,10 @@
 //! bucket without events is a 0, so the series is regular) and `latency`
 //! (mean `latency_ms` of the bucket's events, fed only for buckets that have
 //! some). Only rises are reported — fewer errors or faster responses are
-//! good news — and an error-rate rise needs `min_count` events, so a quiet
-//! service going from 0 to 1 error is not news either.
+//! good news — and an error-rate rise needs `min_count` events and a count
+//! that is improbable under the learned rate (Poisson tail ≤ `significance`),
+//! so neither a quiet service's first error nor a busy one's chance wiggle
+//! is news.
 //!
 //! Keying: (signal, service). State per key: the series detector (1,112
 //! bytes with the default config) plus its bucket accumulator and key
@@ -19,6 +21,7 @@ use super::config::AnomalyConfig;
 use super::detector::SeriesDetector;
 use crate::detectors::facts::{Facts, Head, SignatureMeta};
 use crate::detectors::signature::Signatures;
+use crate::detectors::threshold::poisson_sf;
 use crate::detectors::{Detector, Observed};
 use crate::model::{Detection, DurationMs, EventTime, Severity, Window};
 use serde::{Deserialize, Serialize};
@@ -39,6 +42,10 @@ pub struct AnomalyStreamConfig {
     pub alert_level: f64,
     /// An error-rate anomaly needs at least this many events in its bucket.
     pub min_count: u64,
+    /// An error-rate anomaly must also be improbable as a count: Poisson tail
+    /// under the learned normal rate at most this. An unusual shape is not
+    /// proof of trouble when the count is within chance.
+    pub significance: f64,
     /// Also watch mean `latency_ms` per service.
     pub latency: bool,
     /// Keys silent this long are forgotten.
@@ -57,6 +64,7 @@ impl Default for AnomalyStreamConfig {
             min_severity: Severity::Error,
             alert_level: 0.5,
             min_count: 5,
+            significance: 1e-6,
             latency: true,
             idle_eviction: DurationMs(6 * 3_600_000),
             max_keys: 100_000,
@@ -79,6 +87,12 @@ impl AnomalyStreamConfig {
             e.push((
                 "detectors.anomaly.alert_level".into(),
                 "must be in [0, 1]".into(),
+            ));
+        }
+        if !(self.significance > 0.0 && self.significance <= 1.0) {
+            e.push((
+                "detectors.anomaly.significance".into(),
+                "must be in (0, 1]".into(),
             ));
         }
         if self.max_keys == 0 {
@@ -206,7 +220,9 @@ impl AnomalyStream {
             let Some(bucket) = bucket else { continue };
             let Some(facts) = bucket.facts else { continue };
             let rising = before.is_none_or(|(mean, _)| value > mean);
-            let enough = signal != Signal::ErrorRate || n >= self.cfg.min_count;
+            let enough = signal != Signal::ErrorRate
+                || (n >= self.cfg.min_count
+                    && poisson_sf(n, before.map_or(0.0, |b| b.0)) <= self.cfg.significance);
             if score < self.cfg.alert_level || !rising || !enough {
                 continue;
             }
@@ -298,6 +314,7 @@ mod tests {
         d.observe(
             &Observed {
                 event: &ev,
+                template: None,
                 signatures: &[],
                 late: false,
                 watermark: EventTime(t - 1),

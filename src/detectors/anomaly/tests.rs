@@ -37,6 +37,19 @@ fn noisy(n: usize, level: f64, amp: f64, seed: u64) -> Vec<f64> {
 }
 
 #[test]
+fn scores_depend_only_on_the_past() {
+    // Changing the future must not change any score before it (no look-ahead).
+    let a = noisy(3000, 10.0, 1.0, 7);
+    let mut b = a.clone();
+    for v in &mut b[2000..] {
+        *v += 50.0;
+    }
+    let (sa, sb) = (run(&a), run(&b));
+    assert_eq!(&sa[..2000], &sb[..2000]);
+    assert_ne!(&sa[2000..], &sb[2000..]);
+}
+
+#[test]
 fn flat_noise_has_no_high_scores() {
     let s = run(&noisy(4000, 50.0, 2.0, 7));
     let hits: Vec<(usize, f64)> = s

@@ -544,6 +544,11 @@ mod tests {
             m("value 'Connection closed.'"),
             "value 'Connection closed.'"
         );
+        assert_eq!(
+            m("acquire tag=\"View Lock\", uid=7"),
+            "acquire tag=\"<*>\", uid=<*>"
+        );
+        assert_eq!(m("numbered Logs-001.txt done"), "numbered <*> done");
     }
 
     #[test]

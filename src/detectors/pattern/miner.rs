@@ -65,6 +65,10 @@ struct Cluster {
     count: u64,
     last_seen: u64,
     created: u64,
+    /// Slot is free (the template was merged away or evicted).
+    dead: bool,
+    /// At least one token has no `<*>` (see [`has_constant`]).
+    has_const: bool,
 }
 
 /// One template in a [`MinerState`].
@@ -99,7 +103,10 @@ pub struct MinerState {
 #[derive(Debug, Clone)]
 pub struct TemplateMiner {
     cfg: MinerConfig,
+    /// Slab of templates; indices stay valid until a slot is freed.
     clusters: Vec<Cluster>,
+    free: Vec<usize>,
+    live: usize,
     by_id: HashMap<TemplateId, usize>,
     by_len: HashMap<usize, Vec<usize>>,
     /// (length, first-token key) -> templates; see [`first_key`].
@@ -118,6 +125,8 @@ impl TemplateMiner {
         Self {
             cfg: cfg.clone(),
             clusters: Vec::new(),
+            free: Vec::new(),
+            live: 0,
             by_id: HashMap::new(),
             by_len: HashMap::new(),
             by_first: HashMap::new(),
@@ -130,12 +139,12 @@ impl TemplateMiner {
 
     /// Number of live templates.
     pub fn len(&self) -> usize {
-        self.clusters.len()
+        self.live
     }
 
     /// No template yet.
     pub fn is_empty(&self) -> bool {
-        self.clusters.is_empty()
+        self.live == 0
     }
 
     /// The current text of a template, `None` when unknown or evicted.
@@ -247,9 +256,13 @@ impl TemplateMiner {
                         }
                     }
                 }
-                let all_wild = !has_constant(&c.tokens);
+                let all_wild = !c.has_const;
                 if diffs == 0 && (!all_wild || exact == n) {
-                    if best.is_none_or(|(_, be)| exact > be) {
+                    let better = best.is_none_or(|(bi, be)| {
+                        let b = &self.clusters[bi];
+                        exact > be || (exact == be && (c.created, c.id) < (b.created, b.id))
+                    });
+                    if better {
                         best = Some((ci, exact));
                     }
                 } else if exact > 0 && !all_wild && diffs <= MAX_KV_DIFFS {
@@ -423,13 +436,13 @@ impl TemplateMiner {
                 .map(|&ci| self.clusters[ci].count)
                 .sum::<u64>();
         let keep_id = self.clusters[keep].id;
-        let mut drop = vec![false; self.clusters.len()];
         for &ci in members {
             if ci != keep {
                 self.aliases.insert(self.clusters[ci].id, keep_id);
-                drop[ci] = true;
+                self.remove(ci);
             }
         }
+        self.unindex(keep);
         {
             let k = &mut self.clusters[keep];
             k.text = join(&tokens);
@@ -437,13 +450,9 @@ impl TemplateMiner {
             k.count = count;
             k.last_seen = seq;
         }
-        let mut i = 0;
-        self.clusters.retain(|_| {
-            let keep = !drop[i];
-            i += 1;
-            keep
-        });
-        self.reindex();
+        let toks = std::mem::take(&mut self.clusters[keep].tokens);
+        self.index(keep, &toks);
+        self.clusters[keep].tokens = toks;
         self.trim_aliases();
         keep_id
     }
@@ -478,7 +487,7 @@ impl TemplateMiner {
         last_seen: u64,
         created: u64,
     ) -> TemplateId {
-        if self.clusters.len() >= self.cfg.max_templates.max(1) {
+        if self.live >= self.cfg.max_templates.max(1) {
             self.evict();
         }
         let mut salt = 0u32;
@@ -487,46 +496,72 @@ impl TemplateMiner {
             salt += 1;
             id = id_for(&text, salt);
         }
-        let idx = self.clusters.len();
-        self.index(idx, &tokens);
-        self.by_id.insert(id, idx);
-        self.clusters.push(Cluster {
+        let cluster = Cluster {
             id,
             tokens,
             text,
             count,
             last_seen,
             created,
-        });
+            dead: false,
+            has_const: false,
+        };
+        let idx = match self.free.pop() {
+            Some(i) => {
+                self.clusters[i] = cluster;
+                i
+            }
+            None => {
+                self.clusters.push(cluster);
+                self.clusters.len() - 1
+            }
+        };
+        let toks = std::mem::take(&mut self.clusters[idx].tokens);
+        self.index(idx, &toks);
+        self.clusters[idx].tokens = toks;
+        self.by_id.insert(id, idx);
+        self.live += 1;
         id
     }
 
     /// Evicts the coldest 1/16 of the templates (at least one).
     fn evict(&mut self) {
         let cap = self.cfg.max_templates.max(1);
-        let k = (cap / 16).max(1).min(self.clusters.len());
         let mut order: Vec<(u64, usize)> = self
             .clusters
             .iter()
             .enumerate()
+            .filter(|(_, c)| !c.dead)
             .map(|(i, c)| (c.last_seen, i))
             .collect();
-        order.select_nth_unstable(k - 1);
-        let mut drop = vec![false; self.clusters.len()];
-        for &(_, i) in &order[..k] {
-            drop[i] = true;
+        let k = (cap / 16).max(1).min(order.len());
+        if k == 0 {
+            return;
         }
-        let mut i = 0;
-        self.clusters.retain(|_| {
-            let keep = !drop[i];
-            i += 1;
-            keep
-        });
-        self.reindex();
+        order.select_nth_unstable(k - 1);
+        for &(_, i) in &order[..k] {
+            self.remove(i);
+        }
+    }
+
+    /// Frees slot `ci`.
+    fn remove(&mut self, ci: usize) {
+        if self.clusters[ci].dead {
+            return;
+        }
+        self.unindex(ci);
+        let c = &mut self.clusters[ci];
+        self.by_id.remove(&c.id);
+        c.dead = true;
+        c.tokens = Vec::new();
+        c.text = String::new();
+        self.free.push(ci);
+        self.live -= 1;
     }
 
     fn index(&mut self, idx: usize, tokens: &[Box<str>]) {
         let n = tokens.len();
+        self.clusters[idx].has_const = has_constant(tokens);
         self.by_len.entry(n).or_default().push(idx);
         self.by_first
             .entry((n, first_key(tokens)))
@@ -538,17 +573,13 @@ impl TemplateMiner {
             .push(idx);
     }
 
-    fn reindex(&mut self) {
-        self.by_id.clear();
-        self.by_len.clear();
-        self.by_first.clear();
-        self.by_last.clear();
-        let clusters = std::mem::take(&mut self.clusters);
-        for (i, c) in clusters.iter().enumerate() {
-            self.by_id.insert(c.id, i);
-            self.index(i, &c.tokens);
-        }
-        self.clusters = clusters;
+    fn unindex(&mut self, idx: usize) {
+        let tokens = &self.clusters[idx].tokens;
+        let n = tokens.len();
+        let (k0, kl) = (first_key(tokens), last_key(tokens));
+        unlist(&mut self.by_len, n, idx);
+        unlist(&mut self.by_first, (n, k0), idx);
+        unlist(&mut self.by_last, (n, kl), idx);
     }
 
     /// Serialisable state for restart.
@@ -557,8 +588,8 @@ impl TemplateMiner {
             version: 1,
             seq: self.seq,
             templates: self
-                .clusters
-                .iter()
+                .live_sorted()
+                .into_iter()
                 .map(|c| TemplateState {
                     id: c.id,
                     template: c.text.clone(),
@@ -581,23 +612,52 @@ impl TemplateMiner {
         let mut m = Self::new(cfg);
         m.seq = state.seq;
         for t in state.templates {
-            let tokens: Vec<Box<str>> = if t.template.is_empty() {
-                Vec::new()
-            } else {
-                t.template.split(' ').map(Box::from).collect()
-            };
+            if m.by_id.contains_key(&t.id) {
+                continue;
+            }
+            let tokens: Vec<Box<str>> =
+                t.template.split_ascii_whitespace().map(Box::from).collect();
+            let idx = m.clusters.len();
             m.clusters.push(Cluster {
                 id: t.id,
-                tokens,
+                tokens: Vec::new(),
                 text: t.template,
                 count: t.count,
                 last_seen: t.last_seen,
                 created: t.created,
+                dead: false,
+                has_const: false,
             });
+            m.index(idx, &tokens);
+            m.clusters[idx].tokens = tokens;
+            m.by_id.insert(t.id, idx);
+            m.live += 1;
+        }
+        while m.live > m.cfg.max_templates.max(1) {
+            m.evict();
         }
         m.aliases = state.aliases.into_iter().collect();
-        m.reindex();
+        m.trim_aliases();
         m
+    }
+
+    /// Live templates, oldest first.
+    fn live_sorted(&self) -> Vec<&Cluster> {
+        let mut v: Vec<&Cluster> = self.clusters.iter().filter(|c| !c.dead).collect();
+        v.sort_unstable_by_key(|c| (c.created, c.id));
+        v
+    }
+}
+
+/// Removes `idx` from the list under `key`.
+fn unlist<K: std::hash::Hash + Eq>(map: &mut HashMap<K, Vec<usize>>, key: K, idx: usize) {
+    if let Some(v) = map.get_mut(&key) {
+        if let Some(p) = v.iter().position(|&i| i == idx) {
+            v.swap_remove(p);
+        }
+        if v.is_empty() {
+            map.remove(&key);
+        }
     }
 }
 
@@ -782,7 +842,7 @@ fn token_key<T: AsRef<str>>(t: Option<&T>) -> u64 {
 /// At most this many templates (the newest) of one index bucket are
 /// compared with a message of a never-seen shape: bounds the cost of a miss
 /// when a very large number of templates share a length and first token.
-const MAX_SCAN: usize = 4096;
+const MAX_SCAN: usize = 256;
 
 fn bucket(m: &HashMap<(usize, u64), Vec<usize>>, n: usize, k: u64) -> &[usize] {
     let b = m.get(&(n, k)).map_or(&[][..], Vec::as_slice);
@@ -1014,6 +1074,29 @@ mod tests {
         assert!(m.template(hot).is_some());
         assert!(m.len() <= 32);
         assert!(m.snapshot().aliases.len() <= 2 * 32);
+    }
+
+    #[test]
+    fn evicted_template_comes_back_with_the_same_id() {
+        let cfg = MinerConfig {
+            max_templates: 4,
+            ..MinerConfig::default()
+        };
+        let mut m = TemplateMiner::new(&cfg);
+        let first = m.observe("disk full on volume 7");
+        for w in ["alpha", "beta", "gamma", "delta", "kappa", "omega"] {
+            m.observe(&format!("{w} event happened"));
+        }
+        assert!(m.template(first).is_none());
+        assert_eq!(m.observe("disk full on volume 9"), first);
+        // A snapshot restored under a smaller cap keeps only the newest.
+        let small = MinerConfig {
+            max_templates: 2,
+            ..MinerConfig::default()
+        };
+        let r = TemplateMiner::restore(&small, m.snapshot());
+        assert!(r.len() <= 2);
+        assert!(r.template(first).is_some());
     }
 
     #[test]

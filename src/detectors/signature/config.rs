@@ -26,4 +26,7 @@ pub struct SignatureRule {
     /// Exact HTTP statuses.
     #[serde(default)]
     pub http_status: Vec<i32>,
+    /// Exact process exit codes, read from `attributes.exit_code` (e.g. 137 = SIGKILL, usually the OOM killer).
+    #[serde(default)]
+    pub exit_code: Vec<i32>,
 }

@@ -93,6 +93,17 @@ impl Signatures {
                 }
             }
         }
+        if let Some(code) = ev
+            .attributes
+            .get("exit_code")
+            .and_then(|c| c.trim().parse::<i32>().ok())
+        {
+            for (i, r) in self.rules.iter().enumerate() {
+                if r.exit_code.contains(&code) {
+                    out.push(i);
+                }
+            }
+        }
         out.sort_unstable();
         out.dedup();
     }
@@ -112,6 +123,7 @@ mod tests {
             message: Some(msg.into()),
             error_type: None,
             http_status: vec![],
+            exit_code: vec![],
         }
     }
 
@@ -155,6 +167,21 @@ mod tests {
         ev.error_type = None;
         s.matches(&ev, &mut out);
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn exit_codes_come_from_attributes() {
+        let mut r = rule("killed", Category::MemoryExhaustion, "^$never");
+        r.exit_code = vec![137];
+        let s = Signatures::new(vec![r]).unwrap();
+        let mut ev = ErrorEvent::new("1", EventTime(0), "a", Severity::Error, "container exited");
+        let mut out = Vec::new();
+        ev.attributes.insert("exit_code".into(), "1".into());
+        s.matches(&ev, &mut out);
+        assert!(out.is_empty());
+        ev.attributes.insert("exit_code".into(), " 137".into());
+        s.matches(&ev, &mut out);
+        assert_eq!(out, vec![0]);
     }
 
     #[test]

@@ -13,6 +13,8 @@ pub enum GroupBy {
     Instance,
     /// One key per (service, error_type).
     ErrorType,
+    /// One key per (service, message template) — per-template rates.
+    Template,
 }
 
 /// What a rule measures per window.

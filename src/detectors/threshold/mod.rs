@@ -27,6 +27,8 @@ use std::collections::{BTreeMap, HashMap};
 struct WindowAcc {
     facts: Facts,
     total: u64,
+    /// The template's text, for per-template keys.
+    template: Option<String>,
 }
 
 /// ln(k!) — exact below 32, Stirling's series above (error < 1e-10).
@@ -184,8 +186,12 @@ impl ThresholdDetector {
                 Measure::Ratio => format!("{:.0}%", normal * 100.0),
                 _ => format!("{normal:.1}"),
             };
+            let what = match &acc.template {
+                Some(t) => format!(" of template \"{t}\""),
+                None => String::new(),
+            };
             let evidence = format!(
-                "{}: {unit} at {} or worse in {}s (threshold {}, normal {normal_txt})",
+                "{}: {unit}{what} at {} or worse in {}s (threshold {}, normal {normal_txt})",
                 acc.facts.service,
                 r.min_severity.as_str(),
                 w / 1000,
@@ -237,6 +243,13 @@ impl Detector for ThresholdDetector {
                     self.key_buf
                         .push_str(ev.error_type.as_deref().unwrap_or("-"));
                 }
+                GroupBy::Template => match o.template {
+                    Some(t) => {
+                        use std::fmt::Write;
+                        let _ = write!(self.key_buf, ",template={}", t.id);
+                    }
+                    None => continue, // not mined: no template to count
+                },
             }
             let accs = rs.open.entry(start).or_default();
             let acc = match accs.get_mut(self.key_buf.as_str()) {
@@ -246,9 +259,17 @@ impl Detector for ThresholdDetector {
                     .or_insert_with(|| WindowAcc {
                         facts: Facts::for_event(o),
                         total: 0,
+                        template: None,
                     }),
             };
             acc.total += 1;
+            if r.group_by == GroupBy::Template {
+                if let Some(t) = o.template {
+                    if acc.template.as_deref() != Some(t.text) {
+                        acc.template = Some(t.text.to_string());
+                    }
+                }
+            }
             if matched {
                 acc.facts.add(o);
             }
@@ -325,6 +346,7 @@ mod tests {
         d.observe(
             &Observed {
                 event: &ev,
+                template: None,
                 signatures: &[],
                 late: t < wm,
                 watermark: EventTime(wm),

@@ -1,0 +1,761 @@
+//! Pattern detections in the pipeline, built on the template miner:
+//!
+//! - **New templates**: a template never seen before, first produced by an
+//!   event at `new_template_severity` or worse, after the miner's warm-up
+//!   (everything is new at start-up). Reported per service per window with
+//!   the templates' text; weak on its own (it joins incidents as evidence and
+//!   opens one only together with stronger signals).
+//! - **Sequences** (`topology/rules/sequences.yaml`): event A then at least
+//!   `count` events B within `within`, on the same service (or instance),
+//!   e.g. a `change` then an error burst ⇒ a bad-deploy hint. Like the
+//!   other pattern detections it scores below the diagnosis' open threshold:
+//!   it strengthens and explains incidents, it does not open them.
+//! - **Cascades**: failing calls of service A naming an `upstream` B that is
+//!   itself failing in the same window, and trace ids shared by the errors of
+//!   several services (ordered by first error) — recorded as evidence of who
+//!   failed because of whom.
+//!
+//! Per-template *rates* are judged by the threshold detector
+//! (`group_by = "template"`), with the same baseline and significance test
+//! as every other count.
+//!
+//! Keying: service (new templates, cascades), service or instance
+//! (sequences). Bounds: per window at most `MAX_PER_WINDOW` entries in each
+//! map; one pending sequence start per (rule, scope), at most `MAX_PENDING`
+//! (further starts are dropped and counted in `dropped_pending`). Per event
+//! the cost is O(rules), whatever the number of pending starts.
+
+use super::config::MinerConfig;
+use crate::detectors::facts::{Facts, Head, SignatureMeta};
+use crate::detectors::signature::Signatures;
+use crate::detectors::{Detector, Observed};
+use crate::model::{
+    About, Category, CategoryHint, Counted, Detection, DurationMs, EventKind, EventTime, Severity,
+    Window,
+};
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+const MAX_PER_WINDOW: usize = 4096;
+const MAX_PENDING: usize = 10_000;
+const MAX_TRACE_SERVICES: usize = 8;
+
+/// `[detectors.pattern]` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PatternConfig {
+    /// Turns template mining and pattern detections off.
+    pub enabled: bool,
+    /// Messages at this severity or worse are mined into templates.
+    pub mine_severity: Severity,
+    /// A never-seen template counts when its first event is at least this severe.
+    pub new_template_severity: Severity,
+    /// No template counts as new until this much event time has been mined.
+    pub warmup: DurationMs,
+    /// Window of new-template and cascade reports.
+    pub window: DurationMs,
+    /// A cascade edge needs at least this many failing calls in the window.
+    pub cascade_min_calls: u64,
+    /// Sequence rule file; absent = the built-in `topology/rules/sequences.yaml`.
+    pub sequences: Option<std::path::PathBuf>,
+    /// The template miner's settings (one configuration for every kind of log).
+    pub miner: MinerConfig,
+}
+
+impl Default for PatternConfig {
+    fn default() -> Self {
+        PatternConfig {
+            enabled: true,
+            mine_severity: Severity::Warning,
+            new_template_severity: Severity::Error,
+            warmup: DurationMs(30 * 60_000),
+            window: DurationMs(60_000),
+            cascade_min_calls: 5,
+            sequences: None,
+            miner: MinerConfig::default(),
+        }
+    }
+}
+
+/// Matches one side of a sequence rule; every given condition must hold.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventMatch {
+    /// `error` or `change`.
+    pub kind: Option<EventKind>,
+    pub min_severity: Option<Severity>,
+    /// Regex over the message.
+    pub message: Option<String>,
+    /// Name of a signature rule the event must match.
+    pub signature: Option<String>,
+}
+
+/// Where both events of a sequence must happen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SequenceScope {
+    #[default]
+    Service,
+    Instance,
+}
+
+/// "A then B within T" (sequence rule file item).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SequenceRule {
+    pub name: String,
+    pub first: EventMatch,
+    pub then: EventMatch,
+    /// How many B events must follow (a burst, not one line).
+    #[serde(default = "one")]
+    pub count: u64,
+    pub within: DurationMs,
+    #[serde(default)]
+    pub scope: SequenceScope,
+    /// The category the sequence points at, with a weight.
+    pub category: Category,
+    pub weight: f64,
+}
+
+fn one() -> u64 {
+    1
+}
+
+struct CompiledMatch {
+    kind: Option<EventKind>,
+    min_severity: Option<Severity>,
+    message: Option<Regex>,
+    signature: Option<usize>,
+}
+
+impl CompiledMatch {
+    fn compile(m: &EventMatch, sigs: &Signatures) -> Result<Self, String> {
+        let message = match &m.message {
+            Some(p) => Some(Regex::new(p).map_err(|e| format!("invalid regex: {e}"))?),
+            None => None,
+        };
+        let signature = match &m.signature {
+            Some(n) => Some(
+                sigs.rules()
+                    .iter()
+                    .position(|r| &r.name == n)
+                    .ok_or_else(|| format!("unknown signature rule {n:?}"))?,
+            ),
+            None => None,
+        };
+        Ok(CompiledMatch {
+            kind: m.kind,
+            min_severity: m.min_severity,
+            message,
+            signature,
+        })
+    }
+
+    fn matches(&self, o: &Observed<'_>) -> bool {
+        let ev = o.event;
+        self.kind.is_none_or(|k| ev.kind == k)
+            && self.min_severity.is_none_or(|s| ev.severity >= s)
+            && self.signature.is_none_or(|s| o.signatures.contains(&s))
+            && self
+                .message
+                .as_ref()
+                .is_none_or(|r| r.is_match(&ev.message))
+    }
+}
+
+struct CompiledSequence {
+    rule: SequenceRule,
+    first: CompiledMatch,
+    then: CompiledMatch,
+}
+
+/// Compiles sequence rules against the signature rules; errors as (index, field, message).
+pub fn compile_sequences(
+    rules: &[SequenceRule],
+    sigs: &Signatures,
+) -> Result<(), Vec<(usize, &'static str, String)>> {
+    let mut errs = Vec::new();
+    for (i, r) in rules.iter().enumerate() {
+        if let Err(e) = CompiledMatch::compile(&r.first, sigs) {
+            errs.push((i, "first", e));
+        }
+        if let Err(e) = CompiledMatch::compile(&r.then, sigs) {
+            errs.push((i, "then", e));
+        }
+        if !(r.weight > 0.0 && r.weight <= 1.0) {
+            errs.push((i, "weight", "must be in (0, 1]".into()));
+        }
+    }
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(errs)
+    }
+}
+
+/// A sequence start waiting for its follow-up (keyed by rule and scope).
+struct Pending {
+    started: EventTime,
+    first_message: String,
+    seen: u64,
+    facts: Facts,
+}
+
+#[derive(Default)]
+struct PatternWindow {
+    /// service → (facts of its new-template events, template texts)
+    new_templates: BTreeMap<String, (Facts, BTreeSet<String>)>,
+    /// (caller, upstream) → (facts of the failing calls)
+    calls: BTreeMap<(String, String), Facts>,
+    /// services with error events in the window
+    failing: BTreeSet<String>,
+    /// trace id → services with errors in it, by first error time
+    traces: BTreeMap<String, Vec<(EventTime, String)>>,
+}
+
+/// The pattern detector.
+pub struct PatternStream {
+    cfg: PatternConfig,
+    meta: SignatureMeta,
+    sequences: Vec<CompiledSequence>,
+    pending: BTreeMap<(usize, String), Pending>,
+    open: BTreeMap<i64, PatternWindow>,
+    first_event: Option<EventTime>,
+    /// Sequence starts dropped because `MAX_PENDING` was reached.
+    pub dropped_pending: u64,
+}
+
+impl PatternStream {
+    /// Builds the detector; `sequences` were validated at config load (invalid ones are skipped).
+    pub fn new(cfg: &PatternConfig, signatures: &Signatures, sequences: &[SequenceRule]) -> Self {
+        let sequences = sequences
+            .iter()
+            .filter_map(|r| {
+                Some(CompiledSequence {
+                    rule: r.clone(),
+                    first: CompiledMatch::compile(&r.first, signatures).ok()?,
+                    then: CompiledMatch::compile(&r.then, signatures).ok()?,
+                })
+            })
+            .collect();
+        PatternStream {
+            cfg: cfg.clone(),
+            meta: SignatureMeta::new(signatures),
+            sequences,
+            pending: BTreeMap::new(),
+            open: BTreeMap::new(),
+            first_event: None,
+            dropped_pending: 0,
+        }
+    }
+
+    fn window_start(&self, o: &Observed<'_>) -> i64 {
+        let w = self.cfg.window.0;
+        let start = o.event.time.millis().div_euclid(w) * w;
+        if start + w <= o.watermark.millis() {
+            o.watermark.millis().div_euclid(w) * w
+        } else {
+            start
+        }
+    }
+
+    fn scope_key(rule: &SequenceRule, ev: &crate::model::ErrorEvent) -> String {
+        match rule.scope {
+            SequenceScope::Service => ev.service.clone(),
+            SequenceScope::Instance => ev.instance.clone().unwrap_or_default(),
+        }
+    }
+
+    fn sequences(&mut self, o: &Observed<'_>, out: &mut Vec<Detection>) {
+        let ev = o.event;
+        for ri in 0..self.sequences.len() {
+            let s = &self.sequences[ri];
+            let key = (ri, Self::scope_key(&s.rule, ev));
+            // Follow-ups first, so an event cannot complete the sequence it starts.
+            let complete = match self.pending.get_mut(&key) {
+                Some(p)
+                    if ev.time >= p.started
+                        && ev.time.millis() <= p.started.millis() + s.rule.within.0
+                        && s.then.matches(o) =>
+                {
+                    p.seen += 1;
+                    p.facts.add(o);
+                    p.seen >= s.rule.count
+                }
+                _ => false,
+            };
+            if complete {
+                if let Some(p) = self.pending.remove(&key) {
+                    out.push(self.sequence_detection(ri, &key.1, p, ev.time));
+                }
+            }
+            let s = &self.sequences[ri];
+            if !s.first.matches(o) {
+                continue;
+            }
+            // One pending start per (rule, scope): a repeated A restarts the
+            // clock (the latest A gives B the most time), so memory is bounded
+            // by the number of scopes, not of events.
+            if !self.pending.contains_key(&key) && self.pending.len() >= MAX_PENDING {
+                self.dropped_pending += 1;
+                continue;
+            }
+            self.pending.insert(
+                key,
+                Pending {
+                    started: ev.time,
+                    first_message: ev.message.clone(),
+                    seen: 0,
+                    facts: Facts::for_event(o),
+                },
+            );
+        }
+    }
+
+    fn sequence_detection(
+        &self,
+        ri: usize,
+        scope_key: &str,
+        p: Pending,
+        now: EventTime,
+    ) -> Detection {
+        let r = &self.sequences[ri].rule;
+        let end = p.facts.first_seen.unwrap_or(p.started).max(now);
+        let evidence = format!(
+            "{}: {} — \"{}\" then {} matching event(s) within {}s",
+            p.facts.service,
+            r.name,
+            truncate(&p.first_message, 120),
+            p.seen,
+            (end.millis() - p.started.millis()) / 1000
+        );
+        let head = Head {
+            detector: "pattern",
+            rule: format!("sequence:{}", r.name),
+            key: format!("sequence={},{scope_key}", r.name),
+            // Evidence, not an opener: a deploy on a service with
+            // ordinary background errors also "completes" the sequence;
+            // only a real burst (threshold/anomaly) opens an incident.
+            score: 0.3 + 0.15 * r.weight,
+            window: Window {
+                start: p.started,
+                end: end.plus_ms(1),
+            },
+            evidence,
+        };
+        let mut d = p.facts.into_detection(&self.meta, head);
+        d.first_seen = p.started;
+        d.hints.insert(
+            0,
+            CategoryHint {
+                category: r.category,
+                weight: r.weight,
+                source: format!("sequence:{}", r.name),
+                about: About::Itself,
+            },
+        );
+        d
+    }
+
+    fn close(&self, start: i64, w: PatternWindow, out: &mut Vec<Detection>) {
+        let window = Window {
+            start: EventTime(start),
+            end: EventTime(start + self.cfg.window.0),
+        };
+        for (service, (facts, templates)) in w.new_templates {
+            let n = templates.len();
+            let list: Vec<String> = templates
+                .iter()
+                .take(3)
+                .map(|t| format!("\"{}\"", truncate(t, 100)))
+                .collect();
+            let head = Head {
+                detector: "pattern",
+                rule: "new_template".into(),
+                key: format!("new_template,service={service}"),
+                // Weak alone; more distinct new error shapes, more weight.
+                score: (0.2 + 0.1 * n as f64).min(0.45),
+                window,
+                evidence: format!(
+                    "{service}: {n} never-seen error template(s): {}",
+                    list.join(", ")
+                ),
+            };
+            out.push(facts.into_detection(&self.meta, head));
+        }
+        for ((caller, upstream), facts) in w.calls {
+            if facts.matched < self.cfg.cascade_min_calls || !w.failing.contains(&upstream) {
+                continue;
+            }
+            let head = Head {
+                detector: "pattern",
+                rule: "cascade".into(),
+                key: format!("cascade,{caller}->{upstream}"),
+                score: 0.3,
+                window,
+                evidence: format!(
+                    "{caller} → {upstream}: {} failing call(s) while {upstream} itself reports errors",
+                    facts.matched
+                ),
+            };
+            out.push(facts.into_detection(&self.meta, head));
+        }
+        // Traces crossing services: who erred first in each.
+        let mut chains: BTreeMap<Vec<String>, (u64, String, EventTime)> = BTreeMap::new();
+        for (trace, mut svcs) in w.traces {
+            if svcs.len() < 2 {
+                continue;
+            }
+            svcs.sort();
+            let first_time = svcs[0].0;
+            let order: Vec<String> = svcs.into_iter().map(|(_, s)| s).collect();
+            let e = chains.entry(order).or_insert((0, trace, first_time));
+            e.0 += 1;
+            e.2 = e.2.min(first_time);
+        }
+        for (order, (n, example, first_time)) in chains {
+            let first = order[0].clone();
+            let head = Head {
+                detector: "pattern",
+                rule: "trace_cascade".into(),
+                key: format!("trace_cascade,{}", order.join("->")),
+                score: 0.3,
+                window,
+                evidence: format!(
+                    "{n} trace(s) with errors in {} (first: {first}; e.g. trace {})",
+                    order.join(" → "),
+                    truncate(&example, 32)
+                ),
+            };
+            let mut facts = Facts::default();
+            facts.service = first;
+            facts.matched = n;
+            let mut d = facts.into_detection(&self.meta, head);
+            // Downstream services' errors point at the first one.
+            d.upstreams = vec![Counted {
+                value: order[0].clone(),
+                count: n as i64,
+            }];
+            d.trace_ids = vec![example];
+            d.first_seen = first_time;
+            out.push(d);
+        }
+    }
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        let t: String = s.chars().take(n).collect();
+        format!("{t}…")
+    }
+}
+
+impl Detector for PatternStream {
+    fn observe(&mut self, o: &Observed<'_>, out: &mut Vec<Detection>) {
+        if !self.cfg.enabled {
+            return;
+        }
+        let ev = o.event;
+        let first = *self.first_event.get_or_insert(ev.time);
+        if !self.sequences.is_empty() {
+            self.sequences(o, out);
+        }
+        if ev.kind == EventKind::Change || ev.severity < Severity::Error {
+            return;
+        }
+        let start = self.window_start(o);
+        let warm = ev.time.millis() - first.millis() >= self.cfg.warmup.0;
+        let w = self.open.entry(start).or_default();
+        if w.failing.len() < MAX_PER_WINDOW {
+            w.failing.insert(ev.service.clone());
+        }
+        let room =
+            w.new_templates.len() < MAX_PER_WINDOW || w.new_templates.contains_key(&ev.service);
+        if let Some(t) = o
+            .template
+            .filter(|t| t.created && warm && room && ev.severity >= self.cfg.new_template_severity)
+        {
+            let e = w
+                .new_templates
+                .entry(ev.service.clone())
+                .or_insert_with(|| (Facts::for_event(o), BTreeSet::new()));
+            e.0.add(o);
+            if e.1.len() < 16 {
+                e.1.insert(t.text.to_string());
+            }
+        }
+        if let Some(u) = &ev.upstream {
+            let k = (ev.service.clone(), u.clone());
+            if w.calls.len() < MAX_PER_WINDOW || w.calls.contains_key(&k) {
+                w.calls
+                    .entry(k)
+                    .or_insert_with(|| Facts::for_event(o))
+                    .add(o);
+            }
+        }
+        if let Some(tr) = &ev.trace_id {
+            if w.traces.len() < MAX_PER_WINDOW || w.traces.contains_key(tr) {
+                let v = w.traces.entry(tr.clone()).or_default();
+                if let Some(e) = v.iter_mut().find(|(_, s)| *s == ev.service) {
+                    e.0 = e.0.min(ev.time);
+                } else if v.len() < MAX_TRACE_SERVICES {
+                    v.push((ev.time, ev.service.clone()));
+                }
+            }
+        }
+    }
+
+    fn on_watermark(&mut self, wm: EventTime, out: &mut Vec<Detection>) {
+        let w = self.cfg.window.0;
+        while let Some(e) = self.open.first_entry() {
+            if *e.key() + w > wm.millis() {
+                break;
+            }
+            let start = *e.key();
+            let win = e.remove();
+            self.close(start, win, out);
+        }
+        let seqs = &self.sequences;
+        self.pending
+            .retain(|(ri, _), p| wm.millis() <= p.started.millis() + seqs[*ri].rule.within.0);
+    }
+
+    fn flush(&mut self, out: &mut Vec<Detection>) {
+        while let Some((start, win)) = self.open.pop_first() {
+            self.close(start, win, out);
+        }
+        self.pending.clear();
+    }
+
+    fn state_keys(&self) -> usize {
+        self.pending.len()
+            + self
+                .open
+                .values()
+                .map(|w| w.calls.len() + w.traces.len())
+                .sum::<usize>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detectors::pattern::miner::TemplateMiner;
+    use crate::detectors::TemplateRef;
+    use crate::model::ErrorEvent;
+
+    struct Rig {
+        miner: TemplateMiner,
+        sigs: Signatures,
+        det: PatternStream,
+        out: Vec<Detection>,
+    }
+
+    fn rig(seqs: Vec<SequenceRule>) -> Rig {
+        let sigs = Signatures::new(vec![crate::detectors::signature::SignatureRule {
+            name: "oom".into(),
+            category: Category::MemoryExhaustion,
+            weight: 0.9,
+            about: About::Itself,
+            message: Some("(?i)oomkilled".into()),
+            error_type: None,
+            http_status: vec![],
+            exit_code: vec![],
+        }])
+        .unwrap();
+        let cfg = PatternConfig {
+            warmup: DurationMs(60_000),
+            ..PatternConfig::default()
+        };
+        Rig {
+            miner: TemplateMiner::new(&cfg.miner),
+            det: PatternStream::new(&cfg, &sigs, &seqs),
+            sigs,
+            out: Vec::new(),
+        }
+    }
+
+    impl Rig {
+        fn feed(&mut self, ev: ErrorEvent) {
+            let mut m = Vec::new();
+            self.sigs.matches(&ev, &mut m);
+            let obs = self.miner.observe_detailed(&ev.message);
+            let text = self.miner.template(obs.id).unwrap_or("").to_string();
+            let o = Observed {
+                event: &ev,
+                template: Some(TemplateRef {
+                    id: obs.id,
+                    created: obs.created,
+                    text: &text,
+                }),
+                signatures: &m,
+                late: false,
+                watermark: EventTime(0),
+            };
+            self.det.observe(&o, &mut self.out);
+        }
+        fn wm(&mut self, t: i64) {
+            self.det.on_watermark(EventTime(t), &mut self.out);
+        }
+        fn rules(&self, rule: &str) -> Vec<&Detection> {
+            self.out.iter().filter(|d| d.rule == rule).collect()
+        }
+    }
+
+    fn ev(t: i64, svc: &str, sev: Severity, msg: &str) -> ErrorEvent {
+        ErrorEvent::new(format!("{svc}-{t}"), EventTime(t), svc, sev, msg)
+    }
+
+    #[test]
+    fn new_error_template_after_warmup_only() {
+        let mut r = rig(vec![]);
+        r.feed(ev(
+            0,
+            "api",
+            Severity::Error,
+            "disk quota exceeded for volume 7",
+        ));
+        r.wm(120_000);
+        assert!(
+            r.rules("new_template").is_empty(),
+            "during warm-up everything is new"
+        );
+        r.feed(ev(
+            130_000,
+            "api",
+            Severity::Warning,
+            "cache warm-up slow: 12 ms",
+        ));
+        r.feed(ev(
+            131_000,
+            "api",
+            Severity::Error,
+            "disk quota exceeded for volume 9",
+        ));
+        r.wm(240_000);
+        assert!(
+            r.rules("new_template").is_empty(),
+            "a warning and a known template are not news"
+        );
+        r.feed(ev(
+            250_000,
+            "api",
+            Severity::Error,
+            "segfault in libfoo at 0x7f3a",
+        ));
+        r.wm(360_000);
+        let d = r.rules("new_template");
+        assert_eq!(d.len(), 1);
+        assert!(d[0].evidence.contains("segfault"), "{}", d[0].evidence);
+        assert!(d[0].score < 0.5, "weak on its own");
+    }
+
+    fn seq(count: u64) -> SequenceRule {
+        SequenceRule {
+            name: "change_then_errors".into(),
+            first: EventMatch {
+                kind: Some(EventKind::Change),
+                ..EventMatch::default()
+            },
+            then: EventMatch {
+                min_severity: Some(Severity::Error),
+                ..EventMatch::default()
+            },
+            count,
+            within: DurationMs(300_000),
+            scope: SequenceScope::Service,
+            category: Category::BadDeploy,
+            weight: 0.8,
+        }
+    }
+
+    fn change(t: i64, svc: &str) -> ErrorEvent {
+        let mut e = ev(t, svc, Severity::Info, "deployed v2");
+        e.kind = EventKind::Change;
+        e
+    }
+
+    #[test]
+    fn sequence_fires_when_the_burst_follows_in_time_on_the_same_service() {
+        let mut r = rig(vec![seq(3)]);
+        r.feed(change(0, "api"));
+        r.feed(ev(1_000, "web", Severity::Error, "boom"));
+        r.feed(ev(2_000, "api", Severity::Error, "boom"));
+        r.feed(ev(3_000, "api", Severity::Warning, "meh"));
+        r.feed(ev(4_000, "api", Severity::Error, "boom"));
+        assert!(
+            r.rules("sequence:change_then_errors").is_empty(),
+            "2 of 3, and web is not api"
+        );
+        r.feed(ev(5_000, "api", Severity::Error, "boom"));
+        let d = r.rules("sequence:change_then_errors");
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].service, "api");
+        assert_eq!(d[0].hints[0].category, Category::BadDeploy);
+        assert_eq!(d[0].first_seen, EventTime(0));
+    }
+
+    #[test]
+    fn sequence_does_not_fire_after_its_time_limit() {
+        let mut r = rig(vec![seq(2)]);
+        r.feed(change(0, "api"));
+        r.feed(ev(10_000, "api", Severity::Error, "boom"));
+        r.wm(400_000);
+        r.feed(ev(400_001, "api", Severity::Error, "boom"));
+        r.feed(ev(400_002, "api", Severity::Error, "boom"));
+        assert!(r.rules("sequence:change_then_errors").is_empty());
+    }
+
+    #[test]
+    fn sequences_can_name_signatures_and_bad_names_are_rejected() {
+        let mut s = seq(1);
+        s.first = EventMatch {
+            signature: Some("nope".into()),
+            ..EventMatch::default()
+        };
+        let sigs = rig(vec![]).sigs;
+        let errs = compile_sequences(&[s.clone()], &sigs).unwrap_err();
+        assert_eq!(errs[0].0, 0);
+        assert_eq!(errs[0].1, "first");
+        s.first.signature = Some("oom".into());
+        assert!(compile_sequences(&[s], &sigs).is_ok());
+    }
+
+    fn call(t: i64, from: &str, to: &str, trace: &str) -> ErrorEvent {
+        let mut e = ev(t, from, Severity::Error, "call failed: timeout");
+        e.upstream = Some(to.into());
+        e.trace_id = Some(trace.into());
+        e
+    }
+
+    #[test]
+    fn cascade_needs_the_upstream_to_fail_too() {
+        let mut r = rig(vec![]);
+        for i in 0..6 {
+            r.feed(call(i * 1_000, "web", "api", &format!("t{i}")));
+        }
+        r.wm(60_000);
+        assert!(
+            r.rules("cascade").is_empty(),
+            "api reports nothing: no cascade"
+        );
+        for i in 0..6 {
+            r.feed(call(60_000 + i * 1_000, "web", "api", &format!("u{i}")));
+            let mut own = ev(59_000 + i * 1_000, "api", Severity::Error, "OOMKilled");
+            own.trace_id = Some(format!("u{i}"));
+            r.feed(own);
+        }
+        r.wm(120_000);
+        let c = r.rules("cascade");
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].service, "web");
+        assert_eq!(c[0].upstreams[0].value, "api");
+        let t = r.rules("trace_cascade");
+        assert_eq!(t.len(), 1, "{:?}", r.out);
+        assert_eq!(t[0].service, "api", "api erred first in the shared traces");
+        assert!(t[0].evidence.contains("api → web"), "{}", t[0].evidence);
+    }
+}
