@@ -20,6 +20,16 @@ if [ -z "$TANSU" ]; then
   TANSU=$HOME/.cargo/bin/tansu
 fi
 
+# --- Python interop client (confluent-kafka from PyPI), reused when present --
+VENV=$STATE/venv
+if ! "$VENV/bin/python" -c 'import confluent_kafka, fastavro' 2>/dev/null; then
+  log "creating the Python venv for the interop test ($VENV)"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --upgrade pip
+  "$VENV/bin/pip" install --quiet confluent-kafka fastavro
+fi
+export REFLEX_TEST_PYTHON=$VENV/bin/python
+
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 PORT=$(free_port)
 log "starting tansu on 127.0.0.1:$PORT"
@@ -35,6 +45,7 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 export REFLEX_TEST_BROKERS="127.0.0.1:$PORT"
+export REFLEX_TEST_TANSU="$TANSU"   # the outage test starts its own broker behind a proxy
 
 # --- Rust: format, lints, tests ---------------------------------------------
 log "cargo fmt --check"

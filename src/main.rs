@@ -5,16 +5,38 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use reflex::config::Config;
 use reflex::pipeline::embedded::{self, DecideOptions, RunError};
+use reflex::pipeline::kafka::{self, KafkaOptions, StageSel};
 use reflex::sinks::file::FileSink;
 use reflex::sources::file::LineReader;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 #[derive(Parser)]
 #[command(name = "reflex", version, about = "Self-healing stream processor")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Subcommand)]
+enum TopicsCommand {
+    /// Create the missing topics; report the ones that differ from the file.
+    Apply {
+        /// Bootstrap servers.
+        #[arg(long)]
+        brokers: String,
+        /// Configuration file (topic prefix / overrides from `[kafka]`).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Topics file (default: the embedded topology/topics.toml).
+        #[arg(long)]
+        topics: Option<PathBuf>,
+        /// Override every topic's replication factor (single-broker dev clusters).
+        #[arg(long)]
+        replication: Option<i32>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -30,6 +52,17 @@ enum Command {
         /// Where `<topic>.jsonl` files are written.
         #[arg(long, default_value = "out")]
         output_dir: PathBuf,
+        /// Kafka mode: bootstrap servers (`HOST:PORT[,...]`); runs until SIGTERM.
+        #[arg(long)]
+        brokers: Option<String>,
+        /// Kafka mode: which stage this process runs (detect, decide or all).
+        #[arg(long, default_value = "all", requires = "brokers")]
+        stage: String,
+    },
+    /// Topics as code (topology/topics.toml).
+    Topics {
+        #[command(subcommand)]
+        command: TopicsCommand,
     },
     /// Check the configuration, rules and schemas; report every problem at once.
     Validate {
@@ -85,9 +118,25 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run {
             config,
+            brokers: Some(brokers),
+            stage,
+            ..
+        } => cmd_run_kafka(config, brokers, stage),
+        Command::Run {
+            config,
             input,
             output_dir,
+            ..
         } => cmd_run(config, input, output_dir),
+        Command::Topics {
+            command:
+                TopicsCommand::Apply {
+                    brokers,
+                    config,
+                    topics,
+                    replication,
+                },
+        } => cmd_topics_apply(brokers, config, topics, replication),
         Command::Validate { config } => cmd_validate(config),
         Command::Anomalies { input, output } => cmd_anomalies(input, output),
         Command::Templates { input, output } => cmd_templates(input, output),
@@ -159,6 +208,130 @@ fn cmd_run(
         Err(e @ RunError::Input { .. }) => Err(e.into()),
         Err(e) => Err(e.into()),
     }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("REFLEX_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rdkafka=warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Sets the flag on SIGTERM or SIGINT (a small runtime on its own thread).
+fn shutdown_flag() -> anyhow::Result<Arc<AtomicBool>> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let f = flag.clone();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            rt.block_on(async move {
+                use tokio::signal::unix::{signal, SignalKind};
+                let (Ok(mut term), Ok(mut int)) = (
+                    signal(SignalKind::terminate()),
+                    signal(SignalKind::interrupt()),
+                ) else {
+                    let _ = ready_tx.send(false);
+                    return;
+                };
+                let _ = ready_tx.send(true);
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+                tracing::info!("Signal received: stopping.");
+                f.store(true, Ordering::SeqCst);
+            })
+        })?;
+    if !ready_rx.recv().unwrap_or(false) {
+        anyhow::bail!("cannot install signal handlers");
+    }
+    Ok(flag)
+}
+
+fn cmd_run_kafka(
+    config: Option<PathBuf>,
+    brokers: String,
+    stage: String,
+) -> anyhow::Result<ExitCode> {
+    init_tracing();
+    let stage: StageSel = match stage.parse() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("reflex: --stage: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let cfg = match load_config(config) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    let opts = KafkaOptions {
+        stage,
+        brokers,
+        decide: decide_options(),
+    };
+    let shutdown = shutdown_flag()?;
+    let summary = kafka::run(&cfg, &opts, shutdown)?;
+    println!("{summary}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_topics_apply(
+    brokers: String,
+    config: Option<PathBuf>,
+    topics: Option<PathBuf>,
+    replication: Option<i32>,
+) -> anyhow::Result<ExitCode> {
+    init_tracing();
+    let cfg = match load_config(config) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    let (name, text) = match &topics {
+        None => (
+            "<embedded>/topics.toml".to_string(),
+            reflex::topics::EMBEDDED_TOPICS.to_string(),
+        ),
+        Some(p) => match std::fs::read_to_string(p) {
+            Ok(t) => (p.display().to_string(), t),
+            Err(e) => {
+                eprintln!("reflex: cannot read {}: {e}", p.display());
+                return Ok(ExitCode::from(2));
+            }
+        },
+    };
+    let mut specs = match reflex::topics::parse(&text, &name, &cfg.kafka) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("reflex: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    if let Some(r) = replication {
+        if r < 1 {
+            eprintln!("reflex: --replication must be at least 1");
+            return Ok(ExitCode::from(2));
+        }
+        for s in &mut specs {
+            s.replication = r;
+        }
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let report = rt.block_on(reflex::topics::apply(&brokers, &specs, &cfg.kafka.consumer))?;
+    print!("{report}");
+    Ok(if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn cmd_validate(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {

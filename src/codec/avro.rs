@@ -245,6 +245,34 @@ pub fn decode_event(mut body: &[u8]) -> Result<ErrorEvent, DecodeError> {
     event_from_value(value)
 }
 
+/// Decodes an input event written with another (registry-supplied) schema,
+/// resolved against the compiled-in one: Avro schema evolution for
+/// producers that added fields or defaults. Same contract checks as
+/// [`decode_event`]. Build cost: one reader per call; callers cache
+/// per schema id when the writer schema is not ours.
+pub fn decode_event_with_writer(
+    writer: &Schema,
+    mut body: &[u8],
+) -> Result<ErrorEvent, DecodeError> {
+    let ours = schema(RecordType::ErrorEvent)
+        .map_err(|e| DecodeError::new(DecodeErrorKind::InvalidAvro, e.to_string()))?;
+    let bad = |e: apache_avro::Error| DecodeError::new(DecodeErrorKind::InvalidAvro, e.to_string());
+    let reader = GenericDatumReader::builder(writer)
+        .reader_schema(ours)
+        .build()
+        .map_err(|e| {
+            DecodeError::new(
+                DecodeErrorKind::UnknownSchema,
+                format!("writer schema is not compatible with ErrorEvent: {e}"),
+            )
+        })?;
+    let value = reader.read_value(&mut body).map_err(bad)?;
+    if !body.is_empty() {
+        return Err(trailing(body.len()));
+    }
+    event_from_value(value)
+}
+
 fn invalid(field: &str, what: impl std::fmt::Display) -> DecodeError {
     DecodeError::new(
         DecodeErrorKind::InvalidEvent,

@@ -8,6 +8,7 @@
 
 pub mod avro;
 pub mod json;
+pub mod registry;
 pub mod wire;
 
 use crate::model::{DeadLetter, DeadLetterKind, ErrorEvent};

@@ -7,6 +7,8 @@
 //! independently, list items one by one, and semantic checks run on
 //! everything that parsed.
 
+pub mod kafka;
+
 use crate::detectors::pattern::stream::{compile_sequences, SequenceRule};
 use crate::detectors::signature::{SignatureRule, Signatures};
 use crate::detectors::DetectorsConfig;
@@ -61,6 +63,8 @@ pub struct Config {
     pub detectors: DetectorsConfig,
     pub diagnosis: DiagnosisConfig,
     pub recovery: RecoveryConfig,
+    /// Kafka mode settings (`[kafka]`).
+    pub kafka: kafka::KafkaConfig,
     /// Compiled signature rules.
     pub signatures: Signatures,
     /// Sequence rules (validated against the signature rules).
@@ -260,11 +264,12 @@ impl Config {
         let detectors: DetectorsConfig = c.section(file, &mut table, "detectors");
         let diagnosis: DiagnosisConfig = c.section(file, &mut table, "diagnosis");
         let recovery: RecoveryConfig = c.section(file, &mut table, "recovery");
+        let kafka: kafka::KafkaConfig = c.section(file, &mut table, "kafka");
         for key in table.keys() {
             c.push(
                 file,
                 key.clone(),
-                "unknown section (expected pipeline, detectors, diagnosis, recovery)",
+                "unknown section (expected pipeline, detectors, diagnosis, recovery, kafka)",
             );
         }
         if pipeline.batch_size == 0 {
@@ -280,6 +285,7 @@ impl Config {
             .chain(detectors.anomaly.validate())
             .chain(diagnosis.validate())
             .chain(recovery.validate())
+            .chain(kafka.validate())
         {
             c.push(file, k, m);
         }
@@ -383,6 +389,7 @@ impl Config {
             detectors,
             diagnosis,
             recovery,
+            kafka,
             signatures,
             sequences,
             actions,

@@ -33,3 +33,4 @@ pub trait Stage: Send {
     /// End of input: emit everything still held (open windows, incidents).
     fn flush(&mut self, _out: &mut Vec<Self::Out>) {}
 }
+pub mod kafka;

@@ -4,6 +4,7 @@
 //! runtime produces to topics. Both take [`Output`]s in pipeline order.
 
 pub mod file;
+pub mod kafka;
 
 use crate::model::{DeadLetter, Detection, Escalation, Incident, RecoveryAction};
 
@@ -99,6 +100,14 @@ pub enum SinkError {
         #[source]
         source: serde_json::Error,
     },
+    #[error("encoding a {topic:?} record as Avro: {source}")]
+    Avro {
+        topic: Topic,
+        #[source]
+        source: crate::codec::avro::AvroError,
+    },
+    #[error("producing to {topic}: {message}")]
+    Kafka { topic: String, message: String },
 }
 
 /// A destination for output records. `write` is required; `flush` defaults to a no-op.

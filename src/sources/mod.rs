@@ -2,3 +2,4 @@
 //! Lines from a file or stdin ([`file`]); the Kafka runtime consumes a topic.
 
 pub mod file;
+pub mod kafka;

@@ -1,0 +1,303 @@
+//! The `[kafka]` config section: brokers, consumer group, topic names,
+//! output format, schema ids, Schema Registry and librdkafka overrides.
+//!
+//! Only read in Kafka mode (`reflex run --brokers`, `reflex topics apply`);
+//! the embedded runtime ignores it. Every problem is reported by
+//! [`KafkaConfig::validate`] with its key, together with the rest of the file.
+
+use crate::codec::avro::RecordType;
+use crate::model::DurationMs;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The logical (default) names of every topic of SPEC §2; keys of
+/// `[kafka.topics]` and of `topology/topics.toml`.
+pub const TOPIC_NAMES: [&str; 7] = [
+    "errors",
+    "reflex.detections",
+    "reflex.incidents",
+    "reflex.actions",
+    "reflex.escalations",
+    "reflex.action-results",
+    "reflex.dlq",
+];
+
+/// Output record encoding on Kafka.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputFormat {
+    /// One JSON document per record (default).
+    #[default]
+    Json,
+    /// Avro binary in the Confluent wire format (schema id from `[kafka.schema_ids]`).
+    Avro,
+}
+
+/// What `reflex.detections` is keyed by: the unit the decide stage
+/// correlates within, so all of one domain lands on one decide instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CorrelationKey {
+    /// The service's Kubernetes namespace (default).
+    #[default]
+    Namespace,
+    /// The cluster the service runs in (learned from the events' `cluster`).
+    Cluster,
+}
+
+/// Confluent schema ids, one per record type.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchemaIds {
+    /// Ids accepted for framed input events (read with the compiled-in
+    /// schema); empty = any id (or, with a registry, whatever it resolves).
+    pub error_event: Vec<u32>,
+    /// Id written in front of Avro `reflex.detections` records.
+    pub detection: Option<u32>,
+    /// Id written in front of Avro `reflex.incidents` records.
+    pub incident: Option<u32>,
+    /// Id written in front of Avro `reflex.actions` records.
+    pub recovery_action: Option<u32>,
+    /// Id written in front of Avro `reflex.escalations` records.
+    pub escalation: Option<u32>,
+    /// Id of Avro `reflex.action-results` records.
+    pub action_result: Option<u32>,
+    /// Id written in front of Avro `reflex.dlq` records.
+    pub dead_letter: Option<u32>,
+}
+
+impl SchemaIds {
+    /// The configured output id of a record type.
+    pub fn output_id(&self, rt: RecordType) -> Option<u32> {
+        match rt {
+            RecordType::ErrorEvent => self.error_event.first().copied(),
+            RecordType::Detection => self.detection,
+            RecordType::Incident => self.incident,
+            RecordType::RecoveryAction => self.recovery_action,
+            RecordType::Escalation => self.escalation,
+            RecordType::ActionResult => self.action_result,
+            RecordType::DeadLetter => self.dead_letter,
+        }
+    }
+}
+
+/// `[kafka]` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, `host:port[,host:port]` (`--brokers` overrides).
+    pub brokers: String,
+    /// Consumer group of the detect stage (the decide stage uses `<group_id>-decide`).
+    pub group_id: String,
+    /// Prefix put in front of every default topic name (`prod.` → `prod.errors`).
+    pub topic_prefix: String,
+    /// Per-topic name overrides, keyed by default name (`errors = "app-errors"`);
+    /// an override is used as is, without the prefix.
+    pub topics: BTreeMap<String, String>,
+    /// Output record encoding.
+    pub output_format: OutputFormat,
+    /// Confluent schema ids per record type.
+    pub schema_ids: SchemaIds,
+    /// Confluent-compatible Schema Registry (`http://host:port`); when set,
+    /// framed inputs with an unknown schema id are resolved with
+    /// `GET /schemas/ids/{id}` (cached).
+    pub schema_registry_url: Option<String>,
+    /// What `reflex.detections` is keyed (partitioned) by.
+    pub correlation_key: CorrelationKey,
+    /// Event-time granularity of watermark steps (and of the markers the
+    /// split detect stage sends to the decide stage).
+    pub watermark_interval: DurationMs,
+    /// Decide stage: a detection's offset is held until the watermark passes
+    /// its window end plus this (the incident settle time plus margin).
+    pub decide_hold: DurationMs,
+    /// A partition with no new message for this long (wall clock, while
+    /// caught up) stops holding the watermark back.
+    pub idle_partition_timeout: DurationMs,
+    /// Outputs awaiting a broker ack before consumption pauses (bounds memory).
+    pub max_in_flight: usize,
+    /// How often stored offsets are committed (`auto.commit.interval.ms`).
+    pub commit_interval: DurationMs,
+    /// How long a graceful shutdown waits for outstanding deliveries.
+    pub shutdown_timeout: DurationMs,
+    /// librdkafka properties for the consumer (override reflex's defaults).
+    pub consumer: BTreeMap<String, String>,
+    /// librdkafka properties for the producer (override reflex's defaults).
+    pub producer: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            brokers: "localhost:9092".into(),
+            group_id: "reflex".into(),
+            topic_prefix: String::new(),
+            topics: BTreeMap::new(),
+            output_format: OutputFormat::Json,
+            schema_ids: SchemaIds::default(),
+            schema_registry_url: None,
+            correlation_key: CorrelationKey::Namespace,
+            watermark_interval: DurationMs(1_000),
+            decide_hold: DurationMs(120_000),
+            idle_partition_timeout: DurationMs(10_000),
+            max_in_flight: 50_000,
+            commit_interval: DurationMs(1_000),
+            shutdown_timeout: DurationMs(30_000),
+            consumer: BTreeMap::new(),
+            producer: BTreeMap::new(),
+        }
+    }
+}
+
+/// librdkafka properties reflex sets itself (at-least-once, idempotence).
+const RESERVED_CONSUMER: [&str; 2] = ["enable.auto.offset.store", "group.id"];
+const RESERVED_PRODUCER: [&str; 1] = ["enable.idempotence"];
+
+impl KafkaConfig {
+    /// The real name of a topic given its default name.
+    pub fn topic(&self, default_name: &str) -> String {
+        match self.topics.get(default_name) {
+            Some(n) => n.clone(),
+            None => format!("{}{}", self.topic_prefix, default_name),
+        }
+    }
+
+    /// The input topic.
+    pub fn input_topic(&self) -> String {
+        self.topic("errors")
+    }
+
+    /// Problems as (key, message), all at once.
+    pub fn validate(&self) -> Vec<(String, String)> {
+        let mut errs = Vec::new();
+        if self.brokers.trim().is_empty() {
+            errs.push(("kafka.brokers".into(), "must not be empty".into()));
+        }
+        if self.group_id.trim().is_empty() {
+            errs.push(("kafka.group_id".into(), "must not be empty".into()));
+        }
+        for (k, v) in &self.topics {
+            if !TOPIC_NAMES.contains(&k.as_str()) {
+                errs.push((
+                    format!("kafka.topics.{k}"),
+                    format!("unknown topic (expected one of {})", TOPIC_NAMES.join(", ")),
+                ));
+            }
+            if !valid_topic_name(v) {
+                errs.push((
+                    format!("kafka.topics.{k}"),
+                    format!("invalid topic name {v:?}"),
+                ));
+            }
+        }
+        for name in TOPIC_NAMES {
+            let t = self.topic(name);
+            if !self.topics.contains_key(name) && !valid_topic_name(&t) {
+                errs.push((
+                    "kafka.topic_prefix".into(),
+                    format!("gives the invalid topic name {t:?}"),
+                ));
+                break;
+            }
+        }
+        if self.output_format == OutputFormat::Avro {
+            for (rt, key) in [
+                (RecordType::Detection, "detection"),
+                (RecordType::Incident, "incident"),
+                (RecordType::RecoveryAction, "recovery_action"),
+                (RecordType::Escalation, "escalation"),
+                (RecordType::DeadLetter, "dead_letter"),
+            ] {
+                if self.schema_ids.output_id(rt).is_none() {
+                    errs.push((
+                        format!("kafka.schema_ids.{key}"),
+                        "required when output_format = \"avro\"".into(),
+                    ));
+                }
+            }
+        }
+        if let Some(u) = &self.schema_registry_url {
+            if !u.starts_with("http://") {
+                errs.push((
+                    "kafka.schema_registry_url".into(),
+                    "must be an http:// URL".into(),
+                ));
+            }
+        }
+        if self.watermark_interval.0 < 1 {
+            errs.push((
+                "kafka.watermark_interval".into(),
+                "must be at least 1ms".into(),
+            ));
+        }
+        if self.max_in_flight == 0 {
+            errs.push(("kafka.max_in_flight".into(), "must be at least 1".into()));
+        }
+        if self.commit_interval.0 < 1 {
+            errs.push((
+                "kafka.commit_interval".into(),
+                "must be at least 1ms".into(),
+            ));
+        }
+        for k in self.consumer.keys() {
+            if RESERVED_CONSUMER.contains(&k.as_str()) {
+                errs.push((
+                    format!("kafka.consumer.{k}"),
+                    "is set by reflex (at-least-once); use kafka.group_id for the group".into(),
+                ));
+            }
+        }
+        for k in self.producer.keys() {
+            if RESERVED_PRODUCER.contains(&k.as_str()) {
+                errs.push((
+                    format!("kafka.producer.{k}"),
+                    "is set by reflex (idempotent producer)".into(),
+                ));
+            }
+        }
+        errs
+    }
+}
+
+/// Kafka's topic name rule: 1–249 of `[a-zA-Z0-9._-]`, not `.` or `..`.
+pub fn valid_topic_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 249
+        && s != "."
+        && s != ".."
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_prefix_and_overrides() {
+        let mut k = KafkaConfig {
+            topic_prefix: "prod.".into(),
+            ..KafkaConfig::default()
+        };
+        k.topics.insert("errors".into(), "app-errors".into());
+        assert_eq!(k.input_topic(), "app-errors");
+        assert_eq!(k.topic("reflex.dlq"), "prod.reflex.dlq");
+        assert!(k.validate().is_empty());
+    }
+
+    #[test]
+    fn all_problems_reported() {
+        let mut k = KafkaConfig {
+            brokers: String::new(),
+            output_format: OutputFormat::Avro,
+            ..KafkaConfig::default()
+        };
+        k.topics.insert("nope".into(), "bad name!".into());
+        k.consumer.insert("group.id".into(), "x".into());
+        let errs = k.validate();
+        let keys: Vec<&str> = errs.iter().map(|e| e.0.as_str()).collect();
+        assert!(keys.contains(&"kafka.brokers"));
+        assert!(keys.contains(&"kafka.topics.nope"));
+        assert!(keys.contains(&"kafka.schema_ids.detection"));
+        assert!(keys.contains(&"kafka.consumer.group.id"));
+    }
+}
