@@ -36,6 +36,17 @@ for _ in $(seq 1 100); do
 done
 export REFLEX_TEST_BROKERS="127.0.0.1:$PORT"
 
+# --- Kubernetes manifests (offline schema validation) ----------------------
+VENV=$STATE/venv
+if [ ! -x "$VENV/bin/kubernetes-validate" ]; then
+  log "installing kubernetes-validate into $VENV"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet kubernetes-validate
+fi
+log "deploy/k8s: topology ConfigMap up to date, manifests valid (Kubernetes 1.34, strict)"
+python3 deploy/k8s/gen_topology_configmap.py --check
+"$VENV/bin/kubernetes-validate" --kubernetes-version 1.34.0 --strict --quiet deploy/k8s/*.yaml
+
 # --- Rust: format, lints, tests ---------------------------------------------
 log "cargo fmt --check"
 cargo fmt --all -- --check

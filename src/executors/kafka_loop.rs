@@ -1,0 +1,260 @@
+//! The Kafka plumbing of `reflex executor kube|webhook`: a consumer group on
+//! the input topic, a producer to `reflex.action-results`, and the ledger
+//! rebuilt from that topic at start-up.
+//!
+//! Guarantees:
+//! - **At least once**: an input's offset is stored (and later committed by
+//!   the auto-commit timer, or at shutdown) only after its `ActionResult`
+//!   was acknowledged by the broker (`acks=all`, idempotent producer). A
+//!   crash between acting and publishing re-delivers the input; the ledger
+//!   (rebuilt from published results) then skips what was recorded, so
+//!   duplicates are limited to that window.
+//! - **Nothing is dropped silently**: an input that does not decode as JSON
+//!   gets a `rejected` result naming its partition and offset.
+//! - Inputs are JSON (the default record encoding); Avro inputs are not
+//!   decoded by executors yet.
+//! - SIGTERM / Ctrl-C: the current input finishes, offsets are committed, the
+//!   loop returns.
+
+use super::{Clock, Executor, Ledger, Runner};
+use crate::model::{ActionResult, ActionStatus, Escalation, EventTime, RecoveryAction};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Why the loop stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum LoopError {
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("ledger rebuild task: {0}")]
+    Task(String),
+    #[error("publishing result for {key}: {error}")]
+    Publish {
+        key: String,
+        error: rdkafka::error::KafkaError,
+    },
+}
+
+/// Connection settings shared by the consumer and producer.
+#[derive(Debug, Clone)]
+pub struct KafkaSettings {
+    pub brokers: String,
+    pub group_id: String,
+    pub input_topic: String,
+    pub results_topic: String,
+    /// Extra librdkafka properties applied to every client.
+    pub properties: BTreeMap<String, String>,
+}
+
+impl KafkaSettings {
+    fn client(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers);
+        for (k, v) in &self.properties {
+            c.set(k, v);
+        }
+        c
+    }
+}
+
+/// Something that turns one input record into one result.
+pub trait Handler {
+    /// Handles one input; `raw_origin` names it for undecodable inputs.
+    fn handle(
+        &mut self,
+        payload: &[u8],
+        raw_origin: &str,
+    ) -> impl std::future::Future<Output = ActionResult>;
+    /// The ledger to rebuild from published results.
+    fn ledger(&mut self) -> &mut Ledger;
+}
+
+fn undecodable(origin: &str, err: &serde_json::Error, now: EventTime, executor: &str) -> ActionResult {
+    ActionResult {
+        action_id: origin.to_string(),
+        idempotency_key: String::new(),
+        status: ActionStatus::Rejected,
+        detail: format!("undecodable input at {origin}: {err}"),
+        finished_at: now,
+        executor: executor.to_string(),
+    }
+}
+
+impl<E: Executor, C: Clock> Handler for Runner<E, C> {
+    async fn handle(&mut self, payload: &[u8], origin: &str) -> ActionResult {
+        match serde_json::from_slice::<RecoveryAction>(payload) {
+            Ok(a) => self.process(&a).await,
+            Err(e) => undecodable(origin, &e, self.clock.now(), self.executor.name()),
+        }
+    }
+    fn ledger(&mut self) -> &mut Ledger {
+        &mut self.ledger
+    }
+}
+
+impl Handler for super::webhook::WebhookExecutor {
+    async fn handle(&mut self, payload: &[u8], origin: &str) -> ActionResult {
+        match serde_json::from_slice::<Escalation>(payload) {
+            Ok(e) => self.process(&e).await,
+            Err(e) => undecodable(origin, &e, self.clock.now(), &self.settings.name),
+        }
+    }
+    fn ledger(&mut self) -> &mut Ledger {
+        &mut self.ledger
+    }
+}
+
+/// Reads `results_topic` from `since` (wall-clock ms) to its current end and
+/// feeds every result to the ledger. Returns how many results were read.
+pub fn rebuild_ledger(
+    settings: &KafkaSettings,
+    since_ms: i64,
+    ledger: &mut Ledger,
+) -> Result<usize, LoopError> {
+    let consumer: BaseConsumer = settings
+        .client()
+        .set("group.id", format!("{}-ledger", settings.group_id))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .create()?;
+    let timeout = Duration::from_secs(10);
+    let md = consumer.fetch_metadata(Some(&settings.results_topic), timeout)?;
+    let mut ends: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut times = TopicPartitionList::new();
+    for t in md.topics() {
+        for p in t.partitions() {
+            let (lo, hi) =
+                consumer.fetch_watermarks(&settings.results_topic, p.id(), timeout)?;
+            if hi > lo {
+                ends.insert(p.id(), hi);
+                times.add_partition_offset(&settings.results_topic, p.id(), Offset::Offset(since_ms))?;
+            }
+        }
+    }
+    if ends.is_empty() {
+        return Ok(0);
+    }
+    let mut assign = TopicPartitionList::new();
+    let starts = consumer.offsets_for_times(times, timeout)?;
+    for e in starts.elements() {
+        let start = match e.offset() {
+            Offset::Offset(o) => o,
+            _ => continue, // nothing newer than `since`
+        };
+        if ends.get(&e.partition()).is_some_and(|&hi| start < hi) {
+            assign.add_partition_offset(&settings.results_topic, e.partition(), Offset::Offset(start))?;
+        } else {
+            ends.remove(&e.partition());
+        }
+    }
+    ends.retain(|p, _| assign.elements().iter().any(|e| e.partition() == *p));
+    consumer.assign(&assign)?;
+    let mut read = 0usize;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !ends.is_empty() && std::time::Instant::now() < deadline {
+        let Some(m) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let m = m?;
+        if let Some(Ok(r)) = m.payload().map(serde_json::from_slice::<ActionResult>) {
+            ledger.observe(&r);
+            read += 1;
+        }
+        if ends.get(&m.partition()).is_some_and(|&hi| m.offset() + 1 >= hi) {
+            ends.remove(&m.partition());
+        }
+    }
+    if !ends.is_empty() {
+        tracing::warn!(partitions = ?ends.keys().collect::<Vec<_>>(), "ledger rebuild stopped before the end of the results topic");
+    }
+    Ok(read)
+}
+
+/// Consumes `input_topic` until `shutdown` resolves, publishing one result
+/// per input before storing its offset.
+pub async fn run<H: Handler>(
+    settings: &KafkaSettings,
+    handler: &mut H,
+    ledger_since_ms: i64,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<u64, LoopError> {
+    let s = settings.clone();
+    let mut ledger = std::mem::replace(handler.ledger(), Ledger::new(1));
+    let (ledger, read) = tokio::task::spawn_blocking(move || {
+        let r = rebuild_ledger(&s, ledger_since_ms, &mut ledger);
+        (ledger, r)
+    })
+    .await
+    .map_err(|e| LoopError::Task(e.to_string()))?;
+    *handler.ledger() = ledger;
+    let read = read?;
+    tracing::info!(results = read, keys = handler.ledger().len(), "ledger rebuilt");
+
+    let producer: FutureProducer = settings
+        .client()
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .create()?;
+    let consumer: StreamConsumer = settings
+        .client()
+        .set("group.id", &settings.group_id)
+        .set("enable.auto.commit", "true")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()?;
+    consumer.subscribe(&[&settings.input_topic])?;
+    tracing::info!(topic = %settings.input_topic, group = %settings.group_id, "executor consuming");
+    tokio::pin!(shutdown);
+    let mut handled = 0u64;
+    loop {
+        let msg = tokio::select! {
+            _ = &mut shutdown => break,
+            m = consumer.recv() => m,
+        };
+        let msg = match msg {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "consumer error");
+                continue;
+            }
+        };
+        let origin = format!("{}/{}@{}", msg.topic(), msg.partition(), msg.offset());
+        let res = handler.handle(msg.payload().unwrap_or(&[]), &origin).await;
+        let payload = serde_json::to_vec(&res).unwrap_or_default();
+        let key = if res.idempotency_key.is_empty() {
+            res.action_id.clone()
+        } else {
+            res.idempotency_key.clone()
+        };
+        let record = FutureRecord::to(&settings.results_topic)
+            .key(&key)
+            .payload(&payload);
+        producer
+            .send(record, Duration::from_secs(30))
+            .await
+            .map_err(|(error, _)| LoopError::Publish {
+                key: key.clone(),
+                error,
+            })?;
+        consumer.store_offset_from_message(&msg)?;
+        handled += 1;
+    }
+    let c = consumer;
+    tokio::task::spawn_blocking(move || c.commit_consumer_state(CommitMode::Sync))
+        .await
+        .ok()
+        .transpose()
+        .or_else(|e| match e {
+            // Nothing consumed yet: nothing to commit.
+            rdkafka::error::KafkaError::ConsumerCommit(
+                rdkafka::types::RDKafkaErrorCode::NoOffset,
+            ) => Ok(None),
+            e => Err(e),
+        })?;
+    Ok(handled)
+}
