@@ -350,9 +350,10 @@ fn cmd_executor(kind: ExecutorKind) -> anyhow::Result<ExitCode> {
                     Ok(s) => s,
                     Err(e) => return Ok(Err(e)),
                 };
-                let client = kube::Client::try_default()
-                    .await
-                    .context("connecting to Kubernetes (in-cluster config or kubeconfig)")?;
+                let client = match reflex::executors::kube::infer_client().await {
+                    Ok(c) => c,
+                    Err(e) => return Ok(Err(e)),
+                };
                 let clock = Arc::new(SystemClock);
                 let runbooks = reflex::executors::runbook::Runbooks {
                     books: cfg.runbooks.clone(),

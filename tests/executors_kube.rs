@@ -2,9 +2,9 @@
 //! type makes exactly the expected API calls; duplicates, rejections and API
 //! errors make the calls (or none) they should.
 
-mod common;
+mod exec_support;
 
-use common::fake_kube::{self, FakeKube};
+use exec_support::fake_kube::{self, FakeKube};
 use reflex::executors::kube::{KubeExecutor, KubeSettings, Selector};
 use reflex::executors::runbook::Runbooks;
 use reflex::executors::{Gate, Ledger, ManualClock, Runner};
@@ -109,8 +109,12 @@ async fn restart_patches_restarted_at_and_waits_for_the_rollout() {
     let mut r = runner(&f);
     let res = r.process(&action("k-restart", ActionType::Restart, ActionParams::default())).await;
     assert_eq!(res.status, ActionStatus::Succeeded, "{}", res.detail);
-    assert_eq!(f.calls(), [format!("GET {D}"), format!("PATCH {D}?"), format!("GET {D}")]);
+    assert_eq!(f.calls(), [format!("GET {D}"), format!("PATCH {D}"), format!("GET {D}")]);
     let patch = f.requests()[1].body.clone().unwrap();
+    assert_eq!(
+        f.requests()[1].content_type,
+        "application/strategic-merge-patch+json"
+    );
     assert_eq!(
         patch,
         json!({"spec": {"template": {"metadata": {"annotations": {
@@ -132,9 +136,10 @@ async fn scale_patches_the_scale_subresource() {
     assert_eq!(res.status, ActionStatus::Succeeded, "{}", res.detail);
     assert_eq!(
         f.calls(),
-        [format!("GET {D}"), format!("PATCH {D}/scale?"), format!("GET {D}")]
+        [format!("GET {D}"), format!("PATCH {D}/scale"), format!("GET {D}")]
     );
     assert_eq!(f.requests()[1].body, Some(json!({"spec": {"replicas": 5}})));
+    assert_eq!(f.requests()[1].content_type, "application/merge-patch+json");
     assert!(res.detail.contains("from 3 to 5 replicas"), "{}", res.detail);
 }
 
@@ -149,7 +154,7 @@ async fn rollback_restores_the_previous_revision_template() {
         [
             format!("GET {D}"),
             "GET /apis/apps/v1/namespaces/shop/replicasets?&labelSelector=app%3Dcheckout".to_string(),
-            format!("PATCH {D}?"),
+            format!("PATCH {D}"),
             format!("GET {D}")
         ]
     );
@@ -193,7 +198,7 @@ async fn delete_pod_gets_then_deletes() {
         f.calls(),
         [
             "GET /api/v1/namespaces/shop/pods/checkout-a",
-            "DELETE /api/v1/namespaces/shop/pods/checkout-a?"
+            "DELETE /api/v1/namespaces/shop/pods/checkout-a"
         ]
     );
 }
@@ -220,12 +225,12 @@ async fn drain_node_cordons_and_evicts_respecting_disruption_budgets() {
     resign(&mut a);
     let res = r.process(&a).await;
     assert_eq!(res.status, ActionStatus::Succeeded, "{}", res.detail);
-    let evict = "POST /api/v1/namespaces/shop/pods/checkout-a/eviction?".to_string();
+    let evict = "POST /api/v1/namespaces/shop/pods/checkout-a/eviction".to_string();
     assert_eq!(
         f.calls(),
         [
             "GET /api/v1/nodes/node-1".to_string(),
-            "PATCH /api/v1/nodes/node-1?".to_string(),
+            "PATCH /api/v1/nodes/node-1".to_string(),
             "GET /api/v1/pods?&fieldSelector=spec.nodeName%3Dnode-1".to_string(),
             evict.clone(),
             evict.clone(),
@@ -358,7 +363,7 @@ async fn api_errors_and_stuck_rollouts_fail_with_the_reason() {
         "{}",
         res.detail
     );
-    assert_eq!(f.calls(), [format!("GET {D}"), format!("PATCH {D}?")]);
+    assert_eq!(f.calls(), [format!("GET {D}"), format!("PATCH {D}")]);
 
     let mut missing = action("k-missing", ActionType::Restart, ActionParams::default());
     missing.target.name = "ghost".into();

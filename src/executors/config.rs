@@ -305,11 +305,11 @@ max_attempts = 3
 [[executor.runbooks]]
 name = "flush-cache"
 command = "/usr/local/bin/flush-cache"
-args = ["--service", "{service}", "--ttl", "{ttl}"]
+args = ["--service", "{service}", "--cache", "{cache}", "--ttl", "{ttl}"]
 timeout = "30s"
-[executor.runbooks.params.service]
+[executor.runbooks.params.cache]
 type = "enum"
-values = ["checkout", "payments"]
+values = ["sessions", "catalog"]
 [executor.runbooks.params.ttl]
 type = "int"
 min = 1
@@ -343,7 +343,7 @@ max_attempts = 0
             ]
         );
         let e = ExecutorConfig::parse("[executor]\nbogus = 1\n", "x.toml").unwrap_err();
-        assert_eq!(e.issues[0].key, "executor");
+        assert_eq!(e.issues[0].key, "executor.bogus");
         assert!(e.issues[0].message.contains("bogus"));
     }
 }

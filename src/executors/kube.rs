@@ -43,6 +43,25 @@ pub const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
 /// Annotation carrying a Deployment's / ReplicaSet's revision.
 pub const REVISION: &str = "deployment.kubernetes.io/revision";
 
+/// Adjusts a client configuration for the executor: kube-rs's built-in
+/// retry layer (429/503/504, up to 15 times) is turned off, because the
+/// executor owns its retries — a 429 on an eviction is a PodDisruptionBudget
+/// refusing, which the drain loop retries within `drain_timeout`, and writes
+/// must not be replayed behind its back.
+pub fn client_config(mut config: kube::Config) -> kube::Config {
+    config.default_retry = false;
+    config
+}
+
+/// Builds a client from the in-cluster configuration or kubeconfig
+/// (`KUBECONFIG`, `~/.kube/config`), via [`client_config`].
+pub async fn infer_client() -> Result<kube::Client, String> {
+    let config = kube::Config::infer()
+        .await
+        .map_err(|e| format!("no Kubernetes configuration (in-cluster or kubeconfig): {e}"))?;
+    kube::Client::try_from(client_config(config)).map_err(|e| format!("Kubernetes client: {e}"))
+}
+
 /// An equality-based label selector: `k=v`, `k==v`, `k!=v`, `k`, `!k`,
 /// comma-separated (all must hold). Empty matches everything.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -13,7 +13,7 @@
 #![allow(dead_code)]
 
 use axum::body::Bytes;
-use axum::http::{Method, StatusCode, Uri};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use serde_json::{json, Value};
@@ -24,6 +24,7 @@ use std::sync::{Arc, Mutex};
 pub struct Request {
     pub method: String,
     pub path: String,
+    pub content_type: String,
     pub body: Option<Value>,
 }
 
@@ -229,7 +230,7 @@ impl FakeKube {
     pub async fn start() -> FakeKube {
         let state = Arc::new(Mutex::new(State::default()));
         let s2 = state.clone();
-        let app = Router::new().fallback(move |method: Method, uri: Uri, body: Bytes| {
+        let app = Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
             let state = s2.clone();
             async move {
                 let path = uri.path().to_string();
@@ -244,6 +245,11 @@ impl FakeKube {
                 st.requests.push(Request {
                     method: method.to_string(),
                     path: full.clone(),
+                    content_type: headers
+                        .get("content-type")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_string(),
                     body: body_json.clone(),
                 });
                 if let Some((prefix, code)) = st.fail.clone() {
@@ -266,8 +272,10 @@ impl FakeKube {
     }
 
     pub fn client(&self) -> kube::Client {
-        let cfg = kube::Config::new(self.url.parse().unwrap());
-        kube::Client::try_from(cfg).unwrap()
+        kube::Client::try_from(reflex::executors::kube::client_config(kube::Config::new(
+            self.url.parse().unwrap(),
+        )))
+        .unwrap()
     }
 
     /// Every request so far as "METHOD path" strings.
