@@ -299,7 +299,11 @@ fn cmd_executor(kind: ExecutorKind) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
-    let kind_name = if kube_dry_run.is_some() { "kube" } else { "webhook" };
+    let kind_name = if kube_dry_run.is_some() {
+        "kube"
+    } else {
+        "webhook"
+    };
     let settings = KafkaSettings {
         brokers: common.brokers.clone(),
         group_id: common

@@ -88,7 +88,11 @@ async fn create_topics(brokers: &str, names: &[&str]) {
         .iter()
         .map(|n| NewTopic::new(n, 1, TopicReplication::Fixed(1)))
         .collect();
-    for r in admin.create_topics(&topics, &AdminOptions::new()).await.unwrap() {
+    for r in admin
+        .create_topics(&topics, &AdminOptions::new())
+        .await
+        .unwrap()
+    {
         r.unwrap();
     }
 }
@@ -210,11 +214,19 @@ async fn reflex_action_is_executed_once_and_its_result_flows_back() {
     );
     assert_eq!(results[0].action_id, action.action_id);
     assert_eq!(results[0].idempotency_key, action.idempotency_key);
-    assert!(results[0].detail.contains("rollout ready"), "{}", results[0].detail);
+    assert!(
+        results[0].detail.contains("rollout ready"),
+        "{}",
+        results[0].detail
+    );
     let path = format!("/apis/apps/v1/namespaces/{ns}/deployments/{name}");
     assert_eq!(
         f.calls(),
-        [format!("GET {path}"), format!("PATCH {path}"), format!("GET {path}")]
+        [
+            format!("GET {path}"),
+            format!("PATCH {path}"),
+            format!("GET {path}")
+        ]
     );
     stop.send(()).unwrap();
     let (n, _) = exec.await.unwrap();

@@ -25,7 +25,13 @@ async fn fake() -> FakeKube {
     f.with(|s| {
         s.deployments.insert(
             ("shop".into(), "checkout".into()),
-            fake_kube::deployment("shop", "checkout", 3, 3, json!({"reflex.io/managed": "true"})),
+            fake_kube::deployment(
+                "shop",
+                "checkout",
+                3,
+                3,
+                json!({"reflex.io/managed": "true"}),
+            ),
         );
         s.deployments.insert(
             ("shop".into(), "legacy".into()),
@@ -36,10 +42,31 @@ async fn fake() -> FakeKube {
                 .push(fake_kube::replicaset("shop", "checkout", rev, img));
         }
         let managed = json!({"app": "checkout", "reflex.io/managed": "true"});
-        s.pods.push(fake_kube::pod("shop", "checkout-a", "node-1", managed.clone(), "ReplicaSet"));
-        s.pods.push(fake_kube::pod("shop", "checkout-b", "node-2", managed, "ReplicaSet"));
-        s.pods.push(fake_kube::pod("kube-system", "agent-x", "node-1", json!({}), "DaemonSet"));
-        s.nodes.insert("node-1".into(), fake_kube::node("node-1", json!({"pool": "general"})));
+        s.pods.push(fake_kube::pod(
+            "shop",
+            "checkout-a",
+            "node-1",
+            managed.clone(),
+            "ReplicaSet",
+        ));
+        s.pods.push(fake_kube::pod(
+            "shop",
+            "checkout-b",
+            "node-2",
+            managed,
+            "ReplicaSet",
+        ));
+        s.pods.push(fake_kube::pod(
+            "kube-system",
+            "agent-x",
+            "node-1",
+            json!({}),
+            "DaemonSet",
+        ));
+        s.nodes.insert(
+            "node-1".into(),
+            fake_kube::node("node-1", json!({"pool": "general"})),
+        );
     });
     f
 }
@@ -107,9 +134,18 @@ fn resign(a: &mut RecoveryAction) {
 async fn restart_patches_restarted_at_and_waits_for_the_rollout() {
     let f = fake().await;
     let mut r = runner(&f);
-    let res = r.process(&action("k-restart", ActionType::Restart, ActionParams::default())).await;
+    let res = r
+        .process(&action(
+            "k-restart",
+            ActionType::Restart,
+            ActionParams::default(),
+        ))
+        .await;
     assert_eq!(res.status, ActionStatus::Succeeded, "{}", res.detail);
-    assert_eq!(f.calls(), [format!("GET {D}"), format!("PATCH {D}"), format!("GET {D}")]);
+    assert_eq!(
+        f.calls(),
+        [format!("GET {D}"), format!("PATCH {D}"), format!("GET {D}")]
+    );
     let patch = f.requests()[1].body.clone().unwrap();
     assert_eq!(
         f.requests()[1].content_type,
@@ -132,28 +168,45 @@ async fn scale_patches_the_scale_subresource() {
         replicas: Some(5),
         ..Default::default()
     };
-    let res = r.process(&action("k-scale", ActionType::Scale, params)).await;
+    let res = r
+        .process(&action("k-scale", ActionType::Scale, params))
+        .await;
     assert_eq!(res.status, ActionStatus::Succeeded, "{}", res.detail);
     assert_eq!(
         f.calls(),
-        [format!("GET {D}"), format!("PATCH {D}/scale"), format!("GET {D}")]
+        [
+            format!("GET {D}"),
+            format!("PATCH {D}/scale"),
+            format!("GET {D}")
+        ]
     );
     assert_eq!(f.requests()[1].body, Some(json!({"spec": {"replicas": 5}})));
     assert_eq!(f.requests()[1].content_type, "application/merge-patch+json");
-    assert!(res.detail.contains("from 3 to 5 replicas"), "{}", res.detail);
+    assert!(
+        res.detail.contains("from 3 to 5 replicas"),
+        "{}",
+        res.detail
+    );
 }
 
 #[tokio::test]
 async fn rollback_restores_the_previous_revision_template() {
     let f = fake().await;
     let mut r = runner(&f);
-    let res = r.process(&action("k-rb", ActionType::Rollback, ActionParams::default())).await;
+    let res = r
+        .process(&action(
+            "k-rb",
+            ActionType::Rollback,
+            ActionParams::default(),
+        ))
+        .await;
     assert_eq!(res.status, ActionStatus::Succeeded, "{}", res.detail);
     assert_eq!(
         f.calls(),
         [
             format!("GET {D}"),
-            "GET /apis/apps/v1/namespaces/shop/replicasets?&labelSelector=app%3Dcheckout".to_string(),
+            "GET /apis/apps/v1/namespaces/shop/replicasets?&labelSelector=app%3Dcheckout"
+                .to_string(),
             format!("PATCH {D}"),
             format!("GET {D}")
         ]
@@ -164,7 +217,11 @@ async fn rollback_restores_the_previous_revision_template() {
         json!({"metadata": {"labels": {"app": "checkout"}},
                "spec": {"containers": [{"name": "checkout", "image": "checkout:v2"}]}})
     );
-    assert!(res.detail.contains("from revision 3 to revision 2"), "{}", res.detail);
+    assert!(
+        res.detail.contains("from revision 3 to revision 2"),
+        "{}",
+        res.detail
+    );
 
     // An explicit revision.
     f.clear();
@@ -172,10 +229,15 @@ async fn rollback_restores_the_previous_revision_template() {
         to_revision: Some("1".into()),
         ..Default::default()
     };
-    let res = r.process(&action("k-rb1", ActionType::Rollback, params)).await;
+    let res = r
+        .process(&action("k-rb1", ActionType::Rollback, params))
+        .await;
     assert_eq!(res.status, ActionStatus::Succeeded, "{}", res.detail);
     let patch = f.requests()[2].body.clone().unwrap();
-    assert_eq!(patch["spec"]["template"]["spec"]["containers"][0]["image"], "checkout:v1");
+    assert_eq!(
+        patch["spec"]["template"]["spec"]["containers"][0]["image"],
+        "checkout:v1"
+    );
 }
 
 #[tokio::test]
@@ -237,8 +299,16 @@ async fn drain_node_cordons_and_evicts_respecting_disruption_budgets() {
             evict
         ]
     );
-    assert_eq!(f.requests()[1].body, Some(json!({"spec": {"unschedulable": true}})));
-    assert!(res.detail.contains("1 pods evicted (1 DaemonSet/mirror pods left), 2 retries"), "{}", res.detail);
+    assert_eq!(
+        f.requests()[1].body,
+        Some(json!({"spec": {"unschedulable": true}}))
+    );
+    assert!(
+        res.detail
+            .contains("1 pods evicted (1 DaemonSet/mirror pods left), 2 retries"),
+        "{}",
+        res.detail
+    );
     // The DaemonSet pod stays.
     assert!(f.with(|s| s.pods.iter().any(|p| p["metadata"]["name"] == "agent-x")));
 }
@@ -270,7 +340,11 @@ async fn drain_gives_up_when_budgets_block_past_the_timeout() {
     resign(&mut a);
     let res = r.process(&a).await;
     assert_eq!(res.status, ActionStatus::Failed);
-    assert!(res.detail.contains("still blocked by PodDisruptionBudgets"), "{}", res.detail);
+    assert!(
+        res.detail.contains("still blocked by PodDisruptionBudgets"),
+        "{}",
+        res.detail
+    );
 }
 
 #[tokio::test]
@@ -291,7 +365,10 @@ async fn the_same_key_twice_makes_one_set_of_calls() {
     // A fresh executor rebuilt from the published results also skips it.
     let mut fresh = runner(&f);
     fresh.ledger.observe(&first);
-    assert_eq!(fresh.process(&a).await.status, ActionStatus::SkippedDuplicate);
+    assert_eq!(
+        fresh.process(&a).await.status,
+        ActionStatus::SkippedDuplicate
+    );
     assert_eq!(f.calls().len(), 3);
 }
 
@@ -326,8 +403,14 @@ async fn refused_actions_make_no_call_and_say_why() {
         (&tampered, "bad signature"),
         (&unsigned, "unsigned"),
         (&expired, "expired"),
-        (&ns, "namespace \"kube-system\" is not in the executor's allowed namespaces"),
-        (&ty, "action type run_runbook is not in the executor's allowed types"),
+        (
+            &ns,
+            "namespace \"kube-system\" is not in the executor's allowed namespaces",
+        ),
+        (
+            &ty,
+            "action type run_runbook is not in the executor's allowed types",
+        ),
         (&approval, "awaiting approval"),
     ] {
         let res = r.process(a).await;
@@ -347,8 +430,15 @@ async fn a_workload_outside_the_selector_is_rejected_after_one_get() {
     resign(&mut a);
     let res = r.process(&a).await;
     assert_eq!(res.status, ActionStatus::Rejected);
-    assert!(res.detail.contains("does not match the workload selector"), "{}", res.detail);
-    assert_eq!(f.calls(), ["GET /apis/apps/v1/namespaces/shop/deployments/legacy"]);
+    assert!(
+        res.detail.contains("does not match the workload selector"),
+        "{}",
+        res.detail
+    );
+    assert_eq!(
+        f.calls(),
+        ["GET /apis/apps/v1/namespaces/shop/deployments/legacy"]
+    );
 }
 
 #[tokio::test]
@@ -356,10 +446,17 @@ async fn api_errors_and_stuck_rollouts_fail_with_the_reason() {
     let f = fake().await;
     f.with(|s| s.fail = Some((format!("PATCH {D}"), 500)));
     let mut r = runner(&f);
-    let res = r.process(&action("k-err", ActionType::Restart, ActionParams::default())).await;
+    let res = r
+        .process(&action(
+            "k-err",
+            ActionType::Restart,
+            ActionParams::default(),
+        ))
+        .await;
     assert_eq!(res.status, ActionStatus::Failed);
     assert!(
-        res.detail.contains("patch deployment checkout: API error 500 InternalError: injected failure"),
+        res.detail
+            .contains("patch deployment checkout: API error 500 InternalError: injected failure"),
         "{}",
         res.detail
     );
@@ -370,13 +467,23 @@ async fn api_errors_and_stuck_rollouts_fail_with_the_reason() {
     resign(&mut missing);
     let res = r.process(&missing).await;
     assert_eq!(res.status, ActionStatus::Failed);
-    assert!(res.detail.contains("API error 404 NotFound"), "{}", res.detail);
+    assert!(
+        res.detail.contains("API error 404 NotFound"),
+        "{}",
+        res.detail
+    );
 
     f.with(|s| {
         s.fail = None;
         s.never_ready = true;
     });
-    let res = r.process(&action("k-stuck", ActionType::Restart, ActionParams::default())).await;
+    let res = r
+        .process(&action(
+            "k-stuck",
+            ActionType::Restart,
+            ActionParams::default(),
+        ))
+        .await;
     assert_eq!(res.status, ActionStatus::Failed);
     assert!(res.detail.contains("not ready within"), "{}", res.detail);
 }
@@ -386,8 +493,18 @@ async fn dry_run_touches_nothing() {
     let f = fake().await;
     let mut r = runner(&f);
     r.dry_run = true;
-    let res = r.process(&action("k-dry", ActionType::Restart, ActionParams::default())).await;
+    let res = r
+        .process(&action(
+            "k-dry",
+            ActionType::Restart,
+            ActionParams::default(),
+        ))
+        .await;
     assert_eq!(res.status, ActionStatus::Succeeded);
-    assert!(res.detail.starts_with("dry run: would restart"), "{}", res.detail);
+    assert!(
+        res.detail.starts_with("dry run: would restart"),
+        "{}",
+        res.detail
+    );
     assert!(f.calls().is_empty());
 }

@@ -83,7 +83,11 @@ async fn retries_until_delivered_once_with_a_valid_hmac() {
     let mut ex = executor(&url, 5);
     let res = ex.process(&escalation()).await;
     assert_eq!(res.status, ActionStatus::Succeeded, "{}", res.detail);
-    assert!(res.detail.contains("answered 204 after 3 attempt(s)"), "{}", res.detail);
+    assert!(
+        res.detail.contains("answered 204 after 3 attempt(s)"),
+        "{}",
+        res.detail
+    );
     assert_eq!(res.action_id, "esc-1");
     assert_eq!(res.idempotency_key, "esc-1");
 
@@ -116,7 +120,10 @@ async fn a_template_shapes_the_body() {
     let h = hook.lock().unwrap();
     let v: serde_json::Value = serde_json::from_slice(&h.accepted[0].1).unwrap();
     assert_eq!(v["severity"], "critical");
-    assert!(v["text"].as_str().unwrap().contains("payments TLS certificate expired"));
+    assert!(v["text"]
+        .as_str()
+        .unwrap()
+        .contains("payments TLS certificate expired"));
 }
 
 #[tokio::test]
@@ -125,7 +132,11 @@ async fn gives_up_after_max_attempts_and_does_not_retry_client_errors() {
     let mut ex = executor(&url, 3);
     let res = ex.process(&escalation()).await;
     assert_eq!(res.status, ActionStatus::Failed);
-    assert!(res.detail.contains("failed after 3 attempt(s): HTTP 503"), "{}", res.detail);
+    assert!(
+        res.detail.contains("failed after 3 attempt(s): HTTP 503"),
+        "{}",
+        res.detail
+    );
     assert_eq!(hook.lock().unwrap().attempts, 3);
     // Not recorded: a later redelivery tries again.
     assert!(!ex.ledger.contains("esc-1"));
@@ -134,7 +145,11 @@ async fn gives_up_after_max_attempts_and_does_not_retry_client_errors() {
     let mut ex = executor(&url, 5);
     let res = ex.process(&escalation()).await;
     assert_eq!(res.status, ActionStatus::Failed);
-    assert!(res.detail.contains("failed after 1 attempt(s): HTTP 400"), "{}", res.detail);
+    assert!(
+        res.detail.contains("failed after 1 attempt(s): HTTP 400"),
+        "{}",
+        res.detail
+    );
     assert_eq!(hook.lock().unwrap().attempts, 1);
 
     // Nobody listening: connection errors are retried, then fail.

@@ -72,9 +72,23 @@ pub trait Handler {
     ) -> impl std::future::Future<Output = ActionResult>;
     /// The ledger to rebuild from published results.
     fn ledger(&mut self) -> &mut Ledger;
+    /// The executor name: only results it published rebuild its ledger.
+    fn name(&self) -> String;
+    /// Which published results mark a key as done.
+    fn counts(&self, result: &ActionResult) -> bool {
+        matches!(
+            result.status,
+            ActionStatus::Succeeded | ActionStatus::Failed
+        )
+    }
 }
 
-fn undecodable(origin: &str, err: &serde_json::Error, now: EventTime, executor: &str) -> ActionResult {
+fn undecodable(
+    origin: &str,
+    err: &serde_json::Error,
+    now: EventTime,
+    executor: &str,
+) -> ActionResult {
     ActionResult {
         action_id: origin.to_string(),
         idempotency_key: String::new(),
@@ -95,6 +109,9 @@ impl<E: Executor, C: Clock> Handler for Runner<E, C> {
     fn ledger(&mut self) -> &mut Ledger {
         &mut self.ledger
     }
+    fn name(&self) -> String {
+        self.executor.name().to_string()
+    }
 }
 
 impl Handler for super::webhook::WebhookExecutor {
@@ -107,14 +124,21 @@ impl Handler for super::webhook::WebhookExecutor {
     fn ledger(&mut self) -> &mut Ledger {
         &mut self.ledger
     }
+    fn name(&self) -> String {
+        self.settings.name.clone()
+    }
+    /// A failed delivery may be retried on redelivery: only successes count.
+    fn counts(&self, result: &ActionResult) -> bool {
+        result.status == ActionStatus::Succeeded
+    }
 }
 
 /// Reads `results_topic` from `since` (wall-clock ms) to its current end and
-/// feeds every result to the ledger. Returns how many results were read.
+/// calls `observe` for every result. Returns how many results were read.
 pub fn rebuild_ledger(
     settings: &KafkaSettings,
     since_ms: i64,
-    ledger: &mut Ledger,
+    mut observe: impl FnMut(&ActionResult),
 ) -> Result<usize, LoopError> {
     let consumer: BaseConsumer = settings
         .client()
@@ -128,11 +152,14 @@ pub fn rebuild_ledger(
     let mut times = TopicPartitionList::new();
     for t in md.topics() {
         for p in t.partitions() {
-            let (lo, hi) =
-                consumer.fetch_watermarks(&settings.results_topic, p.id(), timeout)?;
+            let (lo, hi) = consumer.fetch_watermarks(&settings.results_topic, p.id(), timeout)?;
             if hi > lo {
                 ends.insert(p.id(), hi);
-                times.add_partition_offset(&settings.results_topic, p.id(), Offset::Offset(since_ms))?;
+                times.add_partition_offset(
+                    &settings.results_topic,
+                    p.id(),
+                    Offset::Offset(since_ms),
+                )?;
             }
         }
     }
@@ -147,7 +174,11 @@ pub fn rebuild_ledger(
             _ => continue, // nothing newer than `since`
         };
         if ends.get(&e.partition()).is_some_and(|&hi| start < hi) {
-            assign.add_partition_offset(&settings.results_topic, e.partition(), Offset::Offset(start))?;
+            assign.add_partition_offset(
+                &settings.results_topic,
+                e.partition(),
+                Offset::Offset(start),
+            )?;
         } else {
             ends.remove(&e.partition());
         }
@@ -162,10 +193,13 @@ pub fn rebuild_ledger(
         };
         let m = m?;
         if let Some(Ok(r)) = m.payload().map(serde_json::from_slice::<ActionResult>) {
-            ledger.observe(&r);
+            observe(&r);
             read += 1;
         }
-        if ends.get(&m.partition()).is_some_and(|&hi| m.offset() + 1 >= hi) {
+        if ends
+            .get(&m.partition())
+            .is_some_and(|&hi| m.offset() + 1 >= hi)
+        {
             ends.remove(&m.partition());
         }
     }
@@ -184,16 +218,30 @@ pub async fn run<H: Handler>(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<u64, LoopError> {
     let s = settings.clone();
-    let mut ledger = std::mem::replace(handler.ledger(), Ledger::new(1));
-    let (ledger, read) = tokio::task::spawn_blocking(move || {
-        let r = rebuild_ledger(&s, ledger_since_ms, &mut ledger);
-        (ledger, r)
+    let name = handler.name();
+    // Results of this executor that count, oldest first.
+    let (keys, read) = tokio::task::spawn_blocking(move || {
+        let mut keys = Vec::new();
+        let r = rebuild_ledger(&s, ledger_since_ms, |r| {
+            if r.executor == name {
+                keys.push(r.clone());
+            }
+        });
+        (keys, r)
     })
     .await
     .map_err(|e| LoopError::Task(e.to_string()))?;
-    *handler.ledger() = ledger;
     let read = read?;
-    tracing::info!(results = read, keys = handler.ledger().len(), "ledger rebuilt");
+    for r in &keys {
+        if handler.counts(r) {
+            handler.ledger().insert(&r.idempotency_key);
+        }
+    }
+    tracing::info!(
+        results = read,
+        keys = handler.ledger().len(),
+        "ledger rebuilt"
+    );
 
     let producer: FutureProducer = settings
         .client()

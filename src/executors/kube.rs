@@ -205,7 +205,10 @@ impl KubeExecutor {
     }
 
     /// GETs the target Deployment and checks kind and selector.
-    async fn deployment(&self, action: &RecoveryAction) -> Result<(Api<Deployment>, Deployment), Outcome> {
+    async fn deployment(
+        &self,
+        action: &RecoveryAction,
+    ) -> Result<(Api<Deployment>, Deployment), Outcome> {
         if action.target.kind != "Deployment" {
             return Err(Outcome::Rejected(format!(
                 "{} supports kind Deployment, not {:?}",
@@ -235,20 +238,27 @@ impl KubeExecutor {
         let (api, _) = self.deployment(action).await?;
         let name = &action.target.name;
         let at = self.clock.now().to_rfc3339();
-        let patch = json!({"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: at}}}}});
+        let patch =
+            json!({"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: at}}}}});
         self.call(
             format!("patch deployment {name}"),
             api.patch(name, &PatchParams::default(), &Patch::Strategic(&patch)),
         )
         .await?;
         let ready = self.wait_rollout(&api, name).await?;
-        Ok(format!("restarted deployment {name} (restartedAt {at}); {ready}"))
+        Ok(format!(
+            "restarted deployment {name} (restartedAt {at}); {ready}"
+        ))
     }
 
     async fn scale(&self, action: &RecoveryAction) -> Result<String, Outcome> {
         let replicas = match action.params.replicas {
             Some(r) if (0..=10_000).contains(&r) => r,
-            Some(r) => return Err(Outcome::Rejected(format!("params.replicas {r} is out of range"))),
+            Some(r) => {
+                return Err(Outcome::Rejected(format!(
+                    "params.replicas {r} is out of range"
+                )))
+            }
             None => return Err(Outcome::Rejected("scale needs params.replicas".into())),
         };
         let (api, d) = self.deployment(action).await?;
@@ -261,7 +271,9 @@ impl KubeExecutor {
         )
         .await?;
         let ready = self.wait_rollout(&api, name).await?;
-        Ok(format!("scaled deployment {name} from {before} to {replicas} replicas; {ready}"))
+        Ok(format!(
+            "scaled deployment {name} from {before} to {replicas} replicas; {ready}"
+        ))
     }
 
     async fn rollback(&self, action: &RecoveryAction) -> Result<String, Outcome> {
@@ -298,9 +310,11 @@ impl KubeExecutor {
             .iter()
             .filter(|rs| {
                 uid.is_none()
-                    || rs.metadata.owner_references.as_ref().is_some_and(|o| {
-                        o.iter().any(|r| Some(&r.uid) == uid.as_ref())
-                    })
+                    || rs
+                        .metadata
+                        .owner_references
+                        .as_ref()
+                        .is_some_and(|o| o.iter().any(|r| Some(&r.uid) == uid.as_ref()))
             })
             .collect();
         let wanted: Option<&ReplicaSet> = match action.params.to_revision.as_deref() {
@@ -333,7 +347,9 @@ impl KubeExecutor {
             .spec
             .as_ref()
             .and_then(|s| s.template.clone())
-            .ok_or_else(|| Outcome::Failed(format!("ReplicaSet of revision {rev} has no template")))?;
+            .ok_or_else(|| {
+                Outcome::Failed(format!("ReplicaSet of revision {rev} has no template"))
+            })?;
         if let Some(meta) = template.metadata.as_mut() {
             if let Some(l) = meta.labels.as_mut() {
                 l.remove("pod-template-hash");
@@ -356,7 +372,9 @@ impl KubeExecutor {
         let ns = Self::namespace(action)?;
         let pod = action.params.pod.as_deref().unwrap_or(&action.target.name);
         let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
-        let p = self.call(format!("get pod {ns}/{pod}"), api.get(pod)).await?;
+        let p = self
+            .call(format!("get pod {ns}/{pod}"), api.get(pod))
+            .await?;
         if !self
             .settings
             .workload_selector
@@ -377,8 +395,14 @@ impl KubeExecutor {
     async fn drain_node(&self, action: &RecoveryAction) -> Result<String, Outcome> {
         let node = action.params.node.as_deref().unwrap_or(&action.target.name);
         let nodes: Api<Node> = Api::all(self.client.clone());
-        let n = self.call(format!("get node {node}"), nodes.get(node)).await?;
-        if !self.settings.node_selector.matches(n.metadata.labels.as_ref()) {
+        let n = self
+            .call(format!("get node {node}"), nodes.get(node))
+            .await?;
+        if !self
+            .settings
+            .node_selector
+            .matches(n.metadata.labels.as_ref())
+        {
             return Err(Outcome::Rejected(format!(
                 "node {node} does not match the node selector"
             )));
@@ -474,7 +498,9 @@ impl KubeExecutor {
     async fn wait_rollout(&self, api: &Api<Deployment>, name: &str) -> Result<String, Outcome> {
         let deadline = tokio::time::Instant::now() + self.settings.rollout_timeout;
         loop {
-            let d = self.call(format!("get deployment {name}"), api.get(name)).await?;
+            let d = self
+                .call(format!("get deployment {name}"), api.get(name))
+                .await?;
             let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
             let generation = d.metadata.generation.unwrap_or(0);
             let st = d.status.unwrap_or_default();
@@ -544,7 +570,13 @@ impl Executor for KubeExecutor {
             Err(Outcome::Rejected(d)) => (ActionStatus::Rejected, d),
             Err(Outcome::Failed(d)) => (ActionStatus::Failed, d),
         };
-        result(action, status, detail, self.clock.now(), &self.settings.name)
+        result(
+            action,
+            status,
+            detail,
+            self.clock.now(),
+            &self.settings.name,
+        )
     }
 }
 

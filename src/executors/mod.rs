@@ -107,7 +107,10 @@ pub enum Rejection {
     #[error("bad signature: the signature does not match the action under the configured key")]
     BadSignature,
     #[error("expired at {expires_at} (now {now})")]
-    Expired { expires_at: EventTime, now: EventTime },
+    Expired {
+        expires_at: EventTime,
+        now: EventTime,
+    },
     #[error("awaiting approval: decision is approval_required and the key is not approved")]
     NotApproved,
     #[error("namespace {0:?} is not in the executor's allowed namespaces")]
@@ -331,7 +334,11 @@ pub(crate) mod tests {
         Gate {
             key: key.map(<[u8]>::to_vec),
             namespaces: vec!["shop".into()],
-            types: vec![ActionType::Restart, ActionType::Scale, ActionType::DrainNode],
+            types: vec![
+                ActionType::Restart,
+                ActionType::Scale,
+                ActionType::DrainNode,
+            ],
             approved: HashSet::new(),
         }
     }
@@ -340,7 +347,10 @@ pub(crate) mod tests {
     fn gate_accepts_a_valid_signed_action() {
         let mut a = action("k1");
         a.signature = Some(crate::recovery::sign::sign(&a, b"secret"));
-        assert_eq!(gate(Some(b"secret")).check(&a, EventTime(1_500_000)), Ok(()));
+        assert_eq!(
+            gate(Some(b"secret")).check(&a, EventTime(1_500_000)),
+            Ok(())
+        );
     }
 
     #[test]
@@ -350,11 +360,17 @@ pub(crate) mod tests {
         assert_eq!(g.check(&a, EventTime(1_500_000)), Err(Rejection::Unsigned));
         let mut forged = a.clone();
         forged.signature = Some(crate::recovery::sign::sign(&a, b"other"));
-        assert_eq!(g.check(&forged, EventTime(1_500_000)), Err(Rejection::BadSignature));
+        assert_eq!(
+            g.check(&forged, EventTime(1_500_000)),
+            Err(Rejection::BadSignature)
+        );
         let mut tampered = a.clone();
         tampered.signature = Some(crate::recovery::sign::sign(&a, b"secret"));
         tampered.target.name = "payments".into();
-        assert_eq!(g.check(&tampered, EventTime(1_500_000)), Err(Rejection::BadSignature));
+        assert_eq!(
+            g.check(&tampered, EventTime(1_500_000)),
+            Err(Rejection::BadSignature)
+        );
         // Without a key, unsigned actions pass.
         assert_eq!(gate(None).check(&a, EventTime(1_500_000)), Ok(()));
     }
@@ -388,7 +404,10 @@ pub(crate) mod tests {
         );
         let mut c = action("k3");
         c.action_type = ActionType::DeletePod;
-        assert_eq!(g.check(&c, now), Err(Rejection::TypeNotAllowed("delete_pod")));
+        assert_eq!(
+            g.check(&c, now),
+            Err(Rejection::TypeNotAllowed("delete_pod"))
+        );
         let mut d = action("k4");
         d.target.namespace = None;
         assert!(matches!(g.check(&d, now), Err(Rejection::Invalid(_))));
@@ -431,7 +450,13 @@ pub(crate) mod tests {
         }
         async fn execute(&self, action: &RecoveryAction) -> ActionResult {
             self.0.fetch_add(1, Ordering::SeqCst);
-            result(action, ActionStatus::Succeeded, "done", EventTime(0), "counting")
+            result(
+                action,
+                ActionStatus::Succeeded,
+                "done",
+                EventTime(0),
+                "counting",
+            )
         }
     }
 
@@ -461,7 +486,9 @@ pub(crate) mod tests {
         let a = action("k1");
         let res = r.process(&a).await;
         assert_eq!(res.status, ActionStatus::Succeeded);
-        assert!(res.detail.starts_with("dry run: would restart shop/Deployment checkout"));
+        assert!(res
+            .detail
+            .starts_with("dry run: would restart shop/Deployment checkout"));
         assert_eq!(r.executor.0.load(Ordering::SeqCst), 0);
         assert!(r.ledger.is_empty());
     }

@@ -173,7 +173,10 @@ impl RunbookConfig {
         let mut values: BTreeMap<&str, &str> = BTreeMap::new();
         for (k, v) in [
             ("service", action.target.service.as_str()),
-            ("namespace", action.target.namespace.as_deref().unwrap_or("")),
+            (
+                "namespace",
+                action.target.namespace.as_deref().unwrap_or(""),
+            ),
             ("name", action.target.name.as_str()),
         ] {
             if !v.is_empty() && !target_re.is_match(v) {
@@ -288,7 +291,11 @@ pub struct Runbooks {
 impl Runbooks {
     /// Resolves, validates and runs the runbook an action names.
     pub async fn run(&self, action: &RecoveryAction) -> Result<(String, RunOutput), RunbookError> {
-        let name = action.params.runbook.as_deref().ok_or(RunbookError::NoName)?;
+        let name = action
+            .params
+            .runbook
+            .as_deref()
+            .ok_or(RunbookError::NoName)?;
         let book = self
             .books
             .iter()
@@ -402,12 +409,23 @@ mod tests {
         let b = echo_book();
         // A shell metacharacter value stays one literal argument.
         let argv = b
-            .argv(&rb_action(&[("mode", "soft"), ("ttl", "5"), ("note", "x; rm -rf /")]))
+            .argv(&rb_action(&[
+                ("mode", "soft"),
+                ("ttl", "5"),
+                ("note", "x; rm -rf /"),
+            ]))
             .unwrap();
-        assert_eq!(argv, ["--service", "checkout", "--mode=soft", "5", "x; rm -rf /"]);
+        assert_eq!(
+            argv,
+            ["--service", "checkout", "--mode=soft", "5", "x; rm -rf /"]
+        );
         // Option-looking values are refused.
         let e = b
-            .argv(&rb_action(&[("mode", "soft"), ("ttl", "5"), ("note", "--force")]))
+            .argv(&rb_action(&[
+                ("mode", "soft"),
+                ("ttl", "5"),
+                ("note", "--force"),
+            ]))
             .unwrap_err();
         assert!(e.contains("starts with '-'"), "{e}");
         // Typed checks.
@@ -421,7 +439,12 @@ mod tests {
         }
         // Unknown and missing parameters.
         assert!(b
-            .argv(&rb_action(&[("mode", "soft"), ("ttl", "5"), ("note", "a"), ("extra", "1")]))
+            .argv(&rb_action(&[
+                ("mode", "soft"),
+                ("ttl", "5"),
+                ("note", "a"),
+                ("extra", "1")
+            ]))
             .unwrap_err()
             .contains("unknown parameter"));
         assert!(b
@@ -439,7 +462,11 @@ mod tests {
         let books = Runbooks {
             books: vec![echo_book()],
         };
-        let a = rb_action(&[("mode", "hard"), ("ttl", "7"), ("note", "$(id) `id` ; | &&")]);
+        let a = rb_action(&[
+            ("mode", "hard"),
+            ("ttl", "7"),
+            ("note", "$(id) `id` ; | &&"),
+        ]);
         let (name, out) = books.run(&a).await.unwrap();
         assert_eq!(name, "echo");
         assert!(out.success());

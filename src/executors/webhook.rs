@@ -354,7 +354,10 @@ mod tests {
     #[test]
     fn urls() {
         let u = HttpUrl::parse("http://127.0.0.1:8080/hooks/a?x=1").unwrap();
-        assert_eq!((u.host.as_str(), u.port, u.path.as_str()), ("127.0.0.1", 8080, "/hooks/a?x=1"));
+        assert_eq!(
+            (u.host.as_str(), u.port, u.path.as_str()),
+            ("127.0.0.1", 8080, "/hooks/a?x=1")
+        );
         assert_eq!(HttpUrl::parse("http://pager").unwrap().path, "/");
         assert!(HttpUrl::parse("https://pager/x").is_err());
         assert!(HttpUrl::parse("http://a:b/").is_err());

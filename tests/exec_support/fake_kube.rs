@@ -118,13 +118,19 @@ fn ok(v: Value) -> Response {
 }
 
 fn list(kind: &str, items: Vec<Value>) -> Response {
-    ok(json!({"apiVersion": "v1", "kind": kind, "metadata": {"resourceVersion": "1"}, "items": items}))
+    ok(
+        json!({"apiVersion": "v1", "kind": kind, "metadata": {"resourceVersion": "1"}, "items": items}),
+    )
 }
 
 fn query_param(query: &str, key: &str) -> Option<String> {
     query.split('&').find_map(|kv| {
         let (k, v) = kv.split_once('=')?;
-        (k == key).then(|| v.replace("%3D", "=").replace("%2C", ",").replace("%2F", "/"))
+        (k == key).then(|| {
+            v.replace("%3D", "=")
+                .replace("%2C", ",")
+                .replace("%2F", "/")
+        })
     })
 }
 
@@ -135,14 +141,27 @@ fn labels_match(obj: &Value, selector: &str) -> bool {
     })
 }
 
-fn handle(st: &mut State, method: &Method, path: &str, query: &str, body: Option<Value>) -> Response {
+fn handle(
+    st: &mut State,
+    method: &Method,
+    path: &str,
+    query: &str,
+    body: Option<Value>,
+) -> Response {
     let seg: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (method.as_str(), seg.as_slice()) {
-        ("GET" | "PATCH", ["apis", "apps", "v1", "namespaces", ns, "deployments", name, rest @ ..]) => {
+        (
+            "GET" | "PATCH",
+            ["apis", "apps", "v1", "namespaces", ns, "deployments", name, rest @ ..],
+        ) => {
             let key = (ns.to_string(), name.to_string());
             let never_ready = st.never_ready;
             let Some(d) = st.deployments.get_mut(&key) else {
-                return status(404, "NotFound", &format!("deployments.apps \"{name}\" not found"));
+                return status(
+                    404,
+                    "NotFound",
+                    &format!("deployments.apps \"{name}\" not found"),
+                );
             };
             let scale = rest == ["scale"];
             if method == Method::PATCH {
@@ -206,7 +225,11 @@ fn handle(st: &mut State, method: &Method, path: &str, query: &str, body: Option
         ("POST", ["api", "v1", "namespaces", ns, "pods", name, "eviction"]) => {
             if st.evict_429 > 0 {
                 st.evict_429 -= 1;
-                return status(429, "TooManyRequests", "Cannot evict pod as it would violate the pod's disruption budget.");
+                return status(
+                    429,
+                    "TooManyRequests",
+                    "Cannot evict pod as it would violate the pod's disruption budget.",
+                );
             }
             st.pods
                 .retain(|p| !(p["metadata"]["namespace"] == *ns && p["metadata"]["name"] == *name));
@@ -222,7 +245,11 @@ fn handle(st: &mut State, method: &Method, path: &str, query: &str, body: Option
             }
             ok(n.clone())
         }
-        _ => status(404, "NotFound", &format!("fake server does not serve {method} {path}")),
+        _ => status(
+            404,
+            "NotFound",
+            &format!("fake server does not serve {method} {path}"),
+        ),
     }
 }
 
@@ -230,36 +257,42 @@ impl FakeKube {
     pub async fn start() -> FakeKube {
         let state = Arc::new(Mutex::new(State::default()));
         let s2 = state.clone();
-        let app = Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
-            let state = s2.clone();
-            async move {
-                let path = uri.path().to_string();
-                let query = uri.query().unwrap_or("").to_string();
-                let body_json: Option<Value> = if body.is_empty() {
-                    None
-                } else {
-                    serde_json::from_slice(&body).ok()
-                };
-                let mut st = state.lock().unwrap();
-                let full = if query.is_empty() { path.clone() } else { format!("{path}?{query}") };
-                st.requests.push(Request {
-                    method: method.to_string(),
-                    path: full.clone(),
-                    content_type: headers
-                        .get("content-type")
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("")
-                        .to_string(),
-                    body: body_json.clone(),
-                });
-                if let Some((prefix, code)) = st.fail.clone() {
-                    if format!("{method} {full}").starts_with(&prefix) {
-                        return status(code, "InternalError", "injected failure");
+        let app = Router::new().fallback(
+            move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+                let state = s2.clone();
+                async move {
+                    let path = uri.path().to_string();
+                    let query = uri.query().unwrap_or("").to_string();
+                    let body_json: Option<Value> = if body.is_empty() {
+                        None
+                    } else {
+                        serde_json::from_slice(&body).ok()
+                    };
+                    let mut st = state.lock().unwrap();
+                    let full = if query.is_empty() {
+                        path.clone()
+                    } else {
+                        format!("{path}?{query}")
+                    };
+                    st.requests.push(Request {
+                        method: method.to_string(),
+                        path: full.clone(),
+                        content_type: headers
+                            .get("content-type")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("")
+                            .to_string(),
+                        body: body_json.clone(),
+                    });
+                    if let Some((prefix, code)) = st.fail.clone() {
+                        if format!("{method} {full}").starts_with(&prefix) {
+                            return status(code, "InternalError", "injected failure");
+                        }
                     }
+                    handle(&mut st, &method, &path, &query, body_json)
                 }
-                handle(&mut st, &method, &path, &query, body_json)
-            }
-        });
+            },
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
