@@ -36,6 +36,15 @@ for _ in $(seq 1 100); do
 done
 export REFLEX_TEST_BROKERS="127.0.0.1:$PORT"
 
+# --- Rust: format, lints, tests ---------------------------------------------
+log "cargo fmt --check"
+cargo fmt --all -- --check
+log "cargo clippy"
+cargo clippy --all-targets --locked -- -D warnings
+log "cargo test"
+cargo test --locked --all-targets
+# Benches compile as part of --all-targets; run them with `cargo bench`.
+
 # --- Kubernetes manifests (offline schema validation) ----------------------
 VENV=$STATE/venv
 if [ ! -x "$VENV/bin/kubernetes-validate" ]; then
@@ -46,12 +55,3 @@ fi
 log "deploy/k8s: topology ConfigMap up to date, manifests valid (Kubernetes 1.34, strict)"
 python3 deploy/k8s/gen_topology_configmap.py --check
 "$VENV/bin/kubernetes-validate" --kubernetes-version 1.34.0 --strict --quiet deploy/k8s/*.yaml
-
-# --- Rust: format, lints, tests ---------------------------------------------
-log "cargo fmt --check"
-cargo fmt --all -- --check
-log "cargo clippy"
-cargo clippy --all-targets --locked -- -D warnings
-log "cargo test"
-cargo test --locked --all-targets
-# Benches compile as part of --all-targets; run them with `cargo bench`.

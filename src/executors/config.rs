@@ -322,6 +322,13 @@ max = 3600
     }
 
     #[test]
+    fn the_example_file_is_valid() {
+        let cfg = ExecutorConfig::parse(include_str!("../../deploy/executor.toml"), "executor.toml")
+            .unwrap();
+        assert_eq!(cfg.runbooks[0].name, "flush-cache");
+    }
+
+    #[test]
     fn every_problem_is_reported_with_its_key() {
         let text = r#"
 [executor]
