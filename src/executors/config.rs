@@ -323,8 +323,9 @@ max = 3600
 
     #[test]
     fn the_example_file_is_valid() {
-        let cfg = ExecutorConfig::parse(include_str!("../../deploy/executor.toml"), "executor.toml")
-            .unwrap();
+        let cfg =
+            ExecutorConfig::parse(include_str!("../../deploy/executor.toml"), "executor.toml")
+                .unwrap();
         assert_eq!(cfg.runbooks[0].name, "flush-cache");
     }
 
