@@ -112,7 +112,7 @@ fn runner(f: &FakeKube, clock: Arc<ManualClock>) -> Runner<KubeExecutor, Arc<Man
             key: Some(KEY.as_bytes().to_vec()),
             namespaces: vec!["shop".into()],
             types: vec![ActionType::Restart, ActionType::Scale, ActionType::Rollback],
-            approved: Default::default(),
+            ..Default::default()
         },
         ledger: Ledger::new(1000),
         executor: KubeExecutor::new(f.client(), settings, clock.clone(), Runbooks::default()),

@@ -93,7 +93,7 @@ fn runner(f: &FakeKube) -> Runner<KubeExecutor, Arc<ManualClock>> {
                 ActionType::DeletePod,
                 ActionType::DrainNode,
             ],
-            approved: Default::default(),
+            ..Default::default()
         },
         ledger: Ledger::new(1000),
         executor: KubeExecutor::new(f.client(), settings, clock.clone(), Runbooks::default()),

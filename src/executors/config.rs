@@ -36,6 +36,10 @@ pub struct ExecutorConfig {
     pub workload_selector: String,
     /// Label selector a node must match to be drained; empty = any node.
     pub node_selector: String,
+    /// File of approved idempotency keys (one per line, `#` comments), re-read
+    /// whenever an `approval_required` action arrives. Without it such
+    /// actions are rejected ("awaiting approval").
+    pub approvals_file: Option<PathBuf>,
     /// File holding the HMAC key that signs actions (trailing newline
     /// ignored). `REFLEX_ACTION_KEY` in the environment takes precedence.
     /// With neither, signatures are not checked.
@@ -74,6 +78,7 @@ impl Default for ExecutorConfig {
             workload_selector: String::new(),
             node_selector: String::new(),
             key_file: None,
+            approvals_file: None,
             api_timeout: DurationMs(10_000),
             rollout_timeout: DurationMs(300_000),
             drain_timeout: DurationMs(300_000),
@@ -278,6 +283,7 @@ impl ExecutorConfig {
             namespaces: self.allowed_namespaces.clone(),
             types: self.allowed_types.clone(),
             approved: Default::default(),
+            approvals_file: self.approvals_file.clone(),
         }
     }
 }

@@ -4,7 +4,8 @@
 //!
 //! This module holds the parts every executor shares and that do no I/O:
 //! - the [`Gate`]: signature (when a key is configured), expiry in event time
-//!   against an injected [`Clock`], decision (`auto`, or approved), and the
+//!   against an injected [`Clock`], decision (`auto`, or an
+//!   `approval_required` action whose key is in the approvals file), and the
 //!   operator's allow-lists (namespaces, action types). An action the gate
 //!   refuses is never handed to an executor and yields `rejected` with the
 //!   reason.
@@ -134,9 +135,29 @@ pub struct Gate {
     pub types: Vec<ActionType>,
     /// Idempotency keys a human approved (for `approval_required` actions).
     pub approved: HashSet<String>,
+    /// A file of approved idempotency keys (one per line, `#` comments),
+    /// re-read whenever an `approval_required` action arrives.
+    pub approvals_file: Option<std::path::PathBuf>,
 }
 
 impl Gate {
+    /// Re-reads `approvals_file` (when set) into `approved`; on error the
+    /// previous set is kept and the error returned.
+    pub fn refresh_approvals(&mut self) -> Result<(), String> {
+        let Some(path) = &self.approvals_file else {
+            return Ok(());
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("approvals file {}: {e}", path.display()))?;
+        self.approved = text
+            .lines()
+            .map(|l| l.split('#').next().unwrap_or("").trim())
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect();
+        Ok(())
+    }
+
     /// Checks an action in the fixed order signature → expiry → decision →
     /// type → namespace; the first failure is the reason.
     pub fn check(&self, action: &RecoveryAction, now: EventTime) -> Result<(), Rejection> {
@@ -267,6 +288,11 @@ impl<E: Executor, C: Clock> Runner<E, C> {
     pub async fn process(&mut self, action: &RecoveryAction) -> ActionResult {
         let name = self.executor.name().to_string();
         let now = self.clock.now();
+        if action.decision == Decision::ApprovalRequired {
+            if let Err(e) = self.gate.refresh_approvals() {
+                tracing::warn!(error = %e, "cannot read approvals; keeping the previous set");
+            }
+        }
         if let Err(r) = self.gate.check(action, now) {
             tracing::warn!(action_id = %action.action_id, key = %action.idempotency_key, reason = %r, "action rejected");
             return result(action, ActionStatus::Rejected, r.to_string(), now, &name);
@@ -339,7 +365,7 @@ pub(crate) mod tests {
                 ActionType::Scale,
                 ActionType::DrainNode,
             ],
-            approved: HashSet::new(),
+            ..Default::default()
         }
     }
 
@@ -413,6 +439,33 @@ pub(crate) mod tests {
         assert!(matches!(g.check(&d, now), Err(Rejection::Invalid(_))));
         g.namespaces = vec!["*".into()];
         assert_eq!(g.check(&b, now), Ok(()));
+    }
+
+    #[test]
+    fn approvals_are_read_from_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("approved");
+        let mut g = gate(None);
+        g.approvals_file = Some(path.clone());
+        assert!(g.refresh_approvals().is_err());
+        std::fs::write(&path, "# approved by alice\nk1\n  k2  # bob\n\n").unwrap();
+        g.refresh_approvals().unwrap();
+        assert!(g.approved.contains("k1") && g.approved.contains("k2"));
+        assert_eq!(g.approved.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn runner_rereads_approvals_for_approval_required_actions() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("approved");
+        std::fs::write(&path, "").unwrap();
+        let mut r = runner(false);
+        r.gate.approvals_file = Some(path.clone());
+        let mut a = action("k9");
+        a.decision = Decision::ApprovalRequired;
+        assert_eq!(r.process(&a).await.status, ActionStatus::Rejected);
+        std::fs::write(&path, "k9\n").unwrap();
+        assert_eq!(r.process(&a).await.status, ActionStatus::Succeeded);
     }
 
     #[test]
