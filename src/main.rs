@@ -317,10 +317,15 @@ fn cmd_executor(kind: ExecutorKind) -> anyhow::Result<ExitCode> {
                     cfg.kafka.group_id.clone()
                 }
             }),
-        input_topic: if kube_dry_run.is_some() {
-            cfg.kafka.actions_topic.clone()
+        input_topics: if kube_dry_run.is_some() {
+            vec![cfg.kafka.actions_topic.clone()]
+        } else if cfg.webhook.approval_requests {
+            vec![
+                cfg.kafka.escalations_topic.clone(),
+                cfg.kafka.actions_topic.clone(),
+            ]
         } else {
-            cfg.kafka.escalations_topic.clone()
+            vec![cfg.kafka.escalations_topic.clone()]
         },
         results_topic: cfg.kafka.results_topic.clone(),
         properties: cfg.kafka.properties.clone(),

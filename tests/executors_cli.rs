@@ -1,7 +1,8 @@
 //! `reflex executor kube|webhook` as processes: a bad config exits 2 naming
 //! file and key; over the real broker (REFLEX_TEST_BROKERS; under CI=true a
 //! missing broker fails) the kube executor acts on the fake Kubernetes API
-//! found through KUBECONFIG, the webhook executor delivers an escalation,
+//! found through KUBECONFIG, the webhook executor delivers an escalation and
+//! an approval request,
 //! both publish results and exit 0 on SIGTERM.
 
 mod exec_support;
@@ -301,14 +302,15 @@ async fn webhook_executor_process_delivers_an_escalation() {
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
     let escalations = unique("cli.escalations");
+    let actions = unique("cli.wh-actions");
     let results = unique("cli.results");
-    create_topics(&brokers, &[&escalations, &results]).await;
+    create_topics(&brokers, &[&escalations, &actions, &results]).await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("executor.toml");
     std::fs::write(
         &cfg,
         format!(
-            "[executor]\nname = \"webhook-cli\"\n[executor.kafka]\nescalations_topic = \"{escalations}\"\nresults_topic = \"{results}\"\nproperties = {{ \"fetch.wait.max.ms\" = \"10\" }}\n[executor.webhook]\nurls = [\"http://{addr}/hook\"]\nsecret_env = \"CLI_HOOK_SECRET\"\n"
+            "[executor]\nname = \"webhook-cli\"\n[executor.kafka]\nescalations_topic = \"{escalations}\"\nactions_topic = \"{actions}\"\nresults_topic = \"{results}\"\nproperties = {{ \"fetch.wait.max.ms\" = \"10\" }}\n[executor.webhook]\nurls = [\"http://{addr}/hook\"]\napproval_requests = true\nsecret_env = \"CLI_HOOK_SECRET\"\n"
         ),
     )
     .unwrap();
@@ -329,6 +331,35 @@ async fn webhook_executor_process_delivers_an_escalation() {
         &serde_json::to_vec(&e).unwrap(),
     )
     .await;
+    // On the actions topic: an auto action (ignored) and one needing approval.
+    let mut a = RecoveryAction {
+        action_id: unique("act-wh"),
+        incident_id: "inc-cli".into(),
+        created_at: EventTime(1_795_000_000_000),
+        action_type: ActionType::Rollback,
+        target: Target {
+            service: "cart".into(),
+            namespace: Some("shop".into()),
+            kind: "Deployment".into(),
+            name: "cart".into(),
+        },
+        params: ActionParams::default(),
+        risk: 0.9,
+        decision: Decision::Auto,
+        idempotency_key: unique("idem-wh"),
+        reason: "bad_deploy".into(),
+        expires_at: EventTime(1_795_000_600_000),
+        signature: None,
+    };
+    produce(&brokers, &actions, "auto", &serde_json::to_vec(&a).unwrap()).await;
+    a.decision = Decision::ApprovalRequired;
+    produce(
+        &brokers,
+        &actions,
+        "approval",
+        &serde_json::to_vec(&a).unwrap(),
+    )
+    .await;
     let child = bin()
         .args(["executor", "webhook", "--brokers", &brokers, "--config"])
         .arg(&cfg)
@@ -338,16 +369,29 @@ async fn webhook_executor_process_delivers_an_escalation() {
         .spawn()
         .unwrap();
     let (b, t) = (brokers.clone(), results.clone());
-    let got = tokio::task::spawn_blocking(move || read_results(&b, &t, 1))
+    let mut got = tokio::task::spawn_blocking(move || read_results(&b, &t, 2))
         .await
         .unwrap();
     let status = terminate(child);
-    assert_eq!(got.len(), 1);
-    assert_eq!(got[0].status, ActionStatus::Succeeded, "{}", got[0].detail);
-    assert_eq!(got[0].action_id, e.escalation_id);
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(
+        got.iter().all(|r| r.status == ActionStatus::Succeeded),
+        "{got:?}"
+    );
+    got.sort_by(|x, y| x.action_id.cmp(&y.action_id));
+    assert_eq!(
+        got[0].action_id,
+        format!("approval-request:{}", a.action_id)
+    );
+    assert_eq!(got[1].action_id, e.escalation_id);
     let rec = received.lock().unwrap();
-    assert_eq!(rec.len(), 1);
-    let (h, body) = &rec[0];
+    assert_eq!(rec.len(), 2, "the auto action is not sent to humans");
+    let (h, body) = rec
+        .iter()
+        .find(|(_, b)| {
+            serde_json::from_slice::<serde_json::Value>(b).unwrap()["type"] == "reflex.escalation"
+        })
+        .unwrap();
     assert_eq!(
         h["x-reflex-signature"].to_str().unwrap(),
         format!(

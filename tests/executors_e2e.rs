@@ -166,7 +166,7 @@ async fn reflex_action_is_executed_once_and_its_result_flows_back() {
     let settings = KafkaSettings {
         brokers: brokers.clone(),
         group_id: unique("e2e-executor"),
-        input_topic: actions_topic.clone(),
+        input_topics: vec![actions_topic.clone()],
         results_topic: results_topic.clone(),
         properties: [("fetch.wait.max.ms".to_string(), "10".to_string())].into(),
     };

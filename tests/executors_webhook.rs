@@ -161,3 +161,43 @@ async fn gives_up_after_max_attempts_and_does_not_retry_client_errors() {
     assert_eq!(res.status, ActionStatus::Failed);
     assert!(res.detail.contains("connection failed"), "{}", res.detail);
 }
+
+#[tokio::test]
+async fn approval_requests_are_delivered_and_auto_actions_ignored() {
+    use reflex::model::{ActionParams, ActionType, Decision, RecoveryAction, Target};
+    let (url, hook) = server(0, 500).await;
+    let mut ex = executor(&url, 1);
+    let mut a = RecoveryAction {
+        action_id: "act-7".into(),
+        incident_id: "inc-7".into(),
+        created_at: EventTime(1_795_000_000_000),
+        action_type: ActionType::Rollback,
+        target: Target {
+            service: "checkout".into(),
+            namespace: Some("shop".into()),
+            kind: "Deployment".into(),
+            name: "checkout".into(),
+        },
+        params: ActionParams::default(),
+        risk: 0.8,
+        decision: Decision::Auto,
+        idempotency_key: "idem-7".into(),
+        reason: "bad_deploy".into(),
+        expires_at: EventTime(1_795_000_600_000),
+        signature: None,
+    };
+    assert!(ex.process_approval(&a).await.is_none());
+    a.decision = Decision::ApprovalRequired;
+    let res = ex.process_approval(&a).await.unwrap();
+    assert_eq!(res.status, ActionStatus::Succeeded, "{}", res.detail);
+    assert_eq!(res.action_id, "approval-request:act-7");
+    assert_eq!(res.idempotency_key, "approval-request:idem-7");
+    let dup = ex.process_approval(&a).await.unwrap();
+    assert_eq!(dup.status, ActionStatus::SkippedDuplicate);
+    let h = hook.lock().unwrap();
+    assert_eq!(h.accepted.len(), 1);
+    let v: serde_json::Value = serde_json::from_slice(&h.accepted[0].1).unwrap();
+    assert_eq!(v["type"], "reflex.approval_request");
+    assert_eq!(v["action"]["idempotency_key"], "idem-7");
+    assert!(v["text"].as_str().unwrap().contains("approve key idem-7"));
+}

@@ -131,6 +131,9 @@ pub struct WebhookConfig {
     /// JSON value (`{{escalation}}` = the whole record). Absent = the
     /// documented default shape.
     pub template: Option<String>,
+    /// Also read `actions_topic` and deliver `approval_required` actions as
+    /// approval requests.
+    pub approval_requests: bool,
     /// Environment variable holding the HMAC-SHA256 secret for the
     /// `X-Reflex-Signature: sha256=<hex>` header.
     pub secret_env: String,
@@ -149,6 +152,7 @@ impl Default for WebhookConfig {
         WebhookConfig {
             urls: Vec::new(),
             template: None,
+            approval_requests: false,
             secret_env: "REFLEX_WEBHOOK_SECRET".into(),
             timeout: DurationMs(5_000),
             max_attempts: 5,

@@ -45,7 +45,8 @@ pub enum LoopError {
 pub struct KafkaSettings {
     pub brokers: String,
     pub group_id: String,
-    pub input_topic: String,
+    /// Topics consumed (one group over all of them).
+    pub input_topics: Vec<String>,
     pub results_topic: String,
     /// Extra librdkafka properties applied to every client.
     pub properties: BTreeMap<String, String>,
@@ -65,11 +66,12 @@ impl KafkaSettings {
 /// Something that turns one input record into one result.
 pub trait Handler {
     /// Handles one input; `raw_origin` names it for undecodable inputs.
+    /// `None`: the input is not for this executor (nothing is published).
     fn handle(
         &mut self,
         payload: &[u8],
         raw_origin: &str,
-    ) -> impl std::future::Future<Output = ActionResult>;
+    ) -> impl std::future::Future<Output = Option<ActionResult>>;
     /// The ledger to rebuild from published results.
     fn ledger(&mut self) -> &mut Ledger;
     /// The executor name: only results it published rebuild its ledger.
@@ -100,11 +102,11 @@ fn undecodable(
 }
 
 impl<E: Executor, C: Clock> Handler for Runner<E, C> {
-    async fn handle(&mut self, payload: &[u8], origin: &str) -> ActionResult {
-        match serde_json::from_slice::<RecoveryAction>(payload) {
+    async fn handle(&mut self, payload: &[u8], origin: &str) -> Option<ActionResult> {
+        Some(match serde_json::from_slice::<RecoveryAction>(payload) {
             Ok(a) => self.process(&a).await,
             Err(e) => undecodable(origin, &e, self.clock.now(), self.executor.name()),
-        }
+        })
     }
     fn ledger(&mut self) -> &mut Ledger {
         &mut self.ledger
@@ -115,10 +117,20 @@ impl<E: Executor, C: Clock> Handler for Runner<E, C> {
 }
 
 impl Handler for super::webhook::WebhookExecutor {
-    async fn handle(&mut self, payload: &[u8], origin: &str) -> ActionResult {
+    /// Escalations, and (when the actions topic is consumed too) approval
+    /// requests; records are told apart by shape.
+    async fn handle(&mut self, payload: &[u8], origin: &str) -> Option<ActionResult> {
         match serde_json::from_slice::<Escalation>(payload) {
-            Ok(e) => self.process(&e).await,
-            Err(e) => undecodable(origin, &e, self.clock.now(), &self.settings.name),
+            Ok(e) => Some(self.process(&e).await),
+            Err(err) => match serde_json::from_slice::<RecoveryAction>(payload) {
+                Ok(a) => self.process_approval(&a).await,
+                Err(_) => Some(undecodable(
+                    origin,
+                    &err,
+                    self.clock.now(),
+                    &self.settings.name,
+                )),
+            },
         }
     }
     fn ledger(&mut self) -> &mut Ledger {
@@ -209,7 +221,7 @@ pub fn rebuild_ledger(
     Ok(read)
 }
 
-/// Consumes `input_topic` until `shutdown` resolves, publishing one result
+/// Consumes `input_topics` until `shutdown` resolves, publishing one result
 /// per input before storing its offset.
 pub async fn run<H: Handler>(
     settings: &KafkaSettings,
@@ -255,8 +267,9 @@ pub async fn run<H: Handler>(
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .create()?;
-    consumer.subscribe(&[&settings.input_topic])?;
-    tracing::info!(topic = %settings.input_topic, group = %settings.group_id, "executor consuming");
+    let topics: Vec<&str> = settings.input_topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&topics)?;
+    tracing::info!(topics = ?settings.input_topics, group = %settings.group_id, "executor consuming");
     tokio::pin!(shutdown);
     let mut handled = 0u64;
     loop {
@@ -272,7 +285,10 @@ pub async fn run<H: Handler>(
             }
         };
         let origin = format!("{}/{}@{}", msg.topic(), msg.partition(), msg.offset());
-        let res = handler.handle(msg.payload().unwrap_or(&[]), &origin).await;
+        let Some(res) = handler.handle(msg.payload().unwrap_or(&[]), &origin).await else {
+            consumer.store_offset_from_message(&msg)?;
+            continue;
+        };
         let payload = serde_json::to_vec(&res).unwrap_or_default();
         let key = if res.idempotency_key.is_empty() {
             res.action_id.clone()

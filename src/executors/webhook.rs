@@ -19,9 +19,16 @@
 //! errors, timeouts, 429 and 5xx are retried with exponential backoff up to
 //! `max_attempts`; other 4xx fail at once. An escalation id already
 //! delivered is `skipped_duplicate` (the ledger, as for actions).
+//!
+//! Approval requests (`webhook.approval_requests = true`): the executor also
+//! reads `reflex.actions` and delivers each `approval_required` action as
+//! `{"type":"reflex.approval_request","text":..,"action":{..}}`; its result
+//! carries `approval-request:<action_id>` / `approval-request:<key>` so it
+//! never reads as the action's own result. `auto` actions are left to the
+//! action executors (no result).
 
 use super::{Clock, Ledger};
-use crate::model::{ActionResult, ActionStatus, Escalation};
+use crate::model::{ActionResult, ActionStatus, Decision, Escalation, RecoveryAction};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::sync::Arc;
@@ -266,38 +273,80 @@ fn sample() -> Escalation {
     }
 }
 
-/// Delivers escalations, each id at most once.
+/// Delivers escalations (and, optionally, approval requests), each id at most once.
 pub struct WebhookExecutor {
     pub settings: WebhookSettings,
     pub ledger: Ledger,
     pub clock: Arc<dyn Clock>,
 }
 
+/// Prefix of the ids of approval-request deliveries (`action_id` and
+/// `idempotency_key` of their results), so they are never mistaken for the
+/// result of the action itself.
+pub const APPROVAL_PREFIX: &str = "approval-request:";
+
 impl WebhookExecutor {
     /// Delivers `e` to every URL and reports the outcome.
     pub async fn process(&mut self, e: &Escalation) -> ActionResult {
-        let id = &e.escalation_id;
+        let body = render(e, self.settings.template.as_deref());
+        self.deliver(&e.escalation_id, &e.escalation_id, body).await
+    }
+
+    /// Delivers an `approval_required` action to every URL as an approval
+    /// request (`{"type":"reflex.approval_request","text":..,"action":{..}}`);
+    /// other actions are not for humans and give `None`.
+    pub async fn process_approval(&mut self, a: &RecoveryAction) -> Option<ActionResult> {
+        if a.decision != Decision::ApprovalRequired {
+            return None;
+        }
+        let text = format!(
+            "approval requested: {} {}/{} for incident {} (risk {:.2}): {}; approve key {}",
+            a.action_type.as_str(),
+            a.target.namespace.as_deref().unwrap_or("-"),
+            a.target.name,
+            a.incident_id,
+            a.risk,
+            a.reason,
+            a.idempotency_key
+        );
+        let body = serde_json::to_vec(&serde_json::json!({
+            "type": "reflex.approval_request",
+            "text": text,
+            "action": a,
+        }))
+        .map_err(|x| x.to_string());
+        let id = format!("{APPROVAL_PREFIX}{}", a.action_id);
+        let key = format!("{APPROVAL_PREFIX}{}", a.idempotency_key);
+        Some(self.deliver(&id, &key, body).await)
+    }
+
+    async fn deliver(
+        &mut self,
+        id: &str,
+        key: &str,
+        body: Result<Vec<u8>, String>,
+    ) -> ActionResult {
         let res = |status, detail: String, now| ActionResult {
-            action_id: id.clone(),
-            idempotency_key: id.clone(),
+            action_id: id.to_string(),
+            idempotency_key: key.to_string(),
             status,
             detail,
             finished_at: now,
             executor: self.settings.name.clone(),
         };
-        if self.ledger.contains(id) {
-            tracing::info!(escalation_id = %id, "duplicate escalation skipped");
+        if self.ledger.contains(key) {
+            tracing::info!(id, "duplicate delivery skipped");
             return res(
                 ActionStatus::SkippedDuplicate,
-                format!("escalation {id} was already delivered"),
+                format!("{key} was already delivered"),
                 self.clock.now(),
             );
         }
-        let body = match render(e, self.settings.template.as_deref()) {
+        let body = match body {
             Ok(b) => b,
             Err(x) => return res(ActionStatus::Failed, x, self.clock.now()),
         };
-        let mut headers = vec![("Idempotency-Key", id.clone())];
+        let mut headers = vec![("Idempotency-Key", key.to_string())];
         if let Some(s) = &self.settings.secret {
             headers.push((SIGNATURE_HEADER, format!("sha256={}", hmac_hex(s, &body))));
         }
@@ -316,7 +365,7 @@ impl WebhookExecutor {
                         break;
                     }
                     Err(err) if err.retryable() && attempt < self.settings.max_attempts => {
-                        tracing::warn!(escalation_id = %id, url = %url.path, attempt, error = %err, "webhook attempt failed; retrying");
+                        tracing::warn!(id, url = %url.path, attempt, error = %err, "webhook attempt failed; retrying");
                         tokio::time::sleep(delay).await;
                         delay = (delay * 2).min(self.settings.backoff_max);
                         attempt += 1;
@@ -337,12 +386,12 @@ impl WebhookExecutor {
             notes.push("no webhook URLs configured".into());
         }
         let status = if ok {
-            self.ledger.insert(id);
+            self.ledger.insert(key);
             ActionStatus::Succeeded
         } else {
             ActionStatus::Failed
         };
-        tracing::info!(escalation_id = %id, ?status, "escalation processed");
+        tracing::info!(id, ?status, "webhook delivery processed");
         res(status, notes.join("; "), self.clock.now())
     }
 }
