@@ -99,6 +99,9 @@ struct ExecutorArgs {
     /// Consumer group id (default: `[executor.kafka] group_id`, else `reflex-executor-<kind>`).
     #[arg(long)]
     group_id: Option<String>,
+    /// Serve `/healthz` and `/readyz` for probes on this address (e.g. `0.0.0.0:8080`).
+    #[arg(long)]
+    health_addr: Option<std::net::SocketAddr>,
 }
 
 fn main() -> ExitCode {
@@ -329,10 +332,29 @@ fn cmd_executor(kind: ExecutorKind) -> anyhow::Result<ExitCode> {
         },
         results_topic: cfg.kafka.results_topic.clone(),
         properties: cfg.kafka.properties.clone(),
+        health: None,
     };
+    let mut settings = settings;
+    // The loop may legitimately block for one action's full wait.
+    let stall_ms = cfg.rollout_timeout.0.max(cfg.drain_timeout.0).max(0) as u64
+        + (cfg.webhook.timeout.0.max(0) as u64 + cfg.webhook.backoff_max.0.max(0) as u64)
+            * u64::from(cfg.webhook.max_attempts)
+            * cfg.webhook.urls.len().max(1) as u64
+        + 120_000;
     let since = chrono::Utc::now().timestamp_millis() - cfg.ledger_lookback.0;
     let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
     let handled = rt.block_on(async {
+        if let Some(addr) = common.health_addr {
+            let listener = match tokio::net::TcpListener::bind(addr).await {
+                Ok(l) => l,
+                Err(e) => return Ok(Err(format!("--health-addr {addr}: {e}"))),
+            };
+            let health = reflex::executors::health::Health::new(std::time::Duration::from_millis(
+                stall_ms,
+            ));
+            health.spawn(listener);
+            settings.health = Some(health);
+        }
         let shutdown = async {
             #[cfg(unix)]
             {

@@ -101,6 +101,29 @@ fn read_results(brokers: &str, topic: &str, n: usize) -> Vec<ActionResult> {
     out
 }
 
+/// Status code of a plain HTTP GET, or `None` when nothing answers.
+fn http_get(port: u16, path: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    buf.get(9..12)?.parse().ok()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// SIGTERM, then the exit status within 30 s.
 fn terminate(mut child: Child) -> std::process::ExitStatus {
     let st = Command::new("kill")
@@ -233,9 +256,11 @@ async fn kube_executor_process_acts_through_kubeconfig_and_stops_on_sigterm() {
     .await;
     produce(&brokers, &actions, "junk", b"{not json").await;
 
+    let health_port = free_port();
     let child = bin()
         .args(["executor", "kube", "--brokers", &brokers, "--config"])
         .arg(&cfg)
+        .args(["--health-addr", &format!("127.0.0.1:{health_port}")])
         .env("KUBECONFIG", &kubeconfig)
         .env_remove("KUBERNETES_SERVICE_HOST")
         .env("REFLEX_ACTION_KEY", "cli-key")
@@ -247,6 +272,9 @@ async fn kube_executor_process_acts_through_kubeconfig_and_stops_on_sigterm() {
     let got = tokio::task::spawn_blocking(move || read_results(&b, &t, 3))
         .await
         .unwrap();
+    // Results flowed, so the loop is subscribed: ready and live.
+    assert_eq!(http_get(health_port, "/readyz"), Some(200));
+    assert_eq!(http_get(health_port, "/healthz"), Some(200));
     let status = terminate(child);
     let statuses: Vec<ActionStatus> = got.iter().map(|r| r.status).collect();
     assert_eq!(

@@ -169,6 +169,7 @@ async fn reflex_action_is_executed_once_and_its_result_flows_back() {
         input_topics: vec![actions_topic.clone()],
         results_topic: results_topic.clone(),
         properties: [("fetch.wait.max.ms".to_string(), "10".to_string())].into(),
+        health: None,
     };
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &brokers)

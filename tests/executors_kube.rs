@@ -508,3 +508,107 @@ async fn dry_run_touches_nothing() {
     );
     assert!(f.calls().is_empty());
 }
+
+/// (apiGroup, resource[/subresource], verb) of a recorded request.
+fn rbac_triple(method: &str, path: &str) -> (String, String, String) {
+    let path = path.split('?').next().unwrap_or("");
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (group, rest) = match segs.as_slice() {
+        ["api", _v, rest @ ..] => ("", rest),
+        ["apis", g, _v, rest @ ..] => (*g, rest),
+        _ => panic!("unexpected path {path}"),
+    };
+    let rest = match rest {
+        ["namespaces", _ns, r @ ..] => r,
+        r => r,
+    };
+    let resource = match rest {
+        [r, _name, sub] => format!("{r}/{sub}"),
+        [r, ..] => r.to_string(),
+        [] => panic!("no resource in {path}"),
+    };
+    let verb = match (method, rest.len()) {
+        ("GET", 1) => "list",
+        ("GET", _) => "get",
+        ("PATCH", _) => "patch",
+        ("DELETE", _) => "delete",
+        ("POST", _) => "create",
+        (m, _) => panic!("unexpected method {m}"),
+    };
+    (group.to_string(), resource, verb.to_string())
+}
+
+#[tokio::test]
+async fn deploy_rbac_grants_exactly_the_calls_the_executor_makes() {
+    use std::collections::BTreeSet;
+    let f = fake().await;
+    f.with(|s| s.evict_429 = 1);
+    let mut r = runner(&f);
+    let mut actions = vec![
+        action("r1", ActionType::Restart, ActionParams::default()),
+        action(
+            "r2",
+            ActionType::Scale,
+            ActionParams {
+                replicas: Some(2),
+                ..Default::default()
+            },
+        ),
+        action("r3", ActionType::Rollback, ActionParams::default()),
+        action(
+            "r4",
+            ActionType::DeletePod,
+            ActionParams {
+                pod: Some("checkout-b".into()),
+                ..Default::default()
+            },
+        ),
+    ];
+    let mut drain = action("r5", ActionType::DrainNode, ActionParams::default());
+    drain.target = Target {
+        service: "checkout".into(),
+        namespace: None,
+        kind: "Node".into(),
+        name: "node-1".into(),
+    };
+    resign(&mut drain);
+    actions.push(drain);
+    for a in &actions {
+        let res = r.process(a).await;
+        assert_eq!(res.status, ActionStatus::Succeeded, "{}", res.detail);
+    }
+    let used: BTreeSet<(String, String, String)> = f
+        .requests()
+        .iter()
+        .map(|q| rbac_triple(&q.method, &q.path))
+        .collect();
+
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/k8s/executor-kube.yaml"),
+    )
+    .unwrap();
+    let mut granted = BTreeSet::new();
+    for doc in serde_yaml_ng::Deserializer::from_str(&text) {
+        let v: serde_json::Value = serde::Deserialize::deserialize(doc).unwrap();
+        if v["kind"] != "ClusterRole" && v["kind"] != "Role" {
+            continue;
+        }
+        for rule in v["rules"].as_array().unwrap() {
+            for g in rule["apiGroups"].as_array().unwrap() {
+                for res in rule["resources"].as_array().unwrap() {
+                    for verb in rule["verbs"].as_array().unwrap() {
+                        granted.insert((
+                            g.as_str().unwrap().to_string(),
+                            res.as_str().unwrap().to_string(),
+                            verb.as_str().unwrap().to_string(),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(
+        granted, used,
+        "RBAC in deploy/k8s/executor-kube.yaml vs the calls made"
+    );
+}

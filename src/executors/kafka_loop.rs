@@ -50,6 +50,9 @@ pub struct KafkaSettings {
     pub results_topic: String,
     /// Extra librdkafka properties applied to every client.
     pub properties: BTreeMap<String, String>,
+    /// Probe state to update (ready after the ledger rebuild; a heartbeat per
+    /// input and per second of waiting).
+    pub health: Option<std::sync::Arc<super::health::Health>>,
 }
 
 impl KafkaSettings {
@@ -270,11 +273,21 @@ pub async fn run<H: Handler>(
     let topics: Vec<&str> = settings.input_topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics)?;
     tracing::info!(topics = ?settings.input_topics, group = %settings.group_id, "executor consuming");
+    if let Some(h) = &settings.health {
+        h.set_ready();
+    }
     tokio::pin!(shutdown);
     let mut handled = 0u64;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         let msg = tokio::select! {
             _ = &mut shutdown => break,
+            _ = tick.tick() => {
+                if let Some(h) = &settings.health {
+                    h.beat();
+                }
+                continue;
+            }
             m = consumer.recv() => m,
         };
         let msg = match msg {
@@ -307,6 +320,9 @@ pub async fn run<H: Handler>(
             })?;
         consumer.store_offset_from_message(&msg)?;
         handled += 1;
+        if let Some(h) = &settings.health {
+            h.beat();
+        }
     }
     let c = consumer;
     tokio::task::spawn_blocking(move || c.commit_consumer_state(CommitMode::Sync))

@@ -22,6 +22,7 @@
 //! the key.
 
 pub mod config;
+pub mod health;
 pub mod kafka_loop;
 pub mod kube;
 pub mod runbook;
