@@ -341,6 +341,12 @@ fn cmd_executor(kind: ExecutorKind) -> anyhow::Result<ExitCode> {
             * u64::from(cfg.webhook.max_attempts)
             * cfg.webhook.urls.len().max(1) as u64
         + 120_000;
+    // One action may block the loop that long: the group must not evict the
+    // consumer meanwhile (librdkafka's default is 5 minutes).
+    settings
+        .properties
+        .entry("max.poll.interval.ms".into())
+        .or_insert_with(|| stall_ms.clamp(300_000, i32::MAX as u64).to_string());
     let since = chrono::Utc::now().timestamp_millis() - cfg.ledger_lookback.0;
     let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
     let handled = rt.block_on(async {
