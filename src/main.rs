@@ -353,7 +353,11 @@ fn cmd_executor(kind: ExecutorKind) -> anyhow::Result<ExitCode> {
         if let Some(addr) = common.health_addr {
             let listener = match tokio::net::TcpListener::bind(addr).await {
                 Ok(l) => l,
-                Err(e) => return Ok(Err(format!("--health-addr {addr}: {e}"))),
+                Err(e) => {
+                    return Ok(Err(reflex::executors::SetupError::Config(format!(
+                        "--health-addr {addr}: {e}"
+                    ))))
+                }
             };
             let health = reflex::executors::health::Health::new(std::time::Duration::from_millis(
                 stall_ms,
@@ -428,8 +432,10 @@ fn cmd_executor(kind: ExecutorKind) -> anyhow::Result<ExitCode> {
             eprintln!("reflex executor {kind_name}: {n} input(s) handled");
             Ok(ExitCode::SUCCESS)
         }
-        Ok(Err(msg)) => {
-            eprintln!("reflex: {msg}");
+        Ok(Err(e)) => {
+            // Both kinds (configuration, Kubernetes configuration) are usage errors.
+            let e: reflex::executors::SetupError = e;
+            eprintln!("reflex: {e}");
             Ok(ExitCode::from(2))
         }
         Err(e) => Err(e),

@@ -260,7 +260,8 @@ impl ExecutorConfig {
     }
 
     /// The action signing key: `REFLEX_ACTION_KEY`, else `key_file`, else none.
-    pub fn signing_key(&self) -> Result<Option<Vec<u8>>, String> {
+    pub fn signing_key(&self) -> Result<Option<Vec<u8>>, super::SetupError> {
+        use super::SetupError::Config;
         if let Ok(k) = std::env::var("REFLEX_ACTION_KEY") {
             if !k.is_empty() {
                 return Ok(Some(k.into_bytes()));
@@ -270,10 +271,13 @@ impl ExecutorConfig {
             None => Ok(None),
             Some(p) => {
                 let text = std::fs::read_to_string(p)
-                    .map_err(|e| format!("executor.key_file {}: {e}", p.display()))?;
+                    .map_err(|e| Config(format!("executor.key_file {}: {e}", p.display())))?;
                 let key = text.trim_end_matches(['\n', '\r']);
                 if key.is_empty() {
-                    return Err(format!("executor.key_file {} is empty", p.display()));
+                    return Err(Config(format!(
+                        "executor.key_file {} is empty",
+                        p.display()
+                    )));
                 }
                 Ok(Some(key.as_bytes().to_vec()))
             }

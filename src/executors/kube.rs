@@ -27,7 +27,7 @@
 //! bounded by `api_timeout` and every wait by its own timeout.
 
 use super::runbook::Runbooks;
-use super::{result, Clock, Executor};
+use super::{result, Clock, Executor, SetupError};
 use crate::model::{ActionResult, ActionStatus, ActionType, RecoveryAction};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Node, Pod};
@@ -55,11 +55,14 @@ pub fn client_config(mut config: kube::Config) -> kube::Config {
 
 /// Builds a client from the in-cluster configuration or kubeconfig
 /// (`KUBECONFIG`, `~/.kube/config`), via [`client_config`].
-pub async fn infer_client() -> Result<kube::Client, String> {
-    let config = kube::Config::infer()
-        .await
-        .map_err(|e| format!("no Kubernetes configuration (in-cluster or kubeconfig): {e}"))?;
-    kube::Client::try_from(client_config(config)).map_err(|e| format!("Kubernetes client: {e}"))
+pub async fn infer_client() -> Result<kube::Client, SetupError> {
+    let config = kube::Config::infer().await.map_err(|e| {
+        SetupError::Kubernetes(format!(
+            "no Kubernetes configuration (in-cluster or kubeconfig): {e}"
+        ))
+    })?;
+    kube::Client::try_from(client_config(config))
+        .map_err(|e| SetupError::Kubernetes(format!("Kubernetes client: {e}")))
 }
 
 /// An equality-based label selector: `k=v`, `k==v`, `k!=v`, `k`, `!k`,
@@ -135,12 +138,13 @@ pub struct KubeSettings {
 
 impl KubeSettings {
     /// From the executor configuration (selectors were validated at load).
-    pub fn from_config(cfg: &super::ExecutorConfig) -> Result<Self, String> {
+    pub fn from_config(cfg: &super::ExecutorConfig) -> Result<Self, SetupError> {
         let ms = |d: crate::model::DurationMs| Duration::from_millis(d.0.max(1) as u64);
         Ok(KubeSettings {
             name: cfg.name.clone(),
-            workload_selector: Selector::parse(&cfg.workload_selector)?,
-            node_selector: Selector::parse(&cfg.node_selector)?,
+            workload_selector: Selector::parse(&cfg.workload_selector)
+                .map_err(SetupError::Config)?,
+            node_selector: Selector::parse(&cfg.node_selector).map_err(SetupError::Config)?,
             api_timeout: ms(cfg.api_timeout),
             rollout_timeout: ms(cfg.rollout_timeout),
             drain_timeout: ms(cfg.drain_timeout),
@@ -332,7 +336,8 @@ impl KubeExecutor {
                 .copied()
                 .filter(|rs| {
                     let r = revision(rs.metadata.annotations.as_ref());
-                    r.is_some() && (current.is_none() || r < current)
+                    // Without a known current revision there is no "previous" one.
+                    r.is_some() && current.is_some() && r < current
                 })
                 .max_by_key(|rs| revision(rs.metadata.annotations.as_ref())),
         };

@@ -101,6 +101,17 @@ pub trait Executor: Send + Sync {
     fn execute(&self, action: &RecoveryAction) -> impl Future<Output = ActionResult> + Send;
 }
 
+/// Why an executor could not be set up (the CLI exits 2 for both kinds).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SetupError {
+    /// A configuration value or file referenced by it is unusable.
+    #[error("{0}")]
+    Config(String),
+    /// No usable Kubernetes configuration (in-cluster or kubeconfig).
+    #[error("{0}")]
+    Kubernetes(String),
+}
+
 /// Why the gate refused an action (the `rejected` reasons).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Rejection {

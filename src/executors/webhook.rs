@@ -233,16 +233,19 @@ pub struct WebhookSettings {
 
 impl WebhookSettings {
     /// From `[executor]` and the environment (`webhook.secret_env`).
-    pub fn from_config(cfg: &super::ExecutorConfig) -> Result<Self, String> {
+    pub fn from_config(cfg: &super::ExecutorConfig) -> Result<Self, super::SetupError> {
+        use super::SetupError::Config;
         let w = &cfg.webhook;
         let ms = |d: crate::model::DurationMs| Duration::from_millis(d.0.max(0) as u64);
         let urls = w
             .urls
             .iter()
             .map(|u| HttpUrl::parse(u))
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(Config)?;
         if let Some(t) = &w.template {
-            render(&sample(), Some(t)).map_err(|e| format!("executor.webhook.template: {e}"))?;
+            render(&sample(), Some(t))
+                .map_err(|e| Config(format!("executor.webhook.template: {e}")))?;
         }
         Ok(WebhookSettings {
             name: cfg.name.clone(),
