@@ -612,3 +612,72 @@ async fn deploy_rbac_grants_exactly_the_calls_the_executor_makes() {
         "RBAC in deploy/k8s/executor-kube.yaml vs the calls made"
     );
 }
+
+#[tokio::test]
+async fn run_runbook_goes_through_the_gate_and_captures_output_without_a_shell() {
+    use reflex::executors::runbook::{ParamSpec, RunbookConfig};
+    use reflex::model::DurationMs;
+    let f = fake().await;
+    let mut r = runner(&f);
+    r.gate.types.push(ActionType::RunRunbook);
+    let book = RunbookConfig {
+        name: "note".into(),
+        command: "/bin/echo".into(),
+        args: vec!["--service={service}".into(), "{text}".into()],
+        params: [(
+            "text".to_string(),
+            ParamSpec::String {
+                pattern: ".{1,64}".into(),
+            },
+        )]
+        .into(),
+        timeout: DurationMs(5_000),
+        env: Default::default(),
+    };
+    r.executor = KubeExecutor::new(
+        f.client(),
+        KubeSettings {
+            name: "kube-test".into(),
+            workload_selector: Selector::default(),
+            node_selector: Selector::default(),
+            api_timeout: Duration::from_secs(5),
+            rollout_timeout: Duration::from_secs(1),
+            drain_timeout: Duration::from_secs(1),
+            poll_interval: Duration::from_millis(10),
+        },
+        r.clock.clone(),
+        Runbooks { books: vec![book] },
+    );
+    let rb = |key: &str, text: &str| {
+        let mut a = action(key, ActionType::RunRunbook, ActionParams::default());
+        a.params.runbook = Some("note".into());
+        a.params.args.insert("text".into(), text.into());
+        resign(&mut a);
+        a
+    };
+    // Shell syntax is one literal argument: echo prints it verbatim.
+    let res = r
+        .process(&rb("rb1", "x; rm -rf / $(reboot) `id` | cat"))
+        .await;
+    assert_eq!(res.status, ActionStatus::Succeeded, "{}", res.detail);
+    assert!(
+        res.detail
+            .contains(r#"stdout: "--service=checkout x; rm -rf / $(reboot) `id` | cat\n""#),
+        "{}",
+        res.detail
+    );
+    // An option-looking value is refused before anything runs.
+    let res = r.process(&rb("rb2", "--force")).await;
+    assert_eq!(res.status, ActionStatus::Rejected);
+    assert!(res.detail.contains("starts with '-'"), "{}", res.detail);
+    // A runbook that is not allow-listed.
+    let mut other = rb("rb3", "hello");
+    other.params.runbook = Some("rm".into());
+    resign(&mut other);
+    let res = r.process(&other).await;
+    assert_eq!(res.status, ActionStatus::Rejected);
+    assert!(res.detail.contains("not allow-listed"), "{}", res.detail);
+    assert!(f.calls().is_empty(), "runbooks make no API call");
+    // A rejected key was not recorded; an executed one was.
+    assert!(r.ledger.contains("rb1") && !r.ledger.contains("rb2"));
+}
