@@ -55,3 +55,14 @@ cargo clippy --all-targets --locked -- -D warnings
 log "cargo test"
 cargo test --locked --all-targets
 # Benches compile as part of --all-targets; run them with `cargo bench`.
+
+# --- Kubernetes manifests (offline schema validation) ----------------------
+VENV=$STATE/venv
+if [ ! -x "$VENV/bin/kubernetes-validate" ]; then
+  log "installing kubernetes-validate into $VENV"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet kubernetes-validate
+fi
+log "deploy/k8s: topology ConfigMap up to date, manifests valid (Kubernetes 1.34, strict)"
+python3 deploy/k8s/gen_topology_configmap.py --check
+"$VENV/bin/kubernetes-validate" --kubernetes-version 1.34.0 --strict --quiet deploy/k8s/*.yaml

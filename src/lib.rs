@@ -26,6 +26,7 @@ pub mod codec;
 pub mod config;
 pub mod detectors;
 pub mod diagnosis;
+pub mod executors;
 pub mod model;
 pub mod pipeline;
 pub mod recovery;

@@ -100,6 +100,11 @@ enum Command {
         #[arg(long)]
         export: Option<PathBuf>,
     },
+    /// Carry out actions (`kube`) or deliver escalations (`webhook`) from Kafka, publishing ActionResults.
+    Executor {
+        #[command(subcommand)]
+        kind: ExecutorKind,
+    },
     /// Write a generated event stream (a small fleet with injected faults) as JSON Lines.
     Generate {
         /// Approximate number of events.
@@ -111,6 +116,39 @@ enum Command {
         #[arg(long)]
         output: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum ExecutorKind {
+    /// Consume `reflex.actions` and act through the Kubernetes API (in-cluster config or kubeconfig).
+    Kube {
+        #[command(flatten)]
+        common: ExecutorArgs,
+        /// Log and report what would be done without touching the cluster.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Consume `reflex.escalations` and POST them to the configured webhook URLs.
+    Webhook {
+        #[command(flatten)]
+        common: ExecutorArgs,
+    },
+}
+
+#[derive(clap::Args)]
+struct ExecutorArgs {
+    /// Kafka bootstrap servers.
+    #[arg(long, env = "REFLEX_BROKERS")]
+    brokers: String,
+    /// Executor configuration file (`[executor]`; default: allow nothing).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Consumer group id (default: `[executor.kafka] group_id`, else `reflex-executor-<kind>`).
+    #[arg(long)]
+    group_id: Option<String>,
+    /// Serve `/healthz` and `/readyz` for probes on this address (e.g. `0.0.0.0:8080`).
+    #[arg(long)]
+    health_addr: Option<std::net::SocketAddr>,
 }
 
 fn main() -> ExitCode {
@@ -151,6 +189,7 @@ fn main() -> ExitCode {
             seed,
             output,
         } => cmd_generate(events, seed, output),
+        Command::Executor { kind } => cmd_executor(kind),
     };
     match result {
         Ok(code) => code,
@@ -471,5 +510,167 @@ fn cmd_templates(input: PathBuf, output: Option<PathBuf>) -> anyhow::Result<Exit
             Ok(ExitCode::from(2))
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+fn cmd_executor(kind: ExecutorKind) -> anyhow::Result<ExitCode> {
+    use reflex::executors::kafka_loop::{self, KafkaSettings};
+    use reflex::executors::{ExecutorConfig, Ledger, SystemClock};
+    use std::sync::Arc;
+    let (common, kube_dry_run) = match &kind {
+        ExecutorKind::Kube { common, dry_run } => (common, Some(*dry_run)),
+        ExecutorKind::Webhook { common } => (common, None),
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cfg = match ExecutorConfig::load(common.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprint!("reflex: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let kind_name = if kube_dry_run.is_some() {
+        "kube"
+    } else {
+        "webhook"
+    };
+    let settings = KafkaSettings {
+        brokers: common.brokers.clone(),
+        group_id: common
+            .group_id
+            .clone()
+            .filter(|g| !g.is_empty())
+            .unwrap_or_else(|| {
+                if cfg.kafka.group_id.is_empty() {
+                    format!("reflex-executor-{kind_name}")
+                } else {
+                    cfg.kafka.group_id.clone()
+                }
+            }),
+        input_topics: if kube_dry_run.is_some() {
+            vec![cfg.kafka.actions_topic.clone()]
+        } else if cfg.webhook.approval_requests {
+            vec![
+                cfg.kafka.escalations_topic.clone(),
+                cfg.kafka.actions_topic.clone(),
+            ]
+        } else {
+            vec![cfg.kafka.escalations_topic.clone()]
+        },
+        results_topic: cfg.kafka.results_topic.clone(),
+        properties: cfg.kafka.properties.clone(),
+        health: None,
+    };
+    let mut settings = settings;
+    // The loop may legitimately block for one action's full wait.
+    let stall_ms = cfg.rollout_timeout.0.max(cfg.drain_timeout.0).max(0) as u64
+        + (cfg.webhook.timeout.0.max(0) as u64 + cfg.webhook.backoff_max.0.max(0) as u64)
+            * u64::from(cfg.webhook.max_attempts)
+            * cfg.webhook.urls.len().max(1) as u64
+        + 120_000;
+    // One action may block the loop that long: the group must not evict the
+    // consumer meanwhile (librdkafka's default is 5 minutes).
+    settings
+        .properties
+        .entry("max.poll.interval.ms".into())
+        .or_insert_with(|| stall_ms.clamp(300_000, i32::MAX as u64).to_string());
+    let since = chrono::Utc::now().timestamp_millis() - cfg.ledger_lookback.0;
+    let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+    let handled = rt.block_on(async {
+        if let Some(addr) = common.health_addr {
+            let listener = match tokio::net::TcpListener::bind(addr).await {
+                Ok(l) => l,
+                Err(e) => {
+                    return Ok(Err(reflex::executors::SetupError::Config(format!(
+                        "--health-addr {addr}: {e}"
+                    ))))
+                }
+            };
+            let health = reflex::executors::health::Health::new(std::time::Duration::from_millis(
+                stall_ms,
+            ));
+            health.spawn(listener);
+            settings.health = Some(health);
+        }
+        let shutdown = async {
+            #[cfg(unix)]
+            {
+                let mut term =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                        .ok();
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+                }
+            }
+            #[cfg(not(unix))]
+            {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        };
+        match kube_dry_run {
+            Some(dry_run) => {
+                let key = match cfg.signing_key() {
+                    Ok(k) => k,
+                    Err(e) => return Ok(Err(e)),
+                };
+                let kube_settings = match reflex::executors::kube::KubeSettings::from_config(&cfg) {
+                    Ok(s) => s,
+                    Err(e) => return Ok(Err(e)),
+                };
+                let client = match reflex::executors::kube::infer_client().await {
+                    Ok(c) => c,
+                    Err(e) => return Ok(Err(e)),
+                };
+                let clock = Arc::new(SystemClock);
+                let runbooks = reflex::executors::runbook::Runbooks {
+                    books: cfg.runbooks.clone(),
+                };
+                let mut runner = reflex::executors::Runner {
+                    gate: cfg.gate(key),
+                    ledger: Ledger::new(cfg.ledger_capacity),
+                    executor: reflex::executors::kube::KubeExecutor::new(
+                        client,
+                        kube_settings,
+                        clock.clone(),
+                        runbooks,
+                    ),
+                    clock,
+                    dry_run,
+                };
+                Ok(Ok(kafka_loop::run(&settings, &mut runner, since, shutdown).await?))
+            }
+            None => {
+                let ws = match reflex::executors::webhook::WebhookSettings::from_config(&cfg) {
+                    Ok(s) => s,
+                    Err(e) => return Ok(Err(e)),
+                };
+                let mut ex = reflex::executors::webhook::WebhookExecutor {
+                    settings: ws,
+                    ledger: Ledger::new(cfg.ledger_capacity),
+                    clock: Arc::new(SystemClock),
+                };
+                Ok(Ok(kafka_loop::run(&settings, &mut ex, since, shutdown).await?))
+            }
+        }
+    });
+    match handled {
+        Ok(Ok(n)) => {
+            eprintln!("reflex executor {kind_name}: {n} input(s) handled");
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(Err(e)) => {
+            // Both kinds (configuration, Kubernetes configuration) are usage errors.
+            let e: reflex::executors::SetupError = e;
+            eprintln!("reflex: {e}");
+            Ok(ExitCode::from(2))
+        }
+        Err(e) => Err(e),
     }
 }
