@@ -32,4 +32,5 @@ pub mod recovery;
 pub mod sim;
 pub mod sinks;
 pub mod sources;
+pub mod telemetry;
 pub mod util;

@@ -61,6 +61,7 @@ pub struct Config {
     pub detectors: DetectorsConfig,
     pub diagnosis: DiagnosisConfig,
     pub recovery: RecoveryConfig,
+    pub telemetry: crate::telemetry::config::TelemetryConfig,
     /// Compiled signature rules.
     pub signatures: Signatures,
     /// Sequence rules (validated against the signature rules).
@@ -260,11 +261,13 @@ impl Config {
         let detectors: DetectorsConfig = c.section(file, &mut table, "detectors");
         let diagnosis: DiagnosisConfig = c.section(file, &mut table, "diagnosis");
         let recovery: RecoveryConfig = c.section(file, &mut table, "recovery");
+        let telemetry: crate::telemetry::config::TelemetryConfig =
+            c.section(file, &mut table, "telemetry");
         for key in table.keys() {
             c.push(
                 file,
                 key.clone(),
-                "unknown section (expected pipeline, detectors, diagnosis, recovery)",
+                "unknown section (expected pipeline, detectors, diagnosis, recovery, telemetry)",
             );
         }
         if pipeline.batch_size == 0 {
@@ -280,6 +283,7 @@ impl Config {
             .chain(detectors.anomaly.validate())
             .chain(diagnosis.validate())
             .chain(recovery.validate())
+            .chain(telemetry.validate())
         {
             c.push(file, k, m);
         }
@@ -383,6 +387,7 @@ impl Config {
             detectors,
             diagnosis,
             recovery,
+            telemetry,
             signatures,
             sequences,
             actions,

@@ -8,7 +8,7 @@
 //! Each stage is single-threaded and channels are FIFO, and all time is event
 //! time, so the same input always produces byte-identical outputs.
 
-use super::stats::Stats;
+use super::stats::{StageName, Stats};
 use super::watermark::WatermarkTracker;
 use super::Stage;
 use crate::codec::InputCodec;
@@ -19,6 +19,7 @@ use crate::model::{DeadLetter, Detection, ErrorEvent, EventTime, Incident};
 use crate::recovery::{RecoveryOutput, RecoveryStage};
 use crate::sinks::{Output, Sink, SinkError};
 use crate::sources::file::{LineBatch, LineReader};
+use crate::telemetry::{Readiness, ReadyCondition};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -208,16 +209,39 @@ enum Detected {
     End,
 }
 
+/// What a caller can observe a run through (all optional).
+#[derive(Debug, Clone, Default)]
+pub struct RunHooks {
+    /// Counters the run updates (read concurrently for metrics).
+    pub stats: Arc<Stats>,
+    /// Set to [`ReadyCondition::Pipeline`] once the stages run and the source
+    /// has delivered its first batch (or reached end of input).
+    pub readiness: Option<Readiness>,
+}
+
 /// Runs the whole pipeline over `reader`, writing to `sink`.
 pub fn run(
+    cfg: &Config,
+    opts: &DecideOptions,
+    reader: LineReader,
+    source_name: &str,
+    sink: &mut dyn Sink,
+) -> Result<RunSummary, RunError> {
+    run_with(cfg, opts, reader, source_name, sink, RunHooks::default())
+}
+
+/// [`run`], observed through `hooks`.
+pub fn run_with(
     cfg: &Config,
     opts: &DecideOptions,
     mut reader: LineReader,
     source_name: &str,
     sink: &mut dyn Sink,
+    hooks: RunHooks,
 ) -> Result<RunSummary, RunError> {
     let started = Instant::now();
-    let stats = Arc::new(Stats::default());
+    let stats = hooks.stats;
+    let readiness = hooks.readiness;
     let p = &cfg.pipeline;
     let (tx_a, rx_a): (SyncSender<Decoded>, Receiver<Decoded>) = sync_channel(p.channel_capacity);
     let (tx_b, rx_b): (SyncSender<Detected>, Receiver<Detected>) = sync_channel(p.channel_capacity);
@@ -235,7 +259,16 @@ pub fn run(
     let (lines, blank) = std::thread::scope(|s| -> Result<(u64, u64), RunError> {
         let batch_size = p.batch_size;
         let (lateness, skew) = (p.allowed_lateness.0, p.max_time_skew.0);
+        let stats_a = stats.clone();
         let read = s.spawn(move || -> Result<(u64, u64), std::io::Error> {
+            let _span = tracing::info_span!("stage", stage = "decode").entered();
+            let mut ready = readiness;
+            let mut mark_ready = move || {
+                if let Some(r) = ready.take() {
+                    r.set(ReadyCondition::Pipeline);
+                    tracing::info!("pipeline ready: first input batch received");
+                }
+            };
             let mut wm = WatermarkTracker::new(lateness, skew);
             let mut batch = LineBatch::default();
             let (mut lines, mut blank) = (0u64, 0u64);
@@ -244,6 +277,9 @@ pub fn run(
             // depend on how many lines a batch holds (sparse streams).
             let mut sent_wm: Option<EventTime> = None;
             'read: while reader.next_batch(batch_size, &mut batch)? {
+                mark_ready();
+                let t0 = Instant::now();
+                Stats::add(&stats_a.records_read, batch.spans.len() as u64);
                 blank += batch.blank;
                 let mut items = Vec::with_capacity(batch.spans.len());
                 for (n, line) in batch.lines() {
@@ -273,18 +309,24 @@ pub fn run(
                     items,
                     watermark: sent_wm,
                 };
+                stats_a.record_batch(StageName::Decode, t0.elapsed());
                 if tx_a.send(msg).is_err() {
                     break;
                 }
             }
+            mark_ready();
             let _ = tx_a.send(Decoded::End);
+            tracing::debug!(lines = lines + blank, blank, "end of input");
             Ok((lines + blank, blank))
         });
         let stats_b = stats.clone();
         let det = s.spawn(move || {
+            let _span = tracing::info_span!("stage", stage = "detect").entered();
             for msg in rx_a {
                 match msg {
                     Decoded::Batch { items, watermark } => {
+                        let t0 = Instant::now();
+                        let n_items = items.len() as u64;
                         let mut detections = Vec::new();
                         let mut dead = Vec::new();
                         for it in items {
@@ -298,6 +340,15 @@ pub fn run(
                         }
                         if let Some(wm) = watermark {
                             detect.on_watermark(wm, &mut detections);
+                        }
+                        Stats::add(&stats_b.records_done, n_items);
+                        stats_b.record_batch(StageName::Detect, t0.elapsed());
+                        if !detections.is_empty() {
+                            tracing::debug!(
+                                events = n_items,
+                                detections = detections.len(),
+                                "detect batch"
+                            );
                         }
                         let m = Detected::Batch {
                             detections,
@@ -323,6 +374,7 @@ pub fn run(
             }
         });
         let mut ended = false;
+        let decide_span = tracing::info_span!("stage", stage = "decide").entered();
         for msg in rx_b {
             match msg {
                 Detected::Batch {
@@ -330,6 +382,7 @@ pub fn run(
                     dead,
                     watermark,
                 } => {
+                    let t0 = Instant::now();
                     for d in dead {
                         decider.dead_letter(d)?;
                     }
@@ -337,6 +390,7 @@ pub fn run(
                     if let Some(wm) = watermark {
                         decider.watermark(wm)?;
                     }
+                    stats.record_batch(StageName::Decide, t0.elapsed());
                 }
                 Detected::End => {
                     ended = true;
@@ -354,6 +408,7 @@ pub fn run(
             return Err(RunError::Thread);
         }
         decider.finish()?;
+        drop(decide_span);
         Ok(counts)
     })?;
     Ok(RunSummary {
