@@ -129,9 +129,7 @@ fn cmd_run(
     hold: bool,
 ) -> anyhow::Result<ExitCode> {
     use reflex::pipeline::embedded::RunHooks;
-    use reflex::telemetry::{
-        logging, otel, server, ReadyCondition, Readiness, TapSink, Telemetry,
-    };
+    use reflex::telemetry::{logging, otel, server, Readiness, ReadyCondition, TapSink, Telemetry};
     let cfg = match load_config(config) {
         Ok(c) => c,
         Err(code) => return Ok(code),
@@ -152,11 +150,8 @@ fn cmd_run(
             return Ok(ExitCode::from(2));
         }
     };
-    let otlp = tcfg.effective_otlp_endpoint(
-        std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
-            .ok()
-            .as_deref(),
-    );
+    let otlp =
+        tcfg.effective_otlp_endpoint(std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok().as_deref());
     let reader = match LineReader::open(&input) {
         Ok(r) => r,
         Err(e) => {

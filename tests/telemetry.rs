@@ -114,10 +114,7 @@ fn get(addr: SocketAddr, path: &str) -> (u16, String) {
 
 fn dechunk(mut b: &[u8]) -> String {
     let mut out = Vec::new();
-    loop {
-        let Some(nl) = b.windows(2).position(|w| w == b"\r\n") else {
-            break;
-        };
+    while let Some(nl) = b.windows(2).position(|w| w == b"\r\n") {
         let n = usize::from_str_radix(std::str::from_utf8(&b[..nl]).unwrap().trim(), 16).unwrap();
         if n == 0 {
             break;
@@ -175,7 +172,10 @@ fn metrics_scrape_passes_promtool_and_counters_move_with_events() {
         true,
     );
     let events = fault_events();
-    let lines: Vec<&[u8]> = events.split(|&b| b == b'\n').filter(|l| !l.is_empty()).collect();
+    let lines: Vec<&[u8]> = events
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect();
     let half = lines.len() / 2;
     let events_in = "reflex_events_in_total{topic=\"errors\"}";
 
@@ -205,13 +205,21 @@ fn metrics_scrape_passes_promtool_and_counters_move_with_events() {
     let m = poll("every event to be counted and the run to finish", || {
         let (_, m) = get(r.addr, "/metrics");
         let done = sample(&m, events_in) == Some(total)
-            && sample(&m, "reflex_incidents_opened_total{category=\"memory_exhaustion\"}")
-                == Some(1.0);
+            && sample(
+                &m,
+                "reflex_incidents_opened_total{category=\"memory_exhaustion\"}",
+            ) == Some(1.0);
         done.then_some(m)
     });
     let s = |series: &str| sample(&m, series).unwrap_or_else(|| panic!("{series} missing:\n{m}"));
-    assert_eq!(s("reflex_dead_letters_total{reason_kind=\"invalid_json\"}"), 1.0);
-    assert_eq!(s("reflex_dead_letters_total{reason_kind=\"invalid_event\"}"), 1.0);
+    assert_eq!(
+        s("reflex_dead_letters_total{reason_kind=\"invalid_json\"}"),
+        1.0
+    );
+    assert_eq!(
+        s("reflex_dead_letters_total{reason_kind=\"invalid_event\"}"),
+        1.0
+    );
     assert_eq!(s("reflex_events_out_total{topic=\"reflex.dlq\"}"), 2.0);
     assert!(s("reflex_detections_total{detector=\"threshold\"}") >= 1.0);
     assert!(s("reflex_events_out_total{topic=\"reflex.detections\"}") >= 1.0);
@@ -251,7 +259,9 @@ fn metrics_scrape_passes_promtool_and_counters_move_with_events() {
         None if std::env::var("CI").is_ok_and(|v| v == "true") => {
             panic!("promtool is not on PATH (apt-get install prometheus); required under CI=true")
         }
-        None => eprintln!("SKIPPED promtool check: promtool not on PATH (apt-get install prometheus)"),
+        None => {
+            eprintln!("SKIPPED promtool check: promtool not on PATH (apt-get install prometheus)")
+        }
     }
     drop(r);
 }
@@ -279,7 +289,10 @@ impl SseReader {
         loop {
             line.clear();
             s.read_line(&mut line).unwrap();
-            if line.to_ascii_lowercase().starts_with("transfer-encoding: chunked") {
+            if line
+                .to_ascii_lowercase()
+                .starts_with("transfer-encoding: chunked")
+            {
                 chunked = true;
             }
             if line == "\r\n" {
@@ -443,12 +456,21 @@ fn one_incident_arrives_as_one_trace_at_an_otlp_receiver() {
         .iter()
         .filter(|(_, s)| otlp::attrs(s).get("incident.id") == Some(&id))
         .collect();
-    assert!(!mine.is_empty(), "no span of {id} among {} spans", spans.len());
+    assert!(
+        !mine.is_empty(),
+        "no span of {id} among {} spans",
+        spans.len()
+    );
     assert!(mine.iter().all(|(svc, _)| svc == "reflex"));
 
     // One trace, and its id is derived from the incident id.
-    let trace_ids: std::collections::BTreeSet<&Vec<u8>> = mine.iter().map(|(_, s)| &s.trace_id).collect();
-    assert_eq!(trace_ids.len(), 1, "spans of one incident in several traces");
+    let trace_ids: std::collections::BTreeSet<&Vec<u8>> =
+        mine.iter().map(|(_, s)| &s.trace_id).collect();
+    assert_eq!(
+        trace_ids.len(),
+        1,
+        "spans of one incident in several traces"
+    );
     let expect = {
         use sha2::Digest;
         sha2::Sha256::digest(id.as_bytes())[..16].to_vec()
@@ -460,20 +482,36 @@ fn one_incident_arrives_as_one_trace_at_an_otlp_receiver() {
         mine.len()
     );
 
-    let named = |n: &str| mine.iter().filter(|(_, s)| s.name == n).map(|(_, s)| s).collect::<Vec<_>>();
+    let named = |n: &str| {
+        mine.iter()
+            .filter(|(_, s)| s.name == n)
+            .map(|(_, s)| s)
+            .collect::<Vec<_>>()
+    };
     let root = named("incident");
     assert_eq!(root.len(), 1, "one root span");
     let root = root[0];
-    assert!(root.parent_span_id.is_empty(), "the incident span is the root");
+    assert!(
+        root.parent_span_id.is_empty(),
+        "the incident span is the root"
+    );
     let ra = otlp::attrs(root);
     assert_eq!(ra["incident.category"], "memory_exhaustion");
     assert_eq!(ra["incident.root_cause_service"], "payments");
     for n in ["detection", "diagnosis", "decision", "action"] {
-        assert!(!named(n).is_empty(), "no {n} span: {:?}", mine.iter().map(|(_, s)| &s.name).collect::<Vec<_>>());
+        assert!(
+            !named(n).is_empty(),
+            "no {n} span: {:?}",
+            mine.iter().map(|(_, s)| &s.name).collect::<Vec<_>>()
+        );
     }
     for (_, s) in &mine {
         if s.name != "incident" && s.name != "action" {
-            assert_eq!(s.parent_span_id, root.span_id, "{} hangs off the root", s.name);
+            assert_eq!(
+                s.parent_span_id, root.span_id,
+                "{} hangs off the root",
+                s.name
+            );
         }
     }
     let det = otlp::attrs(named("detection")[0]);
@@ -486,8 +524,16 @@ fn one_incident_arrives_as_one_trace_at_an_otlp_receiver() {
     assert_eq!(aa["action.target.service"], "payments");
     assert_eq!(aa["action.decision"], "auto");
     let decision = named("decision")[0];
-    assert_eq!(action.parent_span_id, decision.span_id, "the action hangs off its decision");
+    assert_eq!(
+        action.parent_span_id, decision.span_id,
+        "the action hangs off its decision"
+    );
     // Timestamps are event time: the root starts when the incident opened.
-    let opened = reflex::model::EventTime::parse_rfc3339(incidents[0]["opened_at"].as_str().unwrap()).unwrap();
-    assert_eq!(root.start_time_unix_nano, opened.millis() as u64 * 1_000_000);
+    let opened =
+        reflex::model::EventTime::parse_rfc3339(incidents[0]["opened_at"].as_str().unwrap())
+            .unwrap();
+    assert_eq!(
+        root.start_time_unix_nano,
+        opened.millis() as u64 * 1_000_000
+    );
 }

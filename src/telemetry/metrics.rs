@@ -265,13 +265,17 @@ pub fn render(stats: &Stats, out: &OutputCounters, g: &Gauges) -> String {
         "Events older than the watermark (counted and still used).",
     );
     w.sample(LATE_EVENTS, &[], Stats::get(&stats.late_events));
-    w.family(CHANGE_EVENTS, "counter", "Change events (deploys, config changes).");
+    w.family(
+        CHANGE_EVENTS,
+        "counter",
+        "Change events (deploys, config changes).",
+    );
     w.sample(CHANGE_EVENTS, &[], Stats::get(&stats.change_events));
     w.family(DETECTIONS, "counter", "Detections by detector.");
     for (i, d) in DETECTORS.iter().enumerate() {
         w.sample(
             DETECTIONS,
-            &[("detector", d)],
+            &[("detector", *d)],
             get(&out.detections_by_detector[i]),
         );
     }
@@ -353,7 +357,7 @@ pub fn render(stats: &Stats, out: &OutputCounters, g: &Gauges) -> String {
         "Entries held in bounded in-memory state, by store.",
     );
     for (store, n) in &g.state {
-        w.sample(STATE_ENTRIES, &[("store", store)], n);
+        w.sample(STATE_ENTRIES, &[("store", *store)], n);
     }
     w.family(READY, "gauge", "1 when the process is ready (see /ready).");
     w.sample(READY, &[], u8::from(g.ready));
@@ -370,7 +374,11 @@ mod tests {
 
     #[test]
     fn every_family_has_help_and_type_and_counters_end_in_total() {
-        let text = render(&Stats::default(), &OutputCounters::default(), &Gauges::default());
+        let text = render(
+            &Stats::default(),
+            &OutputCounters::default(),
+            &Gauges::default(),
+        );
         for line in text.lines().filter(|l| l.starts_with("# TYPE")) {
             let parts: Vec<&str> = line.split_whitespace().collect();
             let (name, kind) = (parts[2], parts[3]);
@@ -379,6 +387,8 @@ mod tests {
             assert!(text.contains(&format!("# HELP {name} ")), "{name}");
         }
         assert!(text.contains("reflex_dead_letters_total{reason_kind=\"too_large\"} 0"));
-        assert!(text.contains("reflex_stage_batch_duration_seconds_bucket{stage=\"decide\",le=\"+Inf\"} 0"));
+        assert!(text.contains(
+            "reflex_stage_batch_duration_seconds_bucket{stage=\"decide\",le=\"+Inf\"} 0"
+        ));
     }
 }

@@ -31,17 +31,15 @@
 //! on a blocking thread.
 
 use super::metrics::OutputCounters;
-use crate::model::{
-    Detection, Escalation, EventTime, Incident, IncidentStatus, RecoveryAction,
-};
+use crate::model::{Detection, Escalation, EventTime, Incident, IncidentStatus, RecoveryAction};
 use crate::pipeline::stats::Stats;
 use opentelemetry::trace::{
     Span as _, SpanId, TraceContextExt, TraceId, Tracer as _, TracerProvider as _,
 };
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_otlp::WithExportConfig;
-use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator, SdkTracer, SdkTracerProvider};
 use opentelemetry_sdk::metrics::SdkMeterProvider;
+use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator, SdkTracer, SdkTracerProvider};
 use opentelemetry_sdk::Resource;
 use sha2::{Digest, Sha256};
 use std::cell::Cell;
@@ -200,7 +198,10 @@ impl IncidentTracer {
                 .with_attributes(vec![
                     KeyValue::new("incident.id", inc.incident_id.clone()),
                     KeyValue::new("incident.category", inc.category.as_str()),
-                    KeyValue::new("incident.root_cause_service", inc.root_cause_service.clone()),
+                    KeyValue::new(
+                        "incident.root_cause_service",
+                        inc.root_cause_service.clone(),
+                    ),
                     KeyValue::new("incident.summary", inc.summary.clone()),
                 ])
                 .start(&self.tracer);
@@ -256,7 +257,10 @@ impl IncidentTracer {
                 KeyValue::new("incident.id", inc.incident_id.clone()),
                 KeyValue::new("incident.status", status),
                 KeyValue::new("incident.category", inc.category.as_str()),
-                KeyValue::new("incident.root_cause_service", inc.root_cause_service.clone()),
+                KeyValue::new(
+                    "incident.root_cause_service",
+                    inc.root_cause_service.clone(),
+                ),
                 KeyValue::new("incident.confidence", inc.confidence),
                 KeyValue::new("incident.services", inc.services.join(",")),
                 KeyValue::new("incident.evidence", inc.evidence.join("; ")),

@@ -68,7 +68,10 @@ async fn ready(State(t): State<Arc<Telemetry>>) -> (StatusCode, String) {
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: waiting for {}\n", t.readiness.missing().join(", ")),
+            format!(
+                "not ready: waiting for {}\n",
+                t.readiness.missing().join(", ")
+            ),
         )
     }
 }
@@ -114,9 +117,11 @@ async fn stream(
     // Subscribe before answering: everything written after the response
     // headers is delivered.
     let rx = t.subscribe();
-    let first = tokio_stream::once(Ok(Event::default().event("subscribed").data("{}")));
+    let first = tokio_stream::once(Ok::<_, Infallible>(
+        Event::default().event("subscribed").data("{}"),
+    ));
     let live = BroadcastStream::new(rx).map(|m| {
-        Ok(match m {
+        Ok::<_, Infallible>(match m {
             Ok(ev) => Event::default().event(ev.kind).data(&*ev.data),
             Err(BroadcastStreamRecvError::Lagged(n)) => Event::default()
                 .event("lagged")

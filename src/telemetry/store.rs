@@ -74,9 +74,9 @@ impl IncidentStore {
             .chain(self.recent.iter())
             .filter(|i| f.status.is_none_or(|s| i.status == s))
             .filter(|i| {
-                f.service.as_deref().is_none_or(|s| {
-                    i.root_cause_service == s || i.services.iter().any(|x| x == s)
-                })
+                f.service
+                    .as_deref()
+                    .is_none_or(|s| i.root_cause_service == s || i.services.iter().any(|x| x == s))
             })
             .collect();
         v.sort_by(|a, b| {

@@ -92,7 +92,12 @@ impl MetricsService for Recv {
 /// Starts a receiver on a free loopback port (call inside a tokio runtime).
 /// `keep_spans = false` only counts them.
 pub async fn start(keep_spans: bool) -> (SocketAddr, Arc<Received>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    start_on("127.0.0.1:0", keep_spans).await
+}
+
+/// Starts a receiver on `bind`.
+pub async fn start_on(bind: &str, keep_spans: bool) -> (SocketAddr, Arc<Received>) {
+    let listener = tokio::net::TcpListener::bind(bind).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let received = Arc::new(Received::default());
     let r = Recv(received.clone(), keep_spans);
