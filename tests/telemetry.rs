@@ -232,6 +232,7 @@ fn metrics_scrape_passes_promtool_and_counters_move_with_events() {
     assert!(s("reflex_stage_batch_duration_seconds_count{stage=\"detect\"}") > 0.0);
     assert_eq!(s("reflex_consumer_lag_records{topic=\"errors\"}"), 0.0);
     assert_eq!(s("reflex_ready"), 1.0);
+    assert!(s("reflex_state_entries{store=\"detector_keys\"}") > 0.0);
     assert!(m.contains("# TYPE reflex_guard_holds_total counter"));
     assert!(m.contains("reflex_breaker_open{breaker=\"recovery\"} 0"));
 
@@ -451,6 +452,13 @@ fn one_incident_arrives_as_one_trace_at_an_otlp_receiver() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     let id = incidents[0]["incident_id"].as_str().unwrap().to_string();
+    assert!(
+        received
+            .metric_requests
+            .load(std::sync::atomic::Ordering::SeqCst)
+            > 0,
+        "the pipeline counters are exported over OTLP too (final flush at shutdown)"
+    );
     let spans = received.spans.lock().unwrap().clone();
     let mine: Vec<_> = spans
         .iter()
@@ -536,4 +544,36 @@ fn one_incident_arrives_as_one_trace_at_an_otlp_receiver() {
         root.start_time_unix_nano,
         opened.millis() as u64 * 1_000_000
     );
+}
+
+#[test]
+fn json_logs_are_one_object_per_line_with_stage_spans_and_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(&input, fault_events()).unwrap();
+    let o = reflex()
+        .args(["run", "--input"])
+        .arg(&input)
+        .arg("--output-dir")
+        .arg(dir.path().join("out"))
+        .env("REFLEX_LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let logs: Vec<Value> = String::from_utf8(o.stderr)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let opened = logs
+        .iter()
+        .find(|l| l["fields"]["message"] == "incident" && l["fields"]["status"] == "open")
+        .expect("an incident log record");
+    assert_eq!(opened["span"]["stage"], "decide");
+    assert_eq!(opened["fields"]["category"], "memory_exhaustion");
+    assert_eq!(opened["fields"]["root_cause"], "payments");
+    assert!(logs
+        .iter()
+        .any(|l| l["fields"]["message"] == "action" && l["fields"]["decision"] == "auto"));
 }

@@ -20,6 +20,7 @@ use crate::recovery::{RecoveryOutput, RecoveryStage};
 use crate::sinks::{Output, Sink, SinkError};
 use crate::sources::file::{LineBatch, LineReader};
 use crate::telemetry::{Readiness, ReadyCondition};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -278,7 +279,9 @@ pub fn run_with(
             let mut sent_wm: Option<EventTime> = None;
             'read: while reader.next_batch(batch_size, &mut batch)? {
                 mark_ready();
-                let t0 = Instant::now();
+                // Decode time per handed-on batch, not counting time blocked
+                // on a full channel (that is backpressure, seen as lag).
+                let mut t0 = Instant::now();
                 Stats::add(&stats_a.records_read, batch.spans.len() as u64);
                 blank += batch.blank;
                 let mut items = Vec::with_capacity(batch.spans.len());
@@ -299,9 +302,11 @@ pub fn run_with(
                             items: std::mem::take(&mut items),
                             watermark: now,
                         };
+                        stats_a.record_batch(StageName::Decode, t0.elapsed());
                         if tx_a.send(msg).is_err() {
                             break 'read; // downstream stopped; its error is reported
                         }
+                        t0 = Instant::now();
                     }
                 }
                 sent_wm = wm.watermark().or(sent_wm);
@@ -322,6 +327,7 @@ pub fn run_with(
         let stats_b = stats.clone();
         let det = s.spawn(move || {
             let _span = tracing::info_span!("stage", stage = "detect").entered();
+            let mut state_counted: Option<Instant> = None;
             for msg in rx_a {
                 match msg {
                     Decoded::Batch { items, watermark } => {
@@ -342,6 +348,15 @@ pub fn run_with(
                             detect.on_watermark(wm, &mut detections);
                         }
                         Stats::add(&stats_b.records_done, n_items);
+                        // Counting state walks the detectors' maps: at most once a second.
+                        if state_counted
+                            .is_none_or(|t: Instant| t0.duration_since(t).as_secs() >= 1)
+                        {
+                            state_counted = Some(t0);
+                            stats_b
+                                .detector_state_keys
+                                .store(detect.state_keys() as u64, Ordering::Relaxed);
+                        }
                         stats_b.record_batch(StageName::Detect, t0.elapsed());
                         if !detections.is_empty() {
                             tracing::debug!(
@@ -362,6 +377,9 @@ pub fn run_with(
                     Decoded::End => {
                         let mut detections = Vec::new();
                         detect.flush(&mut detections);
+                        stats_b
+                            .detector_state_keys
+                            .store(detect.state_keys() as u64, Ordering::Relaxed);
                         let _ = tx_b.send(Detected::Batch {
                             detections,
                             dead: Vec::new(),

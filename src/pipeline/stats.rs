@@ -26,6 +26,8 @@ pub struct Stats {
     pub records_read: AtomicU64,
     /// Input records handled by the detect stage (decoded or dead-lettered).
     pub records_done: AtomicU64,
+    /// Keys held by the detectors, as of the last batch (a gauge).
+    pub detector_state_keys: AtomicU64,
     /// Wall-clock time per batch in each stage, indexed by [`StageName`].
     pub stage_latency: [LatencyHistogram; StageName::ALL.len()],
 }

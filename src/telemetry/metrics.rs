@@ -94,10 +94,20 @@ fn decision_index(d: Decision) -> usize {
     }
 }
 
-fn decision_str(d: Decision) -> &'static str {
+/// The wire name of a decision.
+pub fn decision_str(d: Decision) -> &'static str {
     match d {
         Decision::Auto => "auto",
         Decision::ApprovalRequired => "approval_required",
+    }
+}
+
+/// The wire name of an incident status.
+pub fn status_str(s: crate::model::IncidentStatus) -> &'static str {
+    match s {
+        crate::model::IncidentStatus::Open => "open",
+        crate::model::IncidentStatus::Updated => "updated",
+        crate::model::IncidentStatus::Resolved => "resolved",
     }
 }
 

@@ -187,6 +187,7 @@ impl Telemetry {
         let g = Gauges {
             open_by_category,
             state: vec![
+                ("detector_keys", Stats::get(&self.stats.detector_state_keys)),
                 ("incidents_open", open as u64),
                 ("incidents_recent", recent as u64),
             ],
@@ -208,7 +209,7 @@ impl Telemetry {
             Output::Incident(i) => {
                 tracing::info!(
                     incident_id = %i.incident_id,
-                    status = ?i.status,
+                    status = metrics::status_str(i.status),
                     category = i.category.as_str(),
                     root_cause = %i.root_cause_service,
                     confidence = i.confidence,
@@ -227,7 +228,7 @@ impl Telemetry {
                     action = a.action_type.as_str(),
                     target = %a.target.name,
                     risk = a.risk,
-                    decision = ?a.decision,
+                    decision = metrics::decision_str(a.decision),
                     "action"
                 );
                 if let Some(t) = lock(&self.tracer).as_mut() {

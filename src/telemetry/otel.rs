@@ -243,11 +243,7 @@ impl IncidentTracer {
                 ],
             );
         }
-        let status = match inc.status {
-            IncidentStatus::Open => "open",
-            IncidentStatus::Updated => "updated",
-            IncidentStatus::Resolved => "resolved",
-        };
+        let status = super::metrics::status_str(inc.status);
         self.child(
             id,
             SPAN_DIAGNOSIS,
@@ -280,10 +276,7 @@ impl IncidentTracer {
 
     /// An action was written.
     pub fn action(&mut self, a: &RecoveryAction) {
-        let decision = match a.decision {
-            crate::model::Decision::Auto => "auto",
-            crate::model::Decision::ApprovalRequired => "approval_required",
-        };
+        let decision = super::metrics::decision_str(a.decision);
         let cx = self.child(
             &a.incident_id,
             SPAN_DECISION,
