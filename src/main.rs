@@ -180,16 +180,22 @@ fn cmd_run(
     };
     let mut guard = None;
     if let (Some(rt), Some(endpoint)) = (&rt, &otlp) {
-        let (g, tracer) = rt
-            .block_on(async {
-                otel::init(
-                    endpoint,
-                    &tcfg.service_name,
-                    telemetry.stats.clone(),
-                    telemetry.outputs.clone(),
-                )
-            })
-            .context("setting up OTLP export")?;
+        let built = rt.block_on(async {
+            otel::init(
+                endpoint,
+                &tcfg.service_name,
+                telemetry.stats.clone(),
+                telemetry.outputs.clone(),
+            )
+        });
+        let (g, tracer) = match built {
+            Ok(b) => b,
+            Err(e) if e.kind() == otel::OtelErrorKind::Config => {
+                eprintln!("reflex: {e}");
+                return Ok(ExitCode::from(2));
+            }
+            Err(e) => return Err(anyhow::Error::from(e).context("setting up OTLP export")),
+        };
         telemetry.set_tracer(otel::IncidentTracer::new(tracer, tcfg.max_open_incidents));
         tracing::info!(endpoint = %endpoint, "exporting traces and metrics over OTLP/gRPC");
         guard = Some(g);

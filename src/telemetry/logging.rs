@@ -12,8 +12,8 @@ use tracing_subscriber::EnvFilter;
 /// Targets capped at `warn` whatever `RUST_LOG` says.
 pub const QUIET_TARGETS: [&str; 6] = ["tonic", "h2", "hyper", "tower", "opentelemetry", "axum"];
 
-/// Why logging could not be set up.
-#[derive(Debug, thiserror::Error)]
+/// Why logging could not be set up (one kind: the variant is the kind).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum LoggingError {
     /// A global subscriber was already installed (tests, embedding programs).
     #[error("a global tracing subscriber is already installed")]

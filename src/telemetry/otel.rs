@@ -60,6 +60,15 @@ pub const SPAN_ESCALATION: &str = "escalation";
 /// Detections held while waiting for their incident.
 const MAX_PENDING_DETECTIONS: usize = 512;
 
+/// What kind of problem an [`OtelError`] is, to choose an exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtelErrorKind {
+    /// The endpoint or another setting is invalid (exit code 2).
+    Config,
+    /// The exporter could not be built for another reason (exit code 1).
+    Internal,
+}
+
 /// Errors setting up export.
 #[derive(Debug, thiserror::Error)]
 pub enum OtelError {
@@ -70,6 +79,19 @@ pub enum OtelError {
         #[source]
         source: opentelemetry_otlp::ExporterBuildError,
     },
+}
+
+impl OtelError {
+    /// The kind, to choose an exit code.
+    pub fn kind(&self) -> OtelErrorKind {
+        match self {
+            OtelError::Exporter {
+                source: opentelemetry_otlp::ExporterBuildError::InvalidConfiguration(_),
+                ..
+            } => OtelErrorKind::Config,
+            OtelError::Exporter { .. } => OtelErrorKind::Internal,
+        }
+    }
 }
 
 /// The trace id of an incident: the first 16 bytes of SHA-256(`incident_id`).
