@@ -104,3 +104,49 @@ impl IncidentStore {
         (self.open.len(), self.recent.len())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{EventTime, Severity};
+
+    fn inc(id: &str, status: IncidentStatus, at: i64, service: &str) -> Incident {
+        Incident {
+            incident_id: id.into(),
+            status,
+            opened_at: EventTime(0),
+            updated_at: EventTime(at),
+            resolved_at: (status == IncidentStatus::Resolved).then_some(EventTime(at)),
+            root_cause_service: service.into(),
+            category: Category::Overload,
+            confidence: 0.9,
+            services: vec![service.into(), "caller".into()],
+            summary: String::new(),
+            evidence: Vec::new(),
+            namespace: None,
+            severity: Severity::Error,
+        }
+    }
+
+    #[test]
+    fn latest_state_once_bounded_and_filtered() {
+        let mut s = IncidentStore::new(2, 2);
+        s.apply(&inc("a", IncidentStatus::Open, 1, "x"));
+        s.apply(&inc("b", IncidentStatus::Open, 2, "y"));
+        s.apply(&inc("a", IncidentStatus::Updated, 3, "x"));
+        s.apply(&inc("c", IncidentStatus::Open, 4, "z")); // evicts b (oldest update)
+        let ids = |v: Vec<Incident>| v.into_iter().map(|i| i.incident_id).collect::<Vec<_>>();
+        assert_eq!(ids(s.list(&IncidentFilter::default())), vec!["c", "a"]);
+        s.apply(&inc("a", IncidentStatus::Resolved, 5, "x"));
+        s.apply(&inc("c", IncidentStatus::Resolved, 6, "z"));
+        s.apply(&inc("d", IncidentStatus::Resolved, 7, "z")); // recent keeps 2
+        assert_eq!(s.sizes(), (0, 2));
+        let f = IncidentFilter {
+            status: Some(IncidentStatus::Resolved),
+            service: Some("caller".into()),
+            limit: Some(1),
+        };
+        assert_eq!(ids(s.list(&f)), vec!["d"]);
+        assert_eq!(s.open_by_category().iter().sum::<u64>(), 0);
+    }
+}
