@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, as a newcomer or CI runs it: installs what the tests
-# need (the tansu Kafka-protocol broker, Python tools in a venv), starts the
+# need (the tansu Kafka-protocol broker, promtool, Python tools in a venv), starts the
 # broker on a free loopback port, runs every test, and stops the broker.
 #   bash scripts/test.sh
 set -euo pipefail
@@ -46,6 +46,20 @@ for _ in $(seq 1 100); do
 done
 export REFLEX_TEST_BROKERS="127.0.0.1:$PORT"
 export REFLEX_TEST_TANSU="$TANSU"   # the outage test starts its own broker behind a proxy
+
+# --- promtool (Debian's prometheus package) --------------------------------
+# The alert rules are checked here; tests/telemetry.rs pipes a live /metrics
+# scrape through `promtool check metrics` (under CI=true a missing promtool
+# fails that test instead of skipping the check).
+if ! command -v promtool >/dev/null 2>&1; then
+  log "installing promtool (apt: prometheus)"
+  if [ "$(id -u)" -eq 0 ]; then SUDO=; else SUDO=sudo; fi
+  $SUDO apt-get update
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends prometheus
+fi
+log "promtool check rules deploy/prometheus/alerts.yaml"
+promtool check rules deploy/prometheus/alerts.yaml
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["panels"], "no panels"' deploy/grafana/reflex.json
 
 # --- Rust: format, lints, tests ---------------------------------------------
 log "cargo fmt --check"

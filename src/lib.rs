@@ -33,5 +33,6 @@ pub mod recovery;
 pub mod sim;
 pub mod sinks;
 pub mod sources;
+pub mod telemetry;
 pub mod topics;
 pub mod util;

@@ -4,7 +4,7 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use reflex::config::Config;
-use reflex::pipeline::embedded::{self, DecideOptions, RunError};
+use reflex::pipeline::embedded::{self, DecideOptions};
 use reflex::pipeline::kafka::{self, KafkaOptions, StageSel};
 use reflex::sinks::file::FileSink;
 use reflex::sources::file::LineReader;
@@ -52,6 +52,13 @@ enum Command {
         /// Where `<topic>.jsonl` files are written.
         #[arg(long, default_value = "out")]
         output_dir: PathBuf,
+        /// Serve /metrics, /health, /ready, /api/incidents and /api/stream on
+        /// this address (`HOST:PORT`; port 0 picks a free one, printed on stderr).
+        #[arg(long, value_name = "ADDR")]
+        http: Option<String>,
+        /// After end of input, keep serving HTTP until SIGTERM or ctrl-c.
+        #[arg(long)]
+        hold: bool,
         /// Kafka mode: bootstrap servers (`HOST:PORT[,...]`); runs until SIGTERM.
         #[arg(long)]
         brokers: Option<String>,
@@ -164,8 +171,10 @@ fn main() -> ExitCode {
             config,
             input,
             output_dir,
+            http,
+            hold,
             ..
-        } => cmd_run(config, input, output_dir),
+        } => cmd_run(config, input, output_dir, http, hold),
         Command::Topics {
             command:
                 TopicsCommand::Apply {
@@ -223,11 +232,33 @@ fn cmd_run(
     config: Option<PathBuf>,
     input: PathBuf,
     output_dir: PathBuf,
+    http: Option<String>,
+    hold: bool,
 ) -> anyhow::Result<ExitCode> {
+    use reflex::pipeline::embedded::RunHooks;
+    use reflex::telemetry::{logging, otel, server, Readiness, ReadyCondition, TapSink, Telemetry};
     let cfg = match load_config(config) {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
+    let tcfg = &cfg.telemetry;
+    let format = tcfg.effective_log_format(std::env::var("REFLEX_LOG_FORMAT").ok().as_deref());
+    // An embedding program may have installed its own subscriber: keep it.
+    let _ = logging::init(format);
+    let http = http.or_else(|| tcfg.http_listen.clone());
+    let http_addr: Option<std::net::SocketAddr> = match http.as_deref().map(str::parse) {
+        None => None,
+        Some(Ok(a)) => Some(a),
+        Some(Err(_)) => {
+            eprintln!(
+                "reflex: --http {:?} is not an address like 127.0.0.1:9464",
+                http.unwrap_or_default()
+            );
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let otlp =
+        tcfg.effective_otlp_endpoint(std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok().as_deref());
     let reader = match LineReader::open(&input) {
         Ok(r) => r,
         Err(e) => {
@@ -238,14 +269,113 @@ fn cmd_run(
     let mut sink = FileSink::create(&output_dir)
         .with_context(|| format!("creating outputs in {}", output_dir.display()))?;
     let name = input.display().to_string();
-    match embedded::run(&cfg, &decide_options(), reader, &name, &mut sink) {
+
+    let readiness = Readiness::embedded();
+    let telemetry = Arc::new(Telemetry::new(Arc::default(), readiness.clone(), tcfg));
+    // A runtime exists only for the HTTP server and OTLP export.
+    let rt = if http_addr.is_some() || otlp.is_some() {
+        Some(
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("reflex-telemetry")
+                .enable_all()
+                .build()
+                .context("starting the telemetry runtime")?,
+        )
+    } else {
+        None
+    };
+    let mut guard = None;
+    if let (Some(rt), Some(endpoint)) = (&rt, &otlp) {
+        let built = rt.block_on(async {
+            otel::init(
+                endpoint,
+                &tcfg.service_name,
+                telemetry.stats.clone(),
+                telemetry.outputs.clone(),
+            )
+        });
+        let (g, tracer) = match built {
+            Ok(b) => b,
+            Err(e) if e.kind() == otel::OtelErrorKind::Config => {
+                eprintln!("reflex: {e}");
+                return Ok(ExitCode::from(2));
+            }
+            Err(e) => return Err(anyhow::Error::from(e).context("setting up OTLP export")),
+        };
+        telemetry.set_tracer(otel::IncidentTracer::new(tracer, tcfg.max_open_incidents));
+        tracing::info!(endpoint = %endpoint, "exporting traces and metrics over OTLP/gRPC");
+        guard = Some(g);
+    }
+    if let (Some(rt), Some(addr)) = (&rt, http_addr) {
+        let listener = match rt.block_on(tokio::net::TcpListener::bind(addr)) {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("reflex: cannot listen on {addr}: {e}");
+                return Ok(ExitCode::from(2));
+            }
+        };
+        let local = listener.local_addr().context("reading the bound address")?;
+        // A fixed line (not a log record) so scripts can find the port.
+        eprintln!("reflex: http listening on {local}");
+        rt.spawn(server::serve(listener, telemetry.clone()));
+    }
+    readiness.set(ReadyCondition::Config);
+
+    let hooks = RunHooks {
+        stats: telemetry.stats.clone(),
+        readiness: Some(readiness),
+    };
+    let mut tap = TapSink::new(&mut sink, telemetry.clone());
+    let result = embedded::run_with(&cfg, &decide_options(), reader, &name, &mut tap, hooks);
+    telemetry.finish();
+    let code = match result {
         Ok(summary) => {
             println!("{summary}");
             println!("  outputs          {}", output_dir.display());
-            Ok(ExitCode::SUCCESS)
+            ExitCode::SUCCESS
         }
-        Err(e @ RunError::Input { .. }) => Err(e.into()),
-        Err(e) => Err(e.into()),
+        Err(e) => {
+            eprintln!("reflex: {:#}", anyhow::Error::from(e));
+            ExitCode::from(1)
+        }
+    };
+    if let Some(rt) = rt {
+        rt.block_on(async {
+            if hold && http_addr.is_some() {
+                use std::io::Write;
+                let _ = std::io::stdout().flush();
+                eprintln!("reflex: end of input; serving until SIGTERM or ctrl-c");
+                wait_for_shutdown().await;
+            }
+            if let Some(g) = guard {
+                g.shutdown().await;
+            }
+        });
+        rt.shutdown_timeout(std::time::Duration::from_secs(2));
+    }
+    Ok(code)
+}
+
+async fn wait_for_shutdown() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 

@@ -65,6 +65,8 @@ pub struct Config {
     pub recovery: RecoveryConfig,
     /// Kafka mode settings (`[kafka]`).
     pub kafka: kafka::KafkaConfig,
+    /// Logging, metrics, tracing export and the HTTP API (`[telemetry]`).
+    pub telemetry: crate::telemetry::config::TelemetryConfig,
     /// Compiled signature rules.
     pub signatures: Signatures,
     /// Sequence rules (validated against the signature rules).
@@ -265,11 +267,13 @@ impl Config {
         let diagnosis: DiagnosisConfig = c.section(file, &mut table, "diagnosis");
         let recovery: RecoveryConfig = c.section(file, &mut table, "recovery");
         let kafka: kafka::KafkaConfig = c.section(file, &mut table, "kafka");
+        let telemetry: crate::telemetry::config::TelemetryConfig =
+            c.section(file, &mut table, "telemetry");
         for key in table.keys() {
             c.push(
                 file,
                 key.clone(),
-                "unknown section (expected pipeline, detectors, diagnosis, recovery, kafka)",
+                "unknown section (expected pipeline, detectors, diagnosis, recovery, kafka, telemetry)",
             );
         }
         if pipeline.batch_size == 0 {
@@ -286,6 +290,7 @@ impl Config {
             .chain(diagnosis.validate())
             .chain(recovery.validate())
             .chain(kafka.validate())
+            .chain(telemetry.validate())
         {
             c.push(file, k, m);
         }
@@ -390,6 +395,7 @@ impl Config {
             diagnosis,
             recovery,
             kafka,
+            telemetry,
             signatures,
             sequences,
             actions,

@@ -113,6 +113,11 @@ impl DetectStage {
         }
     }
 
+    /// Keys held by all detectors together (for the state-size metric).
+    pub fn state_keys(&self) -> usize {
+        self.detectors.iter().map(|d| d.state_keys()).sum()
+    }
+
     fn change_detection(ev: &ErrorEvent) -> Detection {
         let change_type = ev
             .attributes

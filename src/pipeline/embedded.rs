@@ -9,7 +9,7 @@
 //! time, so the same input always produces byte-identical outputs.
 
 use super::batcher::Batcher;
-use super::stats::Stats;
+use super::stats::{StageName, Stats};
 use super::watermark::WatermarkTracker;
 use super::Stage;
 use crate::codec::InputCodec;
@@ -20,6 +20,8 @@ use crate::model::{ActionResult, DeadLetter, Detection, ErrorEvent, EventTime, I
 use crate::recovery::{RecoveryOutput, RecoveryStage};
 use crate::sinks::{Output, Sink, SinkError};
 use crate::sources::file::{LineBatch, LineReader};
+use crate::telemetry::{Readiness, ReadyCondition};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -220,16 +222,39 @@ enum Detected {
     End,
 }
 
+/// What a caller can observe a run through (all optional).
+#[derive(Debug, Clone, Default)]
+pub struct RunHooks {
+    /// Counters the run updates (read concurrently for metrics).
+    pub stats: Arc<Stats>,
+    /// Set to [`ReadyCondition::Pipeline`] once the stages run and the source
+    /// has delivered its first batch (or reached end of input).
+    pub readiness: Option<Readiness>,
+}
+
 /// Runs the whole pipeline over `reader`, writing to `sink`.
 pub fn run(
+    cfg: &Config,
+    opts: &DecideOptions,
+    reader: LineReader,
+    source_name: &str,
+    sink: &mut dyn Sink,
+) -> Result<RunSummary, RunError> {
+    run_with(cfg, opts, reader, source_name, sink, RunHooks::default())
+}
+
+/// [`run`], observed through `hooks`.
+pub fn run_with(
     cfg: &Config,
     opts: &DecideOptions,
     mut reader: LineReader,
     source_name: &str,
     sink: &mut dyn Sink,
+    hooks: RunHooks,
 ) -> Result<RunSummary, RunError> {
     let started = Instant::now();
-    let stats = Arc::new(Stats::default());
+    let stats = hooks.stats;
+    let readiness = hooks.readiness;
     let p = &cfg.pipeline;
     let (tx_a, rx_a): (SyncSender<Decoded>, Receiver<Decoded>) = sync_channel(p.channel_capacity);
     let (tx_b, rx_b): (SyncSender<Detected>, Receiver<Detected>) = sync_channel(p.channel_capacity);
@@ -247,7 +272,16 @@ pub fn run(
     let (lines, blank) = std::thread::scope(|s| -> Result<(u64, u64), RunError> {
         let batch_size = p.batch_size;
         let (lateness, skew) = (p.allowed_lateness.0, p.max_time_skew.0);
+        let stats_a = stats.clone();
         let read = s.spawn(move || -> Result<(u64, u64), std::io::Error> {
+            let _span = tracing::info_span!("stage", stage = "decode").entered();
+            let mut ready = readiness;
+            let mut mark_ready = move || {
+                if let Some(r) = ready.take() {
+                    r.set(ReadyCondition::Pipeline);
+                    tracing::info!("pipeline ready: first input batch received");
+                }
+            };
             let mut batcher = Batcher::new(
                 codec,
                 WatermarkTracker::new(lateness, skew),
@@ -256,6 +290,11 @@ pub fn run(
             let mut batch = LineBatch::default();
             let (mut lines, mut blank) = (0u64, 0u64);
             while reader.next_batch(batch_size, &mut batch)? {
+                mark_ready();
+                // Decode time per handed-on batch, not counting time blocked
+                // on a full channel (that is backpressure, seen as lag).
+                let mut t0 = Instant::now();
+                Stats::add(&stats_a.records_read, batch.spans.len() as u64);
                 blank += batch.blank;
                 lines += batch.spans.len() as u64;
                 let go = batcher.feed(
@@ -266,21 +305,30 @@ pub fn run(
                             items: b.items,
                             watermark: b.watermark,
                         };
-                        tx_a.send(msg).is_ok()
+                        stats_a.record_batch(StageName::Decode, t0.elapsed());
+                        let sent = tx_a.send(msg).is_ok();
+                        t0 = Instant::now();
+                        sent
                     },
                 );
                 if !go {
                     break; // downstream stopped; its error is reported
                 }
             }
+            mark_ready();
             let _ = tx_a.send(Decoded::End);
+            tracing::debug!(lines = lines + blank, blank, "end of input");
             Ok((lines + blank, blank))
         });
         let stats_b = stats.clone();
         let det = s.spawn(move || {
+            let _span = tracing::info_span!("stage", stage = "detect").entered();
+            let mut state_counted: Option<Instant> = None;
             for msg in rx_a {
                 match msg {
                     Decoded::Batch { items, watermark } => {
+                        let t0 = Instant::now();
+                        let n_items = items.len() as u64;
                         let mut detections = Vec::new();
                         let mut dead = Vec::new();
                         for it in items {
@@ -295,6 +343,24 @@ pub fn run(
                         if let Some(wm) = watermark {
                             detect.on_watermark(wm, &mut detections);
                         }
+                        Stats::add(&stats_b.records_done, n_items);
+                        // Counting state walks the detectors' maps: at most once a second.
+                        if state_counted
+                            .is_none_or(|t: Instant| t0.duration_since(t).as_secs() >= 1)
+                        {
+                            state_counted = Some(t0);
+                            stats_b
+                                .detector_state_keys
+                                .store(detect.state_keys() as u64, Ordering::Relaxed);
+                        }
+                        stats_b.record_batch(StageName::Detect, t0.elapsed());
+                        if !detections.is_empty() {
+                            tracing::debug!(
+                                events = n_items,
+                                detections = detections.len(),
+                                "detect batch"
+                            );
+                        }
                         let m = Detected::Batch {
                             detections,
                             dead,
@@ -307,6 +373,9 @@ pub fn run(
                     Decoded::End => {
                         let mut detections = Vec::new();
                         detect.flush(&mut detections);
+                        stats_b
+                            .detector_state_keys
+                            .store(detect.state_keys() as u64, Ordering::Relaxed);
                         let _ = tx_b.send(Detected::Batch {
                             detections,
                             dead: Vec::new(),
@@ -319,6 +388,7 @@ pub fn run(
             }
         });
         let mut ended = false;
+        let decide_span = tracing::info_span!("stage", stage = "decide").entered();
         for msg in rx_b {
             match msg {
                 Detected::Batch {
@@ -326,6 +396,7 @@ pub fn run(
                     dead,
                     watermark,
                 } => {
+                    let t0 = Instant::now();
                     for d in dead {
                         decider.dead_letter(d)?;
                     }
@@ -333,6 +404,7 @@ pub fn run(
                     if let Some(wm) = watermark {
                         decider.watermark(wm)?;
                     }
+                    stats.record_batch(StageName::Decide, t0.elapsed());
                 }
                 Detected::End => {
                     ended = true;
@@ -350,6 +422,7 @@ pub fn run(
             return Err(RunError::Thread);
         }
         decider.finish()?;
+        drop(decide_span);
         Ok(counts)
     })?;
     Ok(RunSummary {

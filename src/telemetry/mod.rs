@@ -1,0 +1,330 @@
+//! Observability: logs, metrics, traces and the ops HTTP API.
+//!
+//! - [`logging`]: the `tracing` subscriber (pretty/JSON, `RUST_LOG`).
+//! - [`metrics`]: every metric name and the Prometheus renderer.
+//! - [`otel`]: OTLP/gRPC export (one trace per incident, metrics), only
+//!   when an endpoint is configured.
+//! - [`server`]: `/metrics`, `/health`, `/ready`, `/api/incidents`,
+//!   `/api/stream`.
+//! - [`config`]: the `[telemetry]` section.
+//!
+//! The pipeline is observed from the outside: [`TapSink`] wraps the real
+//! sink and hands every *output* record (never every input event) to
+//! [`Telemetry::observe`], which counts it, keeps the incident store, feeds
+//! live subscribers and, when exporting, builds incident traces. Input-side
+//! counters are the pipeline's own atomics ([`Stats`]).
+
+pub mod config;
+pub mod logging;
+pub mod metrics;
+pub mod otel;
+pub mod server;
+pub mod store;
+
+use crate::model::Incident;
+use crate::pipeline::stats::Stats;
+use crate::sinks::{Output, Sink, SinkError};
+use metrics::{Gauges, OutputCounters};
+use otel::IncidentTracer;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use store::{IncidentFilter, IncidentStore};
+use tokio::sync::broadcast;
+
+/// One condition of readiness.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadyCondition {
+    /// Configuration loaded and valid.
+    Config = 1,
+    /// The pipeline's stages run and the source delivers input (embedded:
+    /// first batch read or end of input reached).
+    Pipeline = 2,
+    /// Kafka: the consumer has partitions assigned.
+    Partitions = 4,
+    /// State for the assigned partitions is loaded.
+    State = 8,
+}
+
+impl ReadyCondition {
+    const ALL: [ReadyCondition; 4] = [
+        ReadyCondition::Config,
+        ReadyCondition::Pipeline,
+        ReadyCondition::Partitions,
+        ReadyCondition::State,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            ReadyCondition::Config => "config",
+            ReadyCondition::Pipeline => "pipeline",
+            ReadyCondition::Partitions => "partitions",
+            ReadyCondition::State => "state",
+        }
+    }
+}
+
+/// A shared readiness flag: ready exactly when every *required* condition is
+/// set. Conditions can be cleared again (Kafka: partitions revoked during a
+/// rebalance), which makes `/ready` fail until they are set again. Cloning
+/// shares the flag.
+#[derive(Debug, Clone)]
+pub struct Readiness {
+    required: u8,
+    set: Arc<AtomicU8>,
+}
+
+impl Readiness {
+    /// Requires the given conditions.
+    pub fn new(required: &[ReadyCondition]) -> Self {
+        Readiness {
+            required: required.iter().fold(0, |m, c| m | *c as u8),
+            set: Arc::new(AtomicU8::new(0)),
+        }
+    }
+
+    /// Embedded mode: config loaded and pipeline started.
+    pub fn embedded() -> Self {
+        Self::new(&[ReadyCondition::Config, ReadyCondition::Pipeline])
+    }
+
+    /// Kafka mode: config, pipeline, partitions assigned, state loaded.
+    pub fn kafka() -> Self {
+        Self::new(&ReadyCondition::ALL)
+    }
+
+    /// Marks a condition met.
+    pub fn set(&self, c: ReadyCondition) {
+        self.set.fetch_or(c as u8, Ordering::SeqCst);
+    }
+
+    /// Marks a condition unmet again.
+    pub fn clear(&self, c: ReadyCondition) {
+        self.set.fetch_and(!(c as u8), Ordering::SeqCst);
+    }
+
+    /// Every required condition is met.
+    pub fn is_ready(&self) -> bool {
+        self.set.load(Ordering::SeqCst) & self.required == self.required
+    }
+
+    /// The required conditions not met yet.
+    pub fn missing(&self) -> Vec<&'static str> {
+        let s = self.set.load(Ordering::SeqCst);
+        ReadyCondition::ALL
+            .iter()
+            .filter(|c| self.required & **c as u8 != 0 && s & **c as u8 == 0)
+            .map(|c| c.as_str())
+            .collect()
+    }
+}
+
+/// One message of the live stream (`/api/stream`): the SSE event name and
+/// the record as JSON.
+#[derive(Debug, Clone)]
+pub struct StreamEvent {
+    /// `incident`, `action` or `escalation`.
+    pub kind: &'static str,
+    pub data: Arc<str>,
+}
+
+/// Capacity of the live stream: a subscriber further behind than this many
+/// messages skips ahead and is told how many it missed.
+pub const STREAM_CAPACITY: usize = 1024;
+
+/// Everything the observers of one process share.
+pub struct Telemetry {
+    pub stats: Arc<Stats>,
+    pub outputs: Arc<OutputCounters>,
+    pub readiness: Readiness,
+    store: Mutex<IncidentStore>,
+    stream: broadcast::Sender<StreamEvent>,
+    tracer: Mutex<Option<IncidentTracer>>,
+    start_time: f64,
+}
+
+impl Telemetry {
+    /// A hub over `stats`, with the store bounds of `cfg`.
+    pub fn new(stats: Arc<Stats>, readiness: Readiness, cfg: &config::TelemetryConfig) -> Self {
+        let (stream, _) = broadcast::channel(STREAM_CAPACITY);
+        Telemetry {
+            stats,
+            outputs: Arc::new(OutputCounters::default()),
+            readiness,
+            store: Mutex::new(IncidentStore::new(
+                cfg.max_open_incidents,
+                cfg.recent_incidents,
+            )),
+            stream,
+            tracer: Mutex::new(None),
+            start_time: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0),
+        }
+    }
+
+    /// Starts building incident traces with `tracer`.
+    pub fn set_tracer(&self, tracer: IncidentTracer) {
+        *lock(&self.tracer) = Some(tracer);
+    }
+
+    /// Subscribes to the live stream.
+    pub fn subscribe(&self) -> broadcast::Receiver<StreamEvent> {
+        self.stream.subscribe()
+    }
+
+    /// Incidents matching `f` (latest state each).
+    pub fn incidents(&self, f: &IncidentFilter) -> Vec<Incident> {
+        lock(&self.store).list(f)
+    }
+
+    /// The Prometheus text of every metric.
+    pub fn render_metrics(&self) -> String {
+        let (open_by_category, (open, recent)) = {
+            let s = lock(&self.store);
+            (s.open_by_category(), s.sizes())
+        };
+        let g = Gauges {
+            open_by_category,
+            state: vec![
+                ("detector_keys", Stats::get(&self.stats.detector_state_keys)),
+                ("incidents_open", open as u64),
+                ("incidents_recent", recent as u64),
+            ],
+            ready: self.readiness.is_ready(),
+            start_time: self.start_time,
+        };
+        metrics::render(&self.stats, &self.outputs, &g)
+    }
+
+    /// Handles one output record that was written.
+    pub fn observe(&self, out: &Output) {
+        self.outputs.count(out);
+        match out {
+            Output::Detection(d) => {
+                if let Some(t) = lock(&self.tracer).as_mut() {
+                    t.detection(d);
+                }
+            }
+            Output::Incident(i) => {
+                tracing::info!(
+                    incident_id = %i.incident_id,
+                    status = metrics::status_str(i.status),
+                    category = i.category.as_str(),
+                    root_cause = %i.root_cause_service,
+                    confidence = i.confidence,
+                    "incident"
+                );
+                lock(&self.store).apply(i);
+                if let Some(t) = lock(&self.tracer).as_mut() {
+                    t.incident(i);
+                }
+                self.publish("incident", i);
+            }
+            Output::Action(a) => {
+                tracing::info!(
+                    incident_id = %a.incident_id,
+                    action_id = %a.action_id,
+                    action = a.action_type.as_str(),
+                    target = %a.target.name,
+                    risk = a.risk,
+                    decision = metrics::decision_str(a.decision),
+                    "action"
+                );
+                if let Some(t) = lock(&self.tracer).as_mut() {
+                    t.action(a);
+                }
+                self.publish("action", a);
+            }
+            Output::Escalation(e) => {
+                tracing::info!(
+                    incident_id = %e.incident_id,
+                    escalation_id = %e.escalation_id,
+                    team = e.team.as_deref().unwrap_or(""),
+                    "escalation"
+                );
+                if let Some(t) = lock(&self.tracer).as_mut() {
+                    t.escalation(e);
+                }
+                self.publish("escalation", e);
+            }
+            Output::DeadLetter(_) => {}
+        }
+    }
+
+    fn publish<T: serde::Serialize>(&self, kind: &'static str, record: &T) {
+        if self.stream.receiver_count() == 0 {
+            return;
+        }
+        match serde_json::to_string(record) {
+            Ok(s) => {
+                // No subscriber left is fine: nothing to deliver.
+                let _ = self.stream.send(StreamEvent {
+                    kind,
+                    data: s.into(),
+                });
+            }
+            Err(e) => tracing::warn!(error = %e, kind, "encoding a stream event"),
+        }
+    }
+
+    /// End of input: ends the spans of incidents still open.
+    pub fn finish(&self) {
+        if let Some(t) = lock(&self.tracer).as_mut() {
+            t.finish();
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock leaves plain data; keep serving it.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A sink that writes through to `inner` and then tells [`Telemetry`].
+pub struct TapSink<'a> {
+    inner: &'a mut dyn Sink,
+    telemetry: Arc<Telemetry>,
+}
+
+impl<'a> TapSink<'a> {
+    /// Wraps `inner`.
+    pub fn new(inner: &'a mut dyn Sink, telemetry: Arc<Telemetry>) -> Self {
+        TapSink { inner, telemetry }
+    }
+}
+
+impl Sink for TapSink<'_> {
+    fn write(&mut self, out: &Output) -> Result<(), SinkError> {
+        self.inner.write(out)?;
+        self.telemetry.observe(out);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), SinkError> {
+        self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readiness_needs_every_required_condition_and_can_be_revoked() {
+        let r = Readiness::kafka();
+        r.set(ReadyCondition::Config);
+        r.set(ReadyCondition::Pipeline);
+        assert!(!r.is_ready());
+        assert_eq!(r.missing(), vec!["partitions", "state"]);
+        r.set(ReadyCondition::Partitions);
+        r.set(ReadyCondition::State);
+        assert!(r.is_ready());
+        r.clear(ReadyCondition::Partitions);
+        assert!(!r.is_ready());
+        let e = Readiness::embedded();
+        e.set(ReadyCondition::Config);
+        e.set(ReadyCondition::Pipeline);
+        assert!(e.is_ready());
+    }
+}
