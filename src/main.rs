@@ -165,8 +165,9 @@ fn main() -> ExitCode {
             config,
             brokers: Some(brokers),
             stage,
+            http,
             ..
-        } => cmd_run_kafka(config, brokers, stage),
+        } => cmd_run_kafka(config, brokers, stage, http),
         Command::Run {
             config,
             input,
@@ -228,19 +229,23 @@ fn decide_options() -> DecideOptions {
     }
 }
 
-fn cmd_run(
-    config: Option<PathBuf>,
-    input: PathBuf,
-    output_dir: PathBuf,
+/// Telemetry of one process: the shared counters, the HTTP server and OTLP
+/// export (a small runtime exists only when one of those two is on).
+struct TelemetryRun {
+    telemetry: Arc<reflex::telemetry::Telemetry>,
+    rt: Option<tokio::runtime::Runtime>,
+    guard: Option<reflex::telemetry::otel::OtelGuard>,
+    serving: bool,
+}
+
+/// Sets up logging, OTLP export and the HTTP server from `[telemetry]`,
+/// `--http` and the environment. `Err(code)` is a usage/config error.
+fn start_telemetry(
+    cfg: &Config,
     http: Option<String>,
-    hold: bool,
-) -> anyhow::Result<ExitCode> {
-    use reflex::pipeline::embedded::RunHooks;
-    use reflex::telemetry::{logging, otel, server, Readiness, ReadyCondition, TapSink, Telemetry};
-    let cfg = match load_config(config) {
-        Ok(c) => c,
-        Err(code) => return Ok(code),
-    };
+    readiness: reflex::telemetry::Readiness,
+) -> anyhow::Result<Result<TelemetryRun, ExitCode>> {
+    use reflex::telemetry::{logging, otel, server, Telemetry};
     let tcfg = &cfg.telemetry;
     let format = tcfg.effective_log_format(std::env::var("REFLEX_LOG_FORMAT").ok().as_deref());
     // An embedding program may have installed its own subscriber: keep it.
@@ -254,25 +259,12 @@ fn cmd_run(
                 "reflex: --http {:?} is not an address like 127.0.0.1:9464",
                 http.unwrap_or_default()
             );
-            return Ok(ExitCode::from(2));
+            return Ok(Err(ExitCode::from(2)));
         }
     };
     let otlp =
         tcfg.effective_otlp_endpoint(std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok().as_deref());
-    let reader = match LineReader::open(&input) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("reflex: cannot open input {}: {e}", input.display());
-            return Ok(ExitCode::from(2));
-        }
-    };
-    let mut sink = FileSink::create(&output_dir)
-        .with_context(|| format!("creating outputs in {}", output_dir.display()))?;
-    let name = input.display().to_string();
-
-    let readiness = Readiness::embedded();
-    let telemetry = Arc::new(Telemetry::new(Arc::default(), readiness.clone(), tcfg));
-    // A runtime exists only for the HTTP server and OTLP export.
+    let telemetry = Arc::new(Telemetry::new(Arc::default(), readiness, tcfg));
     let rt = if http_addr.is_some() || otlp.is_some() {
         Some(
             tokio::runtime::Builder::new_multi_thread()
@@ -299,7 +291,7 @@ fn cmd_run(
             Ok(b) => b,
             Err(e) if e.kind() == otel::OtelErrorKind::Config => {
                 eprintln!("reflex: {e}");
-                return Ok(ExitCode::from(2));
+                return Ok(Err(ExitCode::from(2)));
             }
             Err(e) => return Err(anyhow::Error::from(e).context("setting up OTLP export")),
         };
@@ -312,7 +304,7 @@ fn cmd_run(
             Ok(l) => l,
             Err(e) => {
                 eprintln!("reflex: cannot listen on {addr}: {e}");
-                return Ok(ExitCode::from(2));
+                return Ok(Err(ExitCode::from(2)));
             }
         };
         let local = listener.local_addr().context("reading the bound address")?;
@@ -320,15 +312,72 @@ fn cmd_run(
         eprintln!("reflex: http listening on {local}");
         rt.spawn(server::serve(listener, telemetry.clone()));
     }
-    readiness.set(ReadyCondition::Config);
+    Ok(Ok(TelemetryRun {
+        telemetry,
+        rt,
+        guard,
+        serving: http_addr.is_some(),
+    }))
+}
 
+impl TelemetryRun {
+    /// Flushes exporters; with `hold`, keeps serving HTTP until a signal.
+    fn stop(self, hold: bool) {
+        self.telemetry.finish();
+        if let Some(rt) = self.rt {
+            let (guard, serving) = (self.guard, self.serving);
+            rt.block_on(async {
+                if hold && serving {
+                    use std::io::Write;
+                    let _ = std::io::stdout().flush();
+                    eprintln!("reflex: end of input; serving until SIGTERM or ctrl-c");
+                    wait_for_shutdown().await;
+                }
+                if let Some(g) = guard {
+                    g.shutdown().await;
+                }
+            });
+            rt.shutdown_timeout(std::time::Duration::from_secs(2));
+        }
+    }
+}
+
+fn cmd_run(
+    config: Option<PathBuf>,
+    input: PathBuf,
+    output_dir: PathBuf,
+    http: Option<String>,
+    hold: bool,
+) -> anyhow::Result<ExitCode> {
+    use reflex::pipeline::embedded::RunHooks;
+    use reflex::telemetry::{Readiness, ReadyCondition, TapSink};
+    let cfg = match load_config(config) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    let readiness = Readiness::embedded();
+    let tel = match start_telemetry(&cfg, http, readiness.clone())? {
+        Ok(t) => t,
+        Err(code) => return Ok(code),
+    };
+    let reader = match LineReader::open(&input) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("reflex: cannot open input {}: {e}", input.display());
+            tel.stop(false);
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let mut sink = FileSink::create(&output_dir)
+        .with_context(|| format!("creating outputs in {}", output_dir.display()))?;
+    let name = input.display().to_string();
+    readiness.set(ReadyCondition::Config);
     let hooks = RunHooks {
-        stats: telemetry.stats.clone(),
+        stats: tel.telemetry.stats.clone(),
         readiness: Some(readiness),
     };
-    let mut tap = TapSink::new(&mut sink, telemetry.clone());
+    let mut tap = TapSink::new(&mut sink, tel.telemetry.clone());
     let result = embedded::run_with(&cfg, &decide_options(), reader, &name, &mut tap, hooks);
-    telemetry.finish();
     let code = match result {
         Ok(summary) => {
             println!("{summary}");
@@ -340,20 +389,7 @@ fn cmd_run(
             ExitCode::from(1)
         }
     };
-    if let Some(rt) = rt {
-        rt.block_on(async {
-            if hold && http_addr.is_some() {
-                use std::io::Write;
-                let _ = std::io::stdout().flush();
-                eprintln!("reflex: end of input; serving until SIGTERM or ctrl-c");
-                wait_for_shutdown().await;
-            }
-            if let Some(g) = guard {
-                g.shutdown().await;
-            }
-        });
-        rt.shutdown_timeout(std::time::Duration::from_secs(2));
-    }
+    tel.stop(hold);
     Ok(code)
 }
 
@@ -427,8 +463,8 @@ fn cmd_run_kafka(
     config: Option<PathBuf>,
     brokers: String,
     stage: String,
+    http: Option<String>,
 ) -> anyhow::Result<ExitCode> {
-    init_tracing();
     let stage: StageSel = match stage.parse() {
         Ok(s) => s,
         Err(e) => {
@@ -440,13 +476,22 @@ fn cmd_run_kafka(
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
+    let readiness = reflex::telemetry::Readiness::kafka();
+    let tel = match start_telemetry(&cfg, http, readiness.clone())? {
+        Ok(t) => t,
+        Err(code) => return Ok(code),
+    };
+    readiness.set(reflex::telemetry::ReadyCondition::Config);
     let opts = KafkaOptions {
         stage,
         brokers,
         decide: decide_options(),
+        telemetry: Some(tel.telemetry.clone()),
     };
     let shutdown = shutdown_flag()?;
-    let summary = kafka::run(&cfg, &opts, shutdown)?;
+    let result = kafka::run(&cfg, &opts, shutdown);
+    tel.stop(false);
+    let summary = result?;
     println!("{summary}");
     Ok(ExitCode::SUCCESS)
 }

@@ -88,12 +88,18 @@ impl std::str::FromStr for StageSel {
 }
 
 /// Settings of one Kafka run that do not come from the config file.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct KafkaOptions {
     pub stage: StageSel,
     /// Bootstrap servers (`--brokers`; overrides `kafka.brokers`).
     pub brokers: String,
     pub decide: DecideOptions,
+    /// Counters, readiness and the live output tap of `/metrics`, `/ready`
+    /// and `/api/*`; `None` = no telemetry. Readiness here means: the
+    /// runtime runs (Pipeline), partitions are assigned (Partitions, cleared
+    /// again while none are), and state is loaded (State: nothing is
+    /// restored yet, so it holds as soon as partitions are assigned).
+    pub telemetry: Option<Arc<crate::telemetry::Telemetry>>,
 }
 
 /// Errors that stop a Kafka run (exit 1; offsets of unfinished work are
@@ -307,7 +313,21 @@ pub fn run(
 ) -> Result<KafkaSummary, KafkaRunError> {
     let started = Instant::now();
     let k = &cfg.kafka;
-    let stats = Arc::new(Stats::default());
+    let stats = opts
+        .telemetry
+        .as_ref()
+        .map_or_else(|| Arc::new(Stats::default()), |t| t.stats.clone());
+    let set_assigned = |assigned: bool| {
+        if let Some(t) = &opts.telemetry {
+            use crate::telemetry::ReadyCondition;
+            if assigned {
+                t.readiness.set(ReadyCondition::Partitions);
+                t.readiness.set(ReadyCondition::State);
+            } else {
+                t.readiness.clear(ReadyCondition::Partitions);
+            }
+        }
+    };
     let deliveries = Arc::new(Deliveries::default());
     let producer = Arc::new(create_producer(&opts.brokers, k, deliveries.clone())?);
     let mut ksink = KafkaSink::new(producer.clone(), deliveries.clone(), k);
@@ -393,9 +413,15 @@ pub fn run(
 
     // The decider borrows the sink; it is rebuilt on rebalance with the stages.
     let handle = SharedSink(sink.0.clone());
-    let mut decider_sink = sink;
+    let mut decider_sink = TappedSink {
+        inner: sink,
+        telemetry: opts.telemetry.clone(),
+    };
     let mut decider = Decider::new(cfg, &opts.decide, &mut decider_sink, stats.clone());
 
+    if let Some(t) = &opts.telemetry {
+        t.readiness.set(crate::telemetry::ReadyCondition::Pipeline);
+    }
     info!(?opts.stage, topic, group, "Kafka runtime started.");
     while !shutdown.load(Ordering::SeqCst) {
         if let Some(f) = deliveries.failure() {
@@ -439,6 +465,7 @@ pub fn run(
                     .assignment()
                     .map(|a| a.elements().iter().map(|e| e.partition()).collect())
                     .unwrap_or_default();
+                set_assigned(!assigned.is_empty());
                 shared.tracker().clear();
                 detect = new_detect();
                 wm_tracker = WatermarkTracker::new(lateness, skew);
@@ -473,6 +500,7 @@ pub fn run(
             if clock.assigned.is_empty() {
                 if let Ok(a) = consumer.assignment() {
                     clock.assigned = a.elements().iter().map(|e| e.partition()).collect();
+                    set_assigned(!clock.assigned.is_empty());
                 }
             }
             let payload = msg.payload().unwrap_or(&[]);
@@ -483,8 +511,10 @@ pub fn run(
                     } else {
                         hold_detect
                     };
+                    Stats::add(&stats.records_read, 1);
                     match decoder.decode_retrying(payload, &shutdown)? {
                         Ok(ev) => {
+                            Stats::add(&stats.events_in, 1);
                             let t = ev.time.max(announced);
                             clock.seen.insert(p);
                             // An implausible jump into the future (broken
@@ -703,6 +733,27 @@ fn detections_partitions(
 /// The sink as the decider sees it; the runtime keeps its own handle for
 /// detect-stage publishing (headers, markers).
 struct SharedSink(Arc<Mutex<KafkaSink>>);
+
+/// The decider's sink: the producer, plus the telemetry tap (counters,
+/// incident store, live stream) when telemetry is on.
+struct TappedSink {
+    inner: SharedSink,
+    telemetry: Option<Arc<crate::telemetry::Telemetry>>,
+}
+
+impl Sink for TappedSink {
+    fn write(&mut self, out: &Output) -> Result<(), SinkError> {
+        self.inner.write(out)?;
+        if let Some(t) = &self.telemetry {
+            t.observe(out);
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), SinkError> {
+        self.inner.flush()
+    }
+}
 
 impl SharedSink {
     fn get(&self) -> MutexGuard<'_, KafkaSink> {
