@@ -5,7 +5,10 @@
 //! an approval request,
 //! both publish results and exit 0 on SIGTERM.
 
+mod common;
 mod exec_support;
+
+use common::{brokers, unique};
 
 use axum::body::Bytes;
 use axum::http::HeaderMap;
@@ -27,27 +30,6 @@ use std::time::{Duration, Instant};
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_reflex"))
-}
-
-fn brokers() -> Option<String> {
-    match std::env::var("REFLEX_TEST_BROKERS") {
-        Ok(b) if !b.trim().is_empty() => Some(b),
-        _ => {
-            if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0") {
-                panic!("REFLEX_TEST_BROKERS is not set but CI is: run `bash scripts/test.sh`");
-            }
-            eprintln!("skipping: REFLEX_TEST_BROKERS is not set (run `bash scripts/test.sh`)");
-            None
-        }
-    }
-}
-
-fn unique(name: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!("{name}-{}-{}", std::process::id(), nanos % 1_000_000_000)
 }
 
 async fn create_topics(brokers: &str, names: &[&str]) {

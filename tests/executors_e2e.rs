@@ -9,7 +9,10 @@
 //! Not covered here: reflex consuming the result for verification — no
 //! stage of reflex reads `reflex.action-results` yet.
 
+mod common;
 mod exec_support;
+
+use common::{brokers, unique};
 
 use exec_support::fake_kube::{self, FakeKube};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -29,27 +32,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const KEY: &str = "e2e-action-key";
-
-fn brokers() -> Option<String> {
-    match std::env::var("REFLEX_TEST_BROKERS") {
-        Ok(b) if !b.trim().is_empty() => Some(b),
-        _ => {
-            if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0") {
-                panic!("REFLEX_TEST_BROKERS is not set but CI is: run `bash scripts/test.sh`");
-            }
-            eprintln!("skipping: REFLEX_TEST_BROKERS is not set (run `bash scripts/test.sh`)");
-            None
-        }
-    }
-}
-
-fn unique(name: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!("{name}-{}-{}", std::process::id(), nanos % 1_000_000_000)
-}
 
 /// `reflex generate` + `reflex run` with a signing key: the first action.
 fn action_from_reflex() -> RecoveryAction {
