@@ -305,8 +305,11 @@ impl Stage for DiagnosisStage {
             None => d.first_seen.millis() <= t.last_activity.millis() + gap && self.related(t, &d),
             // A relapse of the same root cause reopens; a new failure of one
             // of its former victims is a new incident.
+            // Only a detection strong enough to open an incident can reopen
+            // one: evidence-only records (cascades, new templates) may not.
             Some(r) => {
                 d.first_seen.millis() <= r.millis() + reopen
+                    && d.score >= self.cfg.min_open_score
                     && t.last.as_ref().is_some_and(|(root, category, ..)| {
                         (d.service == *root && !Self::other_trouble(&d, *category))
                             || d.upstreams

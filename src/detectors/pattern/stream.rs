@@ -30,8 +30,7 @@ use crate::detectors::facts::{Facts, Head, SignatureMeta};
 use crate::detectors::signature::Signatures;
 use crate::detectors::{Detector, Observed};
 use crate::model::{
-    About, Category, CategoryHint, Counted, Detection, DurationMs, EventKind, EventTime, Severity,
-    Window,
+    About, Category, CategoryHint, Detection, DurationMs, EventKind, EventTime, Severity, Window,
 };
 use regex::Regex;
 use serde::{Deserialize, Serialize};
@@ -415,30 +414,39 @@ impl PatternStream {
             };
             out.push(facts.into_detection(&self.meta, head));
         }
-        // Traces crossing services: who erred first in each.
-        let mut chains: BTreeMap<Vec<String>, (u64, String, EventTime)> = BTreeMap::new();
+        // Traces crossing services: who erred first in each. One detection
+        // per first-failing service per window (not per ordering of the
+        // rest), with the services its traces reached.
+        let mut chains: BTreeMap<String, (u64, String, EventTime, BTreeSet<String>)> =
+            BTreeMap::new();
         for (trace, mut svcs) in w.traces {
             if svcs.len() < 2 {
                 continue;
             }
             svcs.sort();
-            let first_time = svcs[0].0;
-            let order: Vec<String> = svcs.into_iter().map(|(_, s)| s).collect();
-            let e = chains.entry(order).or_insert((0, trace, first_time));
+            let (first_time, first) = svcs[0].clone();
+            let e = chains
+                .entry(first)
+                .or_insert_with(|| (0, trace, first_time, BTreeSet::new()));
             e.0 += 1;
             e.2 = e.2.min(first_time);
+            for (_, s) in svcs.into_iter().skip(1) {
+                if e.3.len() < MAX_TRACE_SERVICES {
+                    e.3.insert(s);
+                }
+            }
         }
-        for (order, (n, example, first_time)) in chains {
-            let first = order[0].clone();
+        for (first, (n, example, first_time, reached)) in chains {
+            let reached: Vec<String> = reached.into_iter().collect();
             let head = Head {
                 detector: "pattern",
                 rule: "trace_cascade".into(),
-                key: format!("trace_cascade,{}", order.join("->")),
+                key: format!("trace_cascade,first={first}"),
                 score: 0.3,
                 window,
                 evidence: format!(
-                    "{n} trace(s) with errors in {} (first: {first}; e.g. trace {})",
-                    order.join(" → "),
+                    "{n} trace(s) erred first in {first}, then in {} (e.g. trace {})",
+                    reached.join(", "),
                     truncate(&example, 32)
                 ),
             };
@@ -446,11 +454,9 @@ impl PatternStream {
             facts.service = first;
             facts.matched = n;
             let mut d = facts.into_detection(&self.meta, head);
-            // Downstream services' errors point at the first one.
-            d.upstreams = vec![Counted {
-                value: order[0].clone(),
-                count: n as i64,
-            }];
+            // The order is evidence (in the text); the shared trace id links
+            // the services in diagnosis. No `upstreams`: the first service
+            // does not call itself.
             d.trace_ids = vec![example];
             d.first_seen = first_time;
             out.push(d);
@@ -789,6 +795,10 @@ mod tests {
         let t = r.rules("trace_cascade");
         assert_eq!(t.len(), 1, "{:?}", r.out);
         assert_eq!(t[0].service, "api", "api erred first in the shared traces");
-        assert!(t[0].evidence.contains("api → web"), "{}", t[0].evidence);
+        assert!(
+            t[0].evidence.contains("erred first in api, then in web"),
+            "{}",
+            t[0].evidence
+        );
     }
 }
