@@ -113,5 +113,10 @@ fn kafka_mode_serves_ready_and_metrics() {
     assert_eq!(counter(&metrics, "reflex_events_in_total"), 31.0);
     assert_eq!(counter(&metrics, "reflex_dead_letters_total"), 1.0);
     assert_eq!(counter(&metrics, "reflex_ready"), 1.0);
+    // Kafka client trouble is exported (a healthy run has none).
+    assert!(
+        metrics.contains("reflex_kafka_errors_total{kind=\"delivery\"} 0"),
+        "{metrics}"
+    );
     assert!(r.terminate().success());
 }

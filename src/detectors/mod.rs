@@ -118,6 +118,31 @@ impl DetectStage {
         self.detectors.iter().map(|d| d.state_keys()).sum()
     }
 
+    /// Runs one batch (as cut by [`crate::pipeline::batcher::Batcher`]):
+    /// every event, then the batch's watermark. Dead letters pass through
+    /// untouched, in order. Every runtime drives the stage through this, so
+    /// they all make the same calls in the same order.
+    pub fn run_batch(
+        &mut self,
+        batch: crate::pipeline::batcher::Batch,
+    ) -> (Vec<Detection>, Vec<crate::model::DeadLetter>) {
+        let mut detections = Vec::new();
+        let mut dead = Vec::new();
+        for it in batch.items {
+            match it {
+                Ok(ev) => {
+                    Stats::add(&self.stats.events_in, 1);
+                    self.process(ev, &mut detections);
+                }
+                Err(d) => dead.push(d),
+            }
+        }
+        if let Some(wm) = batch.watermark {
+            self.on_watermark(wm, &mut detections);
+        }
+        (detections, dead)
+    }
+
     fn change_detection(ev: &ErrorEvent) -> Detection {
         let change_type = ev
             .attributes

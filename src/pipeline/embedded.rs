@@ -8,7 +8,7 @@
 //! Each stage is single-threaded and channels are FIFO, and all time is event
 //! time, so the same input always produces byte-identical outputs.
 
-use super::batcher::Batcher;
+use super::batcher::{Batch, Batcher};
 use super::stats::{StageName, Stats};
 use super::watermark::WatermarkTracker;
 use super::Stage;
@@ -163,6 +163,24 @@ impl<'s> Decider<'s> {
     /// executors reproduces them). Verification (issue 7) builds on this seam.
     pub fn action_result(&mut self, r: &ActionResult) {
         self.recover.on_result(r);
+    }
+
+    /// The decide side of one batch: its dead letters, its detections, then
+    /// its watermark (the order every runtime uses).
+    pub fn run_batch(
+        &mut self,
+        dead: Vec<DeadLetter>,
+        detections: Vec<Detection>,
+        watermark: Option<EventTime>,
+    ) -> Result<(), SinkError> {
+        for d in dead {
+            self.dead_letter(d)?;
+        }
+        self.detections(detections)?;
+        match watermark {
+            Some(wm) => self.watermark(wm),
+            None => Ok(()),
+        }
     }
 
     /// Advances event time.
@@ -329,20 +347,7 @@ pub fn run_with(
                     Decoded::Batch { items, watermark } => {
                         let t0 = Instant::now();
                         let n_items = items.len() as u64;
-                        let mut detections = Vec::new();
-                        let mut dead = Vec::new();
-                        for it in items {
-                            match it {
-                                Ok(ev) => {
-                                    Stats::add(&stats_b.events_in, 1);
-                                    detect.process(ev, &mut detections);
-                                }
-                                Err(d) => dead.push(d),
-                            }
-                        }
-                        if let Some(wm) = watermark {
-                            detect.on_watermark(wm, &mut detections);
-                        }
+                        let (detections, dead) = detect.run_batch(Batch { items, watermark });
                         Stats::add(&stats_b.records_done, n_items);
                         // Counting state walks the detectors' maps: at most once a second.
                         if state_counted
@@ -397,13 +402,7 @@ pub fn run_with(
                     watermark,
                 } => {
                     let t0 = Instant::now();
-                    for d in dead {
-                        decider.dead_letter(d)?;
-                    }
-                    decider.detections(detections)?;
-                    if let Some(wm) = watermark {
-                        decider.watermark(wm)?;
-                    }
+                    decider.run_batch(dead, detections, watermark)?;
                     stats.record_batch(StageName::Decide, t0.elapsed());
                 }
                 Detected::End => {

@@ -256,7 +256,9 @@ impl InputDecoder {
             match self.decode(bytes) {
                 Ok(r) => return Ok(r),
                 Err(error) => {
-                    metrics::counter!("reflex_schema_registry_errors_total").increment(1);
+                    crate::telemetry::metrics::kafka_error(
+                        crate::telemetry::metrics::KafkaErrorKind::SchemaRegistry,
+                    );
                     warn!(%error, "Schema Registry unavailable; retrying.");
                     if shutdown.load(Ordering::SeqCst) {
                         return Err(KafkaRunError::Registry(error.to_string()));
@@ -432,7 +434,9 @@ pub fn run(
         // longer than `max.poll.interval.ms` makes the group reassign the
         // partitions; the uncommitted work is then replayed, never lost.
         if deliveries.in_flight() >= k.max_in_flight {
-            metrics::counter!("reflex_kafka_backpressure_waits_total").increment(1);
+            crate::telemetry::metrics::kafka_error(
+                crate::telemetry::metrics::KafkaErrorKind::Backpressure,
+            );
             let since = Instant::now();
             while !deliveries.wait_below(k.max_in_flight / 2, POLL_TIMEOUT) {
                 if shutdown.load(Ordering::SeqCst) {
@@ -485,7 +489,9 @@ pub fn run(
                     continue;
                 }
                 Err(error) => {
-                    metrics::counter!("reflex_kafka_consumer_errors_total").increment(1);
+                    crate::telemetry::metrics::kafka_error(
+                        crate::telemetry::metrics::KafkaErrorKind::Consumer,
+                    );
                     if last_err_log.elapsed() > Duration::from_secs(5) {
                         warn!(%error, topic, "Consumer error; retrying.");
                         last_err_log = Instant::now();

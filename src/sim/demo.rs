@@ -178,7 +178,6 @@ struct Driver<'s> {
     batcher: Batcher,
     detect: DetectStage,
     decider: Decider<'s>,
-    stats: Arc<Stats>,
     line_no: u64,
 }
 
@@ -201,27 +200,9 @@ impl Driver<'_> {
             },
         );
         for b in batches {
-            let mut detections = Vec::new();
-            let mut dead = Vec::new();
-            for it in b.items {
-                match it {
-                    Ok(ev) => {
-                        Stats::add(&self.stats.events_in, 1);
-                        self.detect.process(ev, &mut detections);
-                    }
-                    Err(d) => dead.push(d),
-                }
-            }
-            if let Some(wm) = b.watermark {
-                self.detect.on_watermark(wm, &mut detections);
-            }
-            for d in dead {
-                self.decider.dead_letter(d)?;
-            }
-            self.decider.detections(detections)?;
-            if let Some(wm) = b.watermark {
-                self.decider.watermark(wm)?;
-            }
+            let watermark = b.watermark;
+            let (detections, dead) = self.detect.run_batch(b);
+            self.decider.run_batch(dead, detections, watermark)?;
         }
         Ok(())
     }
@@ -328,7 +309,6 @@ pub fn run(cfg: &Config, opts: &DemoOptions, out: &mut dyn Write) -> Result<Demo
             stats.clone(),
         ),
         decider: Decider::new(cfg, &DecideOptions::default(), &mut sink, stats.clone()),
-        stats: stats.clone(),
         line_no: 0,
     };
     let mut executor = Executor::default();

@@ -164,7 +164,7 @@ pub struct DeliveryContext {
 
 impl ClientContext for DeliveryContext {
     fn error(&self, error: KafkaError, reason: &str) {
-        metrics::counter!("reflex_kafka_producer_errors_total").increment(1);
+        crate::telemetry::metrics::kafka_error(crate::telemetry::metrics::KafkaErrorKind::Producer);
         warn!(%error, reason, "Kafka producer error (retrying).");
     }
 }
@@ -178,7 +178,9 @@ impl ProducerContext for DeliveryContext {
             Err((e, m)) => {
                 use rdkafka::Message;
                 error!(error = %e, topic = m.topic(), "Failed to deliver.");
-                metrics::counter!("reflex_kafka_delivery_failures_total").increment(1);
+                crate::telemetry::metrics::kafka_error(
+                    crate::telemetry::metrics::KafkaErrorKind::Delivery,
+                );
                 Some(format!("{}: {e}", m.topic()))
             }
         };

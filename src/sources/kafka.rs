@@ -202,7 +202,7 @@ impl ClientContext for RebalanceContext {
         {
             return; // end of log: normal, reported per partition by poll
         }
-        metrics::counter!("reflex_kafka_consumer_errors_total").increment(1);
+        crate::telemetry::metrics::kafka_error(crate::telemetry::metrics::KafkaErrorKind::Consumer);
         warn!(%error, reason, "Kafka consumer error (retrying).");
     }
 }

@@ -54,6 +54,50 @@ pub const READY: &str = "reflex_ready";
 pub const BUILD_INFO: &str = "reflex_build_info";
 /// Process start time (Unix seconds).
 pub const START_TIME: &str = "reflex_start_time_seconds";
+/// Kafka client trouble the runtime retried through, by kind.
+pub const KAFKA_ERRORS: &str = "reflex_kafka_errors_total";
+
+/// Kinds of Kafka client trouble (a fixed label set).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KafkaErrorKind {
+    Consumer = 0,
+    Producer = 1,
+    Delivery = 2,
+    Backpressure = 3,
+    SchemaRegistry = 4,
+}
+
+impl KafkaErrorKind {
+    /// Every kind, in label order.
+    pub const ALL: [KafkaErrorKind; 5] = [
+        KafkaErrorKind::Consumer,
+        KafkaErrorKind::Producer,
+        KafkaErrorKind::Delivery,
+        KafkaErrorKind::Backpressure,
+        KafkaErrorKind::SchemaRegistry,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            KafkaErrorKind::Consumer => "consumer",
+            KafkaErrorKind::Producer => "producer",
+            KafkaErrorKind::Delivery => "delivery",
+            KafkaErrorKind::Backpressure => "backpressure_wait",
+            KafkaErrorKind::SchemaRegistry => "schema_registry",
+        }
+    }
+}
+
+/// Process-wide Kafka client counters. Global because they are counted in
+/// librdkafka callbacks that have no handle on a run's `Stats`; there is one
+/// Kafka client set per process.
+static KAFKA_ERROR_COUNTS: [std::sync::atomic::AtomicU64; 5] =
+    [const { std::sync::atomic::AtomicU64::new(0) }; 5];
+
+/// Counts one occurrence of Kafka client trouble.
+pub fn kafka_error(kind: KafkaErrorKind) {
+    KAFKA_ERROR_COUNTS[kind as usize].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
 
 /// The input topic label in embedded mode (the SPEC's default input topic).
 pub const INPUT_TOPIC: &str = "errors";
@@ -375,6 +419,15 @@ pub fn render(stats: &Stats, out: &OutputCounters, g: &Gauges) -> String {
     w.sample(BUILD_INFO, &[("version", env!("CARGO_PKG_VERSION"))], 1);
     w.family(START_TIME, "gauge", "Process start time in Unix seconds.");
     w.sample(START_TIME, &[], g.start_time);
+    w.family(
+        KAFKA_ERRORS,
+        "counter",
+        "Kafka client trouble retried through (consumer/producer errors, failed deliveries, backpressure waits, schema registry errors).",
+    );
+    for k in KafkaErrorKind::ALL {
+        let n = KAFKA_ERROR_COUNTS[k as usize].load(std::sync::atomic::Ordering::Relaxed);
+        w.sample(KAFKA_ERRORS, &[("kind", k.label())], n);
+    }
     w.s
 }
 
