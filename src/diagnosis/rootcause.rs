@@ -52,10 +52,60 @@ pub struct ServiceSignals {
     /// Upstreams named by this service's failing calls, with counts.
     pub upstreams: BTreeMap<String, i64>,
     pub nodes: BTreeMap<String, i64>,
+    /// Per detector rule: (failing events, their upstreams, their nodes)
+    /// summed over windows. `count`, `upstreams` and `nodes` are the
+    /// largest view of any one rule (see [`ServiceSignals::add_tally`]).
+    pub tallies: BTreeMap<String, Tally>,
     /// The strongest detection's evidence line.
     pub evidence: Option<(f64, String)>,
     /// The service's namespace, as its detections report it.
     pub namespace: Option<String>,
+}
+
+/// What one detector rule saw of a service's failing events.
+#[derive(Debug, Clone, Default)]
+pub struct Tally {
+    pub count: i64,
+    pub upstreams: BTreeMap<String, i64>,
+    pub nodes: BTreeMap<String, i64>,
+}
+
+impl ServiceSignals {
+    /// Adds one detection's counts under its rule and refreshes the service's
+    /// view. Detectors overlap (an error burst and a signature rule count
+    /// the same events; a trace cascade counts traces, with no upstreams), so
+    /// summing across rules would double-count events and dilute the share
+    /// naming an upstream. Each rule's counts are summed over its windows
+    /// and the service's figures are the largest of any rule, per key.
+    pub fn add_tally(
+        &mut self,
+        rule: &str,
+        count: i64,
+        upstreams: impl Iterator<Item = (String, i64)>,
+        nodes: impl Iterator<Item = (String, i64)>,
+    ) {
+        let t = self.tallies.entry(rule.to_string()).or_default();
+        t.count += count;
+        for (u, c) in upstreams {
+            *t.upstreams.entry(u).or_default() += c;
+        }
+        for (n, c) in nodes {
+            *t.nodes.entry(n).or_default() += c;
+        }
+        self.count = self.tallies.values().map(|t| t.count).max().unwrap_or(0);
+        self.upstreams.clear();
+        self.nodes.clear();
+        for t in self.tallies.values() {
+            for (u, c) in &t.upstreams {
+                let e = self.upstreams.entry(u.clone()).or_default();
+                *e = (*e).max(*c);
+            }
+            for (n, c) in &t.nodes {
+                let e = self.nodes.entry(n.clone()).or_default();
+                *e = (*e).max(*c);
+            }
+        }
+    }
 }
 
 /// A recent `change` on a service.
