@@ -36,6 +36,8 @@ use crate::model::{About, Category, EventTime};
 /// A root with at least this many of its own failing events in the incident
 /// is "loud": its own errors, not its callers', must explain the category.
 const LOUD_ROOT_EVENTS: i64 = 20;
+/// Hops blame is followed along a chain of failing callers.
+const BLAME_HOPS: usize = 4;
 use std::collections::BTreeMap;
 
 use super::graph::DependencyGraph;
@@ -183,21 +185,66 @@ pub fn diagnose(
         }
     };
 
+    // Blame flows along chains: a caller failing on X, which itself fails
+    // mostly calling Y, blames Y through X. Each affected service keeps the
+    // share of the blame it receives that its own failure does not pass on
+    // (1 − its victim share) and forwards the rest to the candidates it
+    // names, in proportion; external and silent candidates keep all of it.
+    // Without this, the middle of a chain (web → api → silent auth) outranks
+    // the silent end: its callers blame it fully.
+    let edges: BTreeMap<&str, Vec<(&str, f64)>> = services
+        .iter()
+        .map(|(name, sig)| {
+            let out: Vec<(&str, f64)> = candidates
+                .keys()
+                .filter(|c| *c != name)
+                .map(|c| (c.as_str(), blame(name, sig, c)))
+                .filter(|(_, b)| *b > 0.0)
+                .collect();
+            (name.as_str(), out)
+        })
+        .collect();
+    let mut received: BTreeMap<&str, f64> = BTreeMap::new();
+    let mut callers_of: BTreeMap<&str, usize> = BTreeMap::new();
+    for (name, out) in &edges {
+        for (c, _) in out {
+            *callers_of.entry(*c).or_default() += 1;
+        }
+        let mut mass: Vec<(&str, f64)> = out.clone();
+        // Chains are short; a few hops bound the work and break cycles.
+        for hop in 0..BLAME_HOPS {
+            let mut next: Vec<(&str, f64)> = Vec::new();
+            for (node, m) in mass {
+                if hop + 1 == BLAME_HOPS {
+                    // The last hop keeps what it got: blame is never lost.
+                    *received.entry(node).or_default() += m;
+                    continue;
+                }
+                let fwd = edges.get(node).map(|v| v.as_slice()).unwrap_or(&[]);
+                let passed: f64 = fwd
+                    .iter()
+                    .filter(|(c, _)| c != name)
+                    .map(|(_, b)| b)
+                    .sum::<f64>()
+                    .min(1.0);
+                *received.entry(node).or_default() += m * (1.0 - passed);
+                for (c, b) in fwd.iter().filter(|(c, _)| c != name) {
+                    next.push((c, m * b));
+                }
+            }
+            if next.is_empty() {
+                break;
+            }
+            mass = next;
+        }
+    }
+
     let mut ranked: Vec<(f64, String, bool, Vec<String>)> = Vec::new();
     for (cand, &outside) in &candidates {
         let external = outside && !graph.is_service(cand);
         let mut why = Vec::new();
-        let (mut callers, mut blamed) = (0usize, 0.0);
-        for (name, sig) in services {
-            if name == cand {
-                continue;
-            }
-            let b = blame(name, sig, cand);
-            if b > 0.0 {
-                callers += 1;
-                blamed += b;
-            }
-        }
+        let callers = callers_of.get(cand.as_str()).copied().unwrap_or(0);
+        let blamed = received.get(cand.as_str()).copied().unwrap_or(0.0);
         let callers_share = if outside {
             blamed / n as f64
         } else {
