@@ -162,7 +162,22 @@ impl<'s> Decider<'s> {
     /// so outputs stay a function of the input events alone (a replay without
     /// executors reproduces them). Verification (issue 7) builds on this seam.
     pub fn action_result(&mut self, r: &ActionResult) {
+        Stats::add(&self.stats.action_results, 1);
         self.recover.on_result(r);
+    }
+
+    /// A human approved or rejected a pending action; its outputs are routed.
+    pub fn approval(
+        &mut self,
+        action_id: &str,
+        approve: bool,
+        by: &str,
+    ) -> Result<Result<(), crate::recovery::approval::ApprovalError>, SinkError> {
+        let r = self
+            .recover
+            .approval(action_id, approve, by, &mut self.outputs);
+        self.route()?;
+        Ok(r)
     }
 
     /// The decide side of one batch: its dead letters, its detections, then

@@ -420,6 +420,17 @@ pub fn run(
         telemetry: opts.telemetry.clone(),
     };
     let mut decider = Decider::new(cfg, &opts.decide, &mut decider_sink, stats.clone());
+    // The decide side hears back from executors and humans.
+    let deciding = opts.stage != StageSel::Detect;
+    let mut results = if deciding {
+        Some(super::feedback::ResultsFollower::new(&opts.brokers, k)?)
+    } else {
+        None
+    };
+    let approvals = opts.telemetry.as_ref().filter(|_| deciding);
+    if let Some(t) = approvals {
+        t.approvals.attach();
+    }
 
     if let Some(t) = &opts.telemetry {
         t.readiness.set(crate::telemetry::ReadyCondition::Pipeline);
@@ -481,6 +492,9 @@ pub fn run(
                 };
                 drop(decider);
                 decider = Decider::new(cfg, &opts.decide, &mut decider_sink, stats.clone());
+                if let Some(r) = &mut results {
+                    r.rewind();
+                }
             }
             let msg = match res {
                 Ok(m) => m,
@@ -642,6 +656,12 @@ pub fn run(
                     }
                 }
             }
+        }
+        if let Some(r) = &mut results {
+            r.poll(&mut decider)?;
+        }
+        if let Some(t) = approvals {
+            super::feedback::answer_approvals(&t.approvals, &mut decider)?;
         }
         // Everything up to `announced` is emitted: stamp and store.
         shared

@@ -20,6 +20,8 @@ pub struct Stats {
     pub incident_records: AtomicU64,
     pub actions: AtomicU64,
     pub escalations: AtomicU64,
+    /// Executor results handed to the recovery stage (`reflex.action-results`).
+    pub action_results: AtomicU64,
     /// Input records (good or bad) taken from the source: `records_read`
     /// minus what the detect and decide stages have handled is the backlog
     /// inside the process (the embedded analogue of consumer lag).

@@ -12,6 +12,7 @@
 //! step and the target, so a replay of the same input yields the same keys
 //! and executors apply each at most once. Keying: per incident.
 
+pub mod approval;
 pub mod config;
 pub mod risk;
 pub mod sign;
