@@ -437,10 +437,16 @@ impl Stage for DiagnosisStage {
         // An open incident the detection belongs to comes first: a new fault
         // already being tracked must not lose its detections to an old
         // incident's relapse check.
+        // The root cause of an open incident failing again after a pause
+        // longer than the gap is still that incident (it is not resolved).
         let open = self.incidents.iter().position(|t| {
             t.resolved_at.is_none()
-                && d.first_seen.millis() <= t.last_activity.millis() + gap
-                && self.related(t, &d)
+                && ((d.first_seen.millis() <= t.last_activity.millis() + gap
+                    && self.related(t, &d))
+                    || (d.score >= self.cfg.min_open_score
+                        && t.last.as_ref().is_some_and(|(root, category, ..)| {
+                            d.service == *root && !Self::other_trouble(&d, *category)
+                        })))
         });
         // A relapse of the same root cause reopens; a new failure of one of
         // its former victims is a new incident. Only a detection strong
