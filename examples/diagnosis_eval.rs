@@ -4,6 +4,8 @@
 //! (reliability per bin, Brier score).
 //!
 //! `cargo run --release --example diagnosis_eval -- 1 20`
+//! (`REFLEX_EVAL_MODEL=model.json` evaluates another model file,
+//! `REFLEX_EVAL_RULES=1` the signature rules alone).
 
 use reflex::config::Config;
 use reflex::model::Category;
@@ -20,7 +22,24 @@ fn main() {
         args.get(1).copied().unwrap_or(20),
     );
     let cfg = match Config::embedded() {
-        Ok(c) => c,
+        Ok(mut c) => {
+            // REFLEX_EVAL_MODEL=PATH: evaluate another model file;
+            // REFLEX_EVAL_RULES=1: the signature rules alone (no classifier).
+            if let Ok(p) = std::env::var("REFLEX_EVAL_MODEL") {
+                let text = std::fs::read_to_string(&p).unwrap_or_default();
+                match reflex::diagnosis::classify::CategoryModel::from_json(&text) {
+                    Ok(m) => c.diagnosis.category_model = Some(std::sync::Arc::new(m)),
+                    Err(e) => {
+                        eprintln!("{p}: {e}");
+                        std::process::exit(2);
+                    }
+                }
+            }
+            if std::env::var("REFLEX_EVAL_RULES").is_ok_and(|v| v == "1") {
+                c.diagnosis.classifier = false;
+            }
+            c
+        }
         Err(e) => {
             eprintln!("config: {e}");
             std::process::exit(2);
