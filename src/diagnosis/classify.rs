@@ -776,20 +776,51 @@ pub fn train(examples: &[Example], hash_dims: usize) -> Result<(CategoryModel, T
         )));
     }
     let d = features::DENSE + hash_dims;
-    let mut x = ndarray::Array2::<f64>::zeros((n, d));
-    let mut y = Vec::with_capacity(n);
+    let label = |c: Category| {
+        Category::ALL
+            .iter()
+            .position(|x| *x == c)
+            .unwrap_or(Category::ALL.len() - 1)
+    };
+    // Rows: every example, then augmented copies (used for fitting only,
+    // never for held-out scoring), each remembering its example.
+    let mut rows: Vec<(Vec<f64>, usize, usize)> = Vec::with_capacity(3 * n);
     for (i, e) in examples.iter().enumerate() {
-        let f = features::features(&e.services, &e.root, e.ctx, hash_dims);
-        for (j, v) in f.into_iter().enumerate() {
-            x[[i, j]] = v;
-        }
-        y.push(
-            Category::ALL
-                .iter()
-                .position(|c| *c == e.category)
-                .unwrap_or(Category::ALL.len() - 1),
-        );
+        rows.push((
+            features::features(&e.services, &e.root, e.ctx, hash_dims),
+            label(e.category),
+            i,
+        ));
     }
+    for (i, e) in examples.iter().enumerate() {
+        // Text dropout: the same incident seen through the signature hints
+        // and structure alone, so that vocabulary the training fleet never
+        // used (real fleets) still lands on the right category.
+        let mut f = rows[i].0.clone();
+        f[features::DENSE..].iter_mut().for_each(|v| *v = 0.0);
+        rows.push((f, label(e.category), i));
+        // Change dropout: only `bad_deploy` is defined by a change; a bad
+        // config or an outage without one is still what it is.
+        if e.ctx.changed && e.category != Category::BadDeploy {
+            let alt = Example::of(e.services.clone(), &e.root, e.ctx.external, None, e.category);
+            rows.push((
+                features::features(&alt.services, &alt.root, alt.ctx, hash_dims),
+                label(e.category),
+                i,
+            ));
+        }
+    }
+    let mut x = ndarray::Array2::<f64>::zeros((rows.len(), d));
+    let mut y_all = Vec::with_capacity(rows.len());
+    let mut origin = Vec::with_capacity(rows.len());
+    for (r, (f, l, o)) in rows.into_iter().enumerate() {
+        for (j, v) in f.into_iter().enumerate() {
+            x[[r, j]] = v;
+        }
+        y_all.push(l);
+        origin.push(o);
+    }
+    let y: Vec<usize> = y_all[..n].to_vec();
     // Deterministic folds, stratified by category (round robin within each).
     let folds = 5usize;
     let mut fold = vec![0usize; n];
@@ -804,13 +835,15 @@ pub fn train(examples: &[Example], hash_dims: usize) -> Result<(CategoryModel, T
         let mut oof: Vec<Vec<f64>> = vec![Vec::new(); n];
         let mut cats: Vec<Category> = Vec::new();
         for f in 0..folds {
-            let tr: Vec<usize> = (0..n).filter(|i| fold[*i] != f).collect();
+            let tr: Vec<usize> = (0..origin.len())
+                .filter(|r| fold[origin[*r]] != f)
+                .collect();
             let te: Vec<usize> = (0..n).filter(|i| fold[*i] == f).collect();
             if te.is_empty() {
                 continue;
             }
             let xt = x.select(ndarray::Axis(0), &tr);
-            let yt: Vec<usize> = tr.iter().map(|i| y[*i]).collect();
+            let yt: Vec<usize> = tr.iter().map(|i| y_all[*i]).collect();
             let (classes, w, b) = fit(&xt, &yt, alpha)?;
             let m = to_model(&classes, &w, &b, hash_dims);
             // Probabilities over every category, so folds are comparable.
@@ -923,7 +956,7 @@ pub fn train(examples: &[Example], hash_dims: usize) -> Result<(CategoryModel, T
         disagree: tables.pop().unwrap_or_else(|| vec![0.5; BINS]),
         agree: tables.pop().unwrap_or_else(|| vec![0.5; BINS]),
     };
-    let (classes, w, b) = fit(&x, &y, alpha)?;
+    let (classes, w, b) = fit(&x, &y_all, alpha)?;
     let mut model = to_model(&classes, &w, &b, hash_dims);
     model.policy = policy;
     model.calibration = calibration;
