@@ -28,7 +28,9 @@
 //! pool-adjacent-violators). The incident's confidence is that value, capped
 //! by what the root-cause ranking knows about the root (a silent root nothing
 //! explains, a root only its callers vouch for, a narrow lead over the
-//! runner-up candidate).
+//! runner-up candidate, the classifier overruling rules that found no
+//! evidence or doing so with a probability below 0.6: training only sees
+//! true roots, so such answers go to a human first).
 //!
 //! **Model file** (JSON): `format` (1), `hash_dims`, `dense` (must equal
 //! [`features::DENSE`]), `categories` (the classes), `intercept`, `weights`
@@ -62,6 +64,9 @@ pub const DEFAULT_HASH_DIMS: usize = 1024;
 /// The built-in model, trained on `reflex demo` seeds 1001–1040 (never on the
 /// evaluation seeds 1–20).
 pub const BUILTIN_MODEL: &str = include_str!("../../topology/models/category.json");
+/// No calibrated confidence exceeds this: a few hundred held-out incidents
+/// from one simulated fleet cannot vouch for more.
+pub const MAX_CONFIDENCE: f64 = 0.99;
 /// Probability bins of the calibration table.
 pub const BINS: usize = 10;
 /// A recent change this long before onset ties the fault to it (as `diagnosis.change_window`).
@@ -341,7 +346,14 @@ impl CategoryModel {
             .confidence
             .min(v.root_cap)
             .min(0.7 + 0.3 * v.margin.clamp(0.0, 1.0));
-        if hearsay {
+        // The classifier overruling the rules on thin evidence — the rules
+        // found nothing about the root, or the model itself is unsure — is
+        // a hypothesis for a human: the root may be a victim whose own
+        // evidence has not arrived yet (training only saw true roots).
+        let overruled = !d.by_rules
+            && d.category != v.rule.category
+            && (v.rule.category == Category::Unknown || d.model_probability < 0.6);
+        if hearsay || overruled {
             confidence = confidence.min(rootcause::SILENT_ROOT_CAP);
         }
         v.evidence.push(format!(
@@ -950,7 +962,11 @@ pub fn train(examples: &[Example], hash_dims: usize) -> Result<(CategoryModel, T
                 }
             }
         }
-        tables.push(iso.into_iter().map(|v| (v * 1e4).round() / 1e4).collect::<Vec<_>>());
+        tables.push(
+            iso.into_iter()
+                .map(|v| (v.min(MAX_CONFIDENCE) * 1e4).round() / 1e4)
+                .collect::<Vec<_>>(),
+        );
     }
     let calibration = Calibration {
         disagree: tables.pop().unwrap_or_else(|| vec![0.5; BINS]),
