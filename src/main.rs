@@ -622,11 +622,7 @@ fn cmd_demo(
     }
 }
 
-fn cmd_train(
-    input: PathBuf,
-    output: PathBuf,
-    config: Option<PathBuf>,
-) -> anyhow::Result<ExitCode> {
+fn cmd_train(input: PathBuf, output: PathBuf, config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     use reflex::diagnosis::classify::{self, TrainError};
     let cfg = match load_config(config) {
         Ok(c) => c,
@@ -680,7 +676,11 @@ fn cmd_train(
     }
     println!("reliability of the chosen answers the rules agree with (bin: n, mean p, accuracy):");
     for (b, n, p, a) in &report.reliability {
-        println!("  {:.1}-{:.1}: {n:>4}  {p:.3}  {a:.3}", *b as f64 / 10.0, (*b + 1) as f64 / 10.0);
+        println!(
+            "  {:.1}-{:.1}: {n:>4}  {p:.3}  {a:.3}",
+            *b as f64 / 10.0,
+            (*b + 1) as f64 / 10.0
+        );
     }
     println!(
         "calibration agree    {:?}\ncalibration disagree {:?}\nBrier score {:.4}",

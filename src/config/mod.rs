@@ -357,7 +357,9 @@ impl Config {
         ) {
             match CategoryModel::from_json(&t) {
                 Ok(m) => diagnosis.category_model = Some(std::sync::Arc::new(m)),
-                Err(e) if diagnosis.model.is_some() => c.push(file, "diagnosis.model", format!("{f}: {e}")),
+                Err(e) if diagnosis.model.is_some() => {
+                    c.push(file, "diagnosis.model", format!("{f}: {e}"))
+                }
                 // A built-in model that does not load (a build defect the
                 // test suite rules out) leaves the rules alone in charge.
                 Err(_) => {}

@@ -214,7 +214,10 @@ impl CategoryModel {
     fn check(&self) -> Result<(), ModelError> {
         let bad = |m: String| Err(ModelError::Invalid(m));
         if self.format != FORMAT {
-            return bad(format!("format {} (this build reads {FORMAT})", self.format));
+            return bad(format!(
+                "format {} (this build reads {FORMAT})",
+                self.format
+            ));
         }
         if self.dense != features::DENSE {
             return bad(format!(
@@ -303,7 +306,11 @@ impl CategoryModel {
             .max_by(|a, b| a.1.total_cmp(b.1).then_with(|| b.0.cmp(&a.0)))
             .map(|(i, p)| (i, *p))
             .unwrap_or((0, 0.0));
-        let model_category = self.categories.get(mi).copied().unwrap_or(Category::Unknown);
+        let model_category = self
+            .categories
+            .get(mi)
+            .copied()
+            .unwrap_or(Category::Unknown);
         let by_rules = match policy {
             Policy::Rules => true,
             Policy::Model => false,
@@ -578,8 +585,7 @@ pub fn signals_from_events(inc: &LabelledIncident, sigs: &Signatures) -> Example
     let callers: Vec<&str> = per
         .iter()
         .filter(|(s, evs)| {
-            **s != root
-                && (node_root || evs.iter().any(|e| e.upstream.as_deref() == Some(root)))
+            **s != root && (node_root || evs.iter().any(|e| e.upstream.as_deref() == Some(root)))
         })
         .map(|(s, _)| *s)
         .collect();
@@ -664,28 +670,28 @@ impl Example {
         // As at run time: a change counts for the rules only when the root
         // has failing events of its own (a silent root's change is a feature).
         let rule_change = change.as_ref().filter(|_| services.contains_key(root));
-    let rule = if node_local {
-        RuleCategory {
-            category: Category::Network,
-            share: 1.0,
-            from_votes: true,
-            hearsay: false,
-            votes: BTreeMap::new(),
+        let rule = if node_local {
+            RuleCategory {
+                category: Category::Network,
+                share: 1.0,
+                from_votes: true,
+                hearsay: false,
+                votes: BTreeMap::new(),
+            }
+        } else {
+            categorise(&services, root, external, rule_change, 0.25)
+        };
+        Example {
+            ctx: Context {
+                external,
+                changed: change.is_some(),
+                node_local,
+            },
+            services,
+            root: root.to_string(),
+            rule,
+            category,
         }
-    } else {
-        categorise(&services, root, external, rule_change, 0.25)
-    };
-    Example {
-        ctx: Context {
-            external,
-            changed: change.is_some(),
-            node_local,
-        },
-        services,
-        root: root.to_string(),
-        rule,
-        category,
-    }
     }
 }
 
@@ -775,7 +781,10 @@ pub fn isotonic(v: &[f64], n: &[f64]) -> Vec<f64> {
 /// Fits a model on labelled examples: 5-fold out-of-fold predictions choose
 /// the regularisation and the policy and fit the calibration table, then the
 /// final weights are fitted on everything.
-pub fn train(examples: &[Example], hash_dims: usize) -> Result<(CategoryModel, TrainReport), TrainError> {
+pub fn train(
+    examples: &[Example],
+    hash_dims: usize,
+) -> Result<(CategoryModel, TrainReport), TrainError> {
     let n = examples.len();
     let mut per_category: BTreeMap<String, usize> = BTreeMap::new();
     for e in examples {
@@ -814,7 +823,13 @@ pub fn train(examples: &[Example], hash_dims: usize) -> Result<(CategoryModel, T
         // Change dropout: only `bad_deploy` is defined by a change; a bad
         // config or an outage without one is still what it is.
         if e.ctx.changed && e.category != Category::BadDeploy {
-            let alt = Example::of(e.services.clone(), &e.root, e.ctx.external, None, e.category);
+            let alt = Example::of(
+                e.services.clone(),
+                &e.root,
+                e.ctx.external,
+                None,
+                e.category,
+            );
             rows.push((
                 features::features(&alt.services, &alt.root, alt.ctx, hash_dims),
                 label(e.category),
@@ -894,7 +909,12 @@ pub fn train(examples: &[Example], hash_dims: usize) -> Result<(CategoryModel, T
         categories: Category::ALL.to_vec(),
         intercept: vec![0.0; Category::ALL.len()],
         weights: Vec::new(),
-        ..to_model(&[], &ndarray::Array2::zeros((0, 0)), &ndarray::Array1::zeros(0), hash_dims)
+        ..to_model(
+            &[],
+            &ndarray::Array2::zeros((0, 0)),
+            &ndarray::Array1::zeros(0),
+            hash_dims,
+        )
     };
     let decide = |policy: Policy, i: usize| -> (Category, f64, bool) {
         let e = &examples[i];
@@ -918,8 +938,10 @@ pub fn train(examples: &[Example], hash_dims: usize) -> Result<(CategoryModel, T
     let mut held_out = BTreeMap::new();
     let mut chosen = (Policy::ModelUnlessStructural, -1.0);
     for policy in Policy::ALL {
-        let acc =
-            (0..n).filter(|i| decide(policy, *i).0 == examples[*i].category).count() as f64 / n as f64;
+        let acc = (0..n)
+            .filter(|i| decide(policy, *i).0 == examples[*i].category)
+            .count() as f64
+            / n as f64;
         held_out.insert(policy.as_str().to_string(), (acc * 1e4).round() / 1e4);
         if acc > chosen.1 + 1e-9 {
             chosen = (policy, acc);
@@ -1069,9 +1091,21 @@ pub(crate) mod tests {
             T0,
             30,
             &[
-                ("Container payments was OOMKilled (exit code 137), restarting", None, None),
-                ("java.lang.OutOfMemoryError: Java heap space", Some("java.lang.OutOfMemoryError"), None),
-                ("GC overhead limit exceeded in worker-{i}", Some("java.lang.OutOfMemoryError"), None),
+                (
+                    "Container payments was OOMKilled (exit code 137), restarting",
+                    None,
+                    None,
+                ),
+                (
+                    "java.lang.OutOfMemoryError: Java heap space",
+                    Some("java.lang.OutOfMemoryError"),
+                    None,
+                ),
+                (
+                    "GC overhead limit exceeded in worker-{i}",
+                    Some("java.lang.OutOfMemoryError"),
+                    None,
+                ),
             ],
             None,
             "n1",
@@ -1108,8 +1142,16 @@ pub(crate) mod tests {
                 T0,
                 40,
                 &[
-                    ("429 Too Many Requests: rate limit exceeded for tenant {i}", None, Some(429)),
-                    ("request rejected: server overloaded, queue full (1024 pending)", None, Some(503)),
+                    (
+                        "429 Too Many Requests: rate limit exceeded for tenant {i}",
+                        None,
+                        Some(429),
+                    ),
+                    (
+                        "request rejected: server overloaded, queue full (1024 pending)",
+                        None,
+                        Some(503),
+                    ),
                 ],
                 None,
                 "n1",
@@ -1127,13 +1169,27 @@ pub(crate) mod tests {
             "web",
             T0 + 500,
             25,
-            &[("dial tcp 10.0.4.{i}:8080: connect: connection refused", Some("ECONNREFUSED"), Some(503))],
+            &[(
+                "dial tcp 10.0.4.{i}:8080: connect: connection refused",
+                Some("ECONNREFUSED"),
+                Some(503),
+            )],
             Some("inventory"),
             "n3",
         ));
-        let mut change = ev("inventory", T0 - 60_000, "scaled deployment inventory to 0 replicas", None, None, None, "n1");
+        let mut change = ev(
+            "inventory",
+            T0 - 60_000,
+            "scaled deployment inventory to 0 replicas",
+            None,
+            None,
+            None,
+            "n1",
+        );
         change.kind = EventKind::Change;
-        change.attributes.insert("change_type".into(), "scale".into());
+        change
+            .attributes
+            .insert("change_type".into(), "scale".into());
         unavail.push(change);
         add(Unavailable, "inventory", unavail);
         add(
@@ -1174,8 +1230,16 @@ pub(crate) mod tests {
                 T0,
                 30,
                 &[
-                    ("POST https://api.stripe.com/v1/charges failed: 502 Bad Gateway", None, Some(502)),
-                    ("stripe: request failed after 3 retries: status 500", None, Some(500)),
+                    (
+                        "POST https://api.stripe.com/v1/charges failed: 502 Bad Gateway",
+                        None,
+                        Some(502),
+                    ),
+                    (
+                        "stripe: request failed after 3 retries: status 500",
+                        None,
+                        Some(500),
+                    ),
                 ],
                 Some("api.stripe.com"),
                 "n1",
@@ -1185,7 +1249,11 @@ pub(crate) mod tests {
             "orders",
             T0,
             20,
-            &[("dial tcp: lookup inventory.shop.svc.cluster.local on 10.96.0.10:53: no such host", None, None)],
+            &[(
+                "dial tcp: lookup inventory.shop.svc.cluster.local on 10.96.0.10:53: no such host",
+                None,
+                None,
+            )],
             None,
             "node-7",
         );
@@ -1193,7 +1261,11 @@ pub(crate) mod tests {
             "cart",
             T0 + 700,
             20,
-            &[("read tcp 10.1.7.{i}:43210->10.1.2.3:5432: read: connection reset by peer", Some("ECONNRESET"), None)],
+            &[(
+                "read tcp 10.1.7.{i}:43210->10.1.2.3:5432: read: connection reset by peer",
+                Some("ECONNRESET"),
+                None,
+            )],
             None,
             "node-7",
         ));
@@ -1224,7 +1296,15 @@ pub(crate) mod tests {
             None,
             "n1",
         );
-        let mut d = ev("catalog", T0 - 120_000, "deployed catalog v2.14.0", None, None, None, "n1");
+        let mut d = ev(
+            "catalog",
+            T0 - 120_000,
+            "deployed catalog v2.14.0",
+            None,
+            None,
+            None,
+            "n1",
+        );
         d.kind = EventKind::Change;
         d.version = Some("v2.14.0".into());
         deploy.push(d);
@@ -1239,7 +1319,11 @@ pub(crate) mod tests {
     #[test]
     fn the_builtin_model_loads_and_is_small() {
         let m = builtin().expect("the built-in model loads");
-        assert!(BUILTIN_MODEL.len() < 300_000, "{} bytes", BUILTIN_MODEL.len());
+        assert!(
+            BUILTIN_MODEL.len() < 300_000,
+            "{} bytes",
+            BUILTIN_MODEL.len()
+        );
         assert!(m.categories.len() >= 10);
         let cfg = Config::embedded().expect("embedded config");
         assert!(cfg.diagnosis.category_model.is_some());
@@ -1257,7 +1341,11 @@ pub(crate) mod tests {
             if d.category != inc.category {
                 wrong.push(format!(
                     "{}: got {} (model {} p={:.2}, rules {})",
-                    inc.category, d.category, d.model_category, d.model_probability, e.rule.category
+                    inc.category,
+                    d.category,
+                    d.model_category,
+                    d.model_probability,
+                    e.rule.category
                 ));
             }
             assert!((0.0..=1.0).contains(&d.confidence));
@@ -1268,13 +1356,21 @@ pub(crate) mod tests {
     #[test]
     fn labelled_input_errors_name_the_line() {
         let good = r#"{"category":"overload","root_cause_service":"a","events":[{"id":"1","time":1,"service":"a","severity":"error","message":"queue full"}]}"#;
-        let text = format!("{good}\n\n{{\"category\":\"nope\",\"root_cause_service\":\"a\",\"events\":[]}}\n");
+        let text = format!(
+            "{good}\n\n{{\"category\":\"nope\",\"root_cause_service\":\"a\",\"events\":[]}}\n"
+        );
         let e = parse_labelled(&text, "x.jsonl").unwrap_err().to_string();
-        assert!(e.starts_with("x.jsonl:3:") && e.contains("unknown category"), "{e}");
+        assert!(
+            e.starts_with("x.jsonl:3:") && e.contains("unknown category"),
+            "{e}"
+        );
         let bad_event = r#"{"category":"overload","root_cause_service":"a","events":[{"id":"1"}]}"#;
         let e = parse_labelled(bad_event, "y").unwrap_err().to_string();
         assert!(e.starts_with("y:1:") && e.contains("events[0]"), "{e}");
-        assert!(parse_labelled("[1]", "z").unwrap_err().to_string().starts_with("z:1:"));
+        assert!(parse_labelled("[1]", "z")
+            .unwrap_err()
+            .to_string()
+            .starts_with("z:1:"));
         assert_eq!(parse_labelled(good, "g").map(|v| v.len()).ok(), Some(1));
     }
 

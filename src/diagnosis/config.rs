@@ -1,8 +1,8 @@
 //! Configuration of the diagnosis stage (`[diagnosis]`).
 
+use super::classify::CategoryModel;
 use crate::model::DurationMs;
 use serde::{Deserialize, Serialize};
-use super::classify::CategoryModel;
 use std::path::PathBuf;
 use std::sync::Arc;
 

@@ -117,7 +117,10 @@ pub struct Context {
 }
 
 fn cat_index(c: Category) -> usize {
-    Category::ALL.iter().position(|x| *x == c).unwrap_or(CATS - 1)
+    Category::ALL
+        .iter()
+        .position(|x| *x == c)
+        .unwrap_or(CATS - 1)
 }
 
 fn signed_bucket(key: &str, dims: usize) -> (usize, f64) {
@@ -179,13 +182,7 @@ fn hash_templates(
 }
 
 /// Adds hashed shares of counted values (error types, statuses) under `prefix`.
-fn hash_counts(
-    m: &BTreeMap<String, i64>,
-    prefix: &str,
-    split: bool,
-    dims: usize,
-    x: &mut [f64],
-) {
+fn hash_counts(m: &BTreeMap<String, i64>, prefix: &str, split: bool, dims: usize, x: &mut [f64]) {
     let total: i64 = m.values().sum();
     if total <= 0 {
         return;
@@ -243,7 +240,10 @@ pub fn features(
     x[b + 1] = f64::from(u8::from(ctx.external));
     x[b + 2] = f64::from(u8::from(ctx.changed));
     x[b + 3] = own.map_or(0.0, |s| ((1.0 + s.count.max(0) as f64).ln() / 8.0).min(1.0));
-    let others = services.len().saturating_sub(usize::from(own.is_some())).max(1);
+    let others = services
+        .len()
+        .saturating_sub(usize::from(own.is_some()))
+        .max(1);
     x[b + 4] = (callers.len() as f64 / others as f64).min(1.0);
     x[b + 5] = f64::from(u8::from(ctx.node_local));
     if let Some(s) = own {

@@ -186,7 +186,12 @@ impl DiagnosisStage {
             );
         }
         for e in &d.error_types {
-            features::bump(&mut sig.error_types, &e.value, e.count, features::MAX_VALUES);
+            features::bump(
+                &mut sig.error_types,
+                &e.value,
+                e.count,
+                features::MAX_VALUES,
+            );
         }
         for e in &d.http_statuses {
             features::bump(&mut sig.statuses, &e.value, e.count, features::MAX_VALUES);

@@ -281,7 +281,13 @@ pub fn diagnose(
         .and_then(|s| s.first_seen)
         .and_then(|f| recent_change(&root, f))
         .cloned();
-    let rc = categorise(services, &root, external, change.as_ref(), min_category_weight);
+    let rc = categorise(
+        services,
+        &root,
+        external,
+        change.as_ref(),
+        min_category_weight,
+    );
     let best = (rc.category, 0.0);
     let category_share = rc.share;
     let from_votes = rc.from_votes;
