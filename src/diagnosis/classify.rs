@@ -704,11 +704,13 @@ pub struct TrainReport {
     pub reliability: Vec<(usize, usize, f64, f64)>,
 }
 
-fn fit(
-    x: &ndarray::Array2<f64>,
-    y: &[usize],
-    alpha: f64,
-) -> Result<(Vec<usize>, ndarray::Array2<f64>, ndarray::Array1<f64>), TrainError> {
+/// Fitted classes (indices into [`Category::ALL`]), weights and intercepts.
+type Fitted = (Vec<usize>, ndarray::Array2<f64>, ndarray::Array1<f64>);
+
+/// Out-of-fold figures of one regularisation: (accuracy, alpha, probabilities).
+type FoldResult = (f64, f64, Vec<Vec<f64>>);
+
+fn fit(x: &ndarray::Array2<f64>, y: &[usize], alpha: f64) -> Result<Fitted, TrainError> {
     use linfa::prelude::*;
     let ds = linfa::Dataset::new(x.clone(), ndarray::Array1::from(y.to_vec()));
     let m = linfa_logistic::MultiLogisticRegression::default()
@@ -857,10 +859,9 @@ pub fn train(
         fold[i] = *k % folds;
         *k += 1;
     }
-    let mut best: Option<(f64, f64, Vec<Vec<f64>>, Vec<Category>)> = None;
+    let mut best: Option<FoldResult> = None;
     for alpha in [0.1, 1.0] {
         let mut oof: Vec<Vec<f64>> = vec![Vec::new(); n];
-        let mut cats: Vec<Category> = Vec::new();
         for f in 0..folds {
             let tr: Vec<usize> = (0..origin.len())
                 .filter(|r| fold[origin[*r]] != f)
@@ -884,7 +885,6 @@ pub fn train(
                 }
                 oof[i] = full;
             }
-            cats = Category::ALL.to_vec();
         }
         let acc = (0..n)
             .filter(|i| {
@@ -898,10 +898,10 @@ pub fn train(
             .count() as f64
             / n as f64;
         if best.as_ref().is_none_or(|b| acc > b.0) {
-            best = Some((acc, alpha, oof, cats));
+            best = Some((acc, alpha, oof));
         }
     }
-    let Some((_, alpha, oof, _)) = best else {
+    let Some((_, alpha, oof)) = best else {
         return Err(TrainError::Fit("no fold could be fitted".into()));
     };
     // An "all categories" model shell to evaluate policies on the OOF probabilities.
@@ -955,7 +955,7 @@ pub fn train(
         let mut hit = [0.0; BINS];
         let mut cnt = [0.0; BINS];
         let mut psum = [0.0; BINS];
-        for i in 0..n {
+        for (i, e) in examples.iter().enumerate() {
             let (c, p, a) = decide(policy, i);
             if a != agree {
                 continue;
@@ -963,7 +963,7 @@ pub fn train(
             let b = bin(p);
             cnt[b] += 1.0;
             psum[b] += p;
-            hit[b] += f64::from(u8::from(c == examples[i].category));
+            hit[b] += f64::from(u8::from(c == e.category));
         }
         let total: f64 = cnt.iter().sum();
         let prior = if total > 0.0 {
@@ -1000,10 +1000,10 @@ pub fn train(
     model.calibration = calibration;
     // Brier score of the calibrated confidence on the OOF predictions.
     let mut brier = 0.0;
-    for i in 0..n {
+    for (i, e) in examples.iter().enumerate() {
         let (c, p, a) = decide(policy, i);
         let conf = model.calibrated(p, a);
-        let yv = f64::from(u8::from(c == examples[i].category));
+        let yv = f64::from(u8::from(c == e.category));
         brier += (conf - yv).powi(2);
     }
     let summary = TrainSummary {
