@@ -16,8 +16,17 @@
 //! incident, not about its messages), or the rules except when they have no
 //! answer (`unknown`). `reflex train` measures all four on out-of-fold
 //! predictions (5-fold cross-validation) and stores the best in the model
-//! file; with the built-in model it is `model_unless_structural` (see
-//! README, "Category classifier").
+//! file; for the built-in model that is `model` (0.996 out of fold against
+//! 0.861 for the rules alone and 0.942 for `model_unless_structural`; on the
+//! held-out demo seeds 1–20 the category is right for 97.7% of faults
+//! against 86.8% with the rules alone). Training also adds, per incident, a
+//! copy without text features (so vocabulary a real fleet uses and the
+//! simulator does not falls back on the general signature features) and,
+//! except for `bad_deploy`, a copy without its recent change (a bad config or
+//! an outage is what it is with or without a deploy); and, for an external
+//! root, the view from its two loudest callers labelled
+//! `dependency_failure`, so that a diagnosis stopping at a caller still
+//! escalates instead of acting on it.
 //!
 //! **Calibration.** The confidence reported with a category is not the
 //! softmax probability but how often *this kind of answer* was right on
