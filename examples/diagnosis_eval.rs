@@ -46,6 +46,7 @@ fn main() {
         }
     };
     let (mut n, mut cat_ok, mut root_ok, mut both_ok) = (0usize, 0usize, 0usize, 0usize);
+    let (mut wrong, mut false_inc, mut fixed, mut remediable) = (0usize, 0usize, 0usize, 0usize);
     let mut per_cat: BTreeMap<Category, (usize, usize)> = BTreeMap::new();
     let mut confusions: BTreeMap<(Category, Category), usize> = BTreeMap::new();
     // (confidence, category right, root and category right)
@@ -64,6 +65,14 @@ fn main() {
             }
         };
         let (mut sc, mut sr) = (0, 0);
+        wrong += r.wrong_actions.len();
+        for w in &r.wrong_actions {
+            println!("seed {seed}: wrong action: {w}");
+        }
+        false_inc += r.false_incidents.len();
+        let (f, m) = r.auto_remediation();
+        fixed += f;
+        remediable += m;
         for row in &r.rows {
             n += 1;
             let got = row.diagnosed.as_ref().map(|d| d.1);
@@ -94,6 +103,9 @@ fn main() {
     println!("category accuracy   {cat_ok}/{n} = {:.1}%", pct(cat_ok));
     println!("root-cause accuracy {root_ok}/{n} = {:.1}%", pct(root_ok));
     println!("both right          {both_ok}/{n} = {:.1}%", pct(both_ok));
+    println!(
+        "auto-remediated {fixed}/{remediable}, wrong actions {wrong}, false incidents {false_inc}"
+    );
     println!("per category (right/all):");
     for (c, (all, ok)) in &per_cat {
         println!("  {:<20} {ok}/{all}", c.as_str());
