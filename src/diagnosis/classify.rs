@@ -1321,6 +1321,145 @@ pub(crate) mod tests {
         v
     }
 
+    /// A second set of hand-written incidents in other runtimes' words.
+    pub(crate) fn realistic_other() -> Vec<LabelledIncident> {
+        use Category::*;
+        let mut v = Vec::new();
+        let mut add = |category, root: &str, events: Vec<ErrorEvent>| {
+            v.push(LabelledIncident {
+                category,
+                root_cause_service: root.to_string(),
+                events,
+            })
+        };
+        add(
+            MemoryExhaustion,
+            "reports",
+            burst(
+                "reports",
+                T0,
+                25,
+                &[
+                    ("fatal error: runtime: out of memory", None, None),
+                    (
+                        "Out of memory: Killed process {i} (python3) total-vm:8123456kB",
+                        Some("MemoryError"),
+                        None,
+                    ),
+                ],
+                None,
+                "n1",
+            ),
+        );
+        add(
+            ResourceExhaustion,
+            "accounts",
+            burst(
+                "accounts",
+                T0,
+                25,
+                &[
+                    ("psycopg2.OperationalError: FATAL: sorry, too many clients already", Some("psycopg2.OperationalError"), Some(500)),
+                    ("QueuePool limit of size 5 overflow 10 reached, connection timed out, timeout 30", None, Some(500)),
+                ],
+                None,
+                "n1",
+            ),
+        );
+        add(
+            Overload,
+            "gateway",
+            burst(
+                "gateway",
+                T0,
+                40,
+                &[
+                    (
+                        "rate limited: too many requests from client {i}, retry after 30s",
+                        None,
+                        Some(429),
+                    ),
+                    (
+                        "load shedding: request queue full, dropping request",
+                        None,
+                        Some(503),
+                    ),
+                ],
+                None,
+                "n1",
+            ),
+        );
+        add(
+            ConfigError,
+            "mailer",
+            burst(
+                "mailer",
+                T0,
+                20,
+                &[
+                    ("panic: invalid configuration: missing key 'smtp.host'", None, None),
+                    ("failed to load config: unknown configuration key 'retry_backof' in /etc/mailer/app.toml", None, None),
+                ],
+                None,
+                "n1",
+            ),
+        );
+        add(
+            CertificateExpired,
+            "ledger",
+            burst(
+                "ledger",
+                T0,
+                20,
+                &[
+                    ("tls: failed to verify certificate: x509: certificate has expired or is not yet valid", None, None),
+                    ("ssl.SSLCertVerificationError: [SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: certificate has expired", Some("ssl.SSLCertVerificationError"), None),
+                ],
+                None,
+                "n1",
+            ),
+        );
+        add(
+            DataError,
+            "importer",
+            burst(
+                "importer",
+                T0,
+                25,
+                &[
+                    (
+                        "invalid input syntax for type integer: \"abc{i}\"",
+                        Some("DataError"),
+                        Some(400),
+                    ),
+                    (
+                        "schema validation failed: /items/{i}/sku is required",
+                        Some("ValidationError"),
+                        Some(400),
+                    ),
+                ],
+                None,
+                "n1",
+            ),
+        );
+        add(
+            DependencyFailure,
+            "api.twilio.com",
+            burst(
+                "notify",
+                T0,
+                30,
+                &[
+                    ("POST https://api.twilio.com/2010-04-01/Messages.json: 503 Service Unavailable", None, Some(503)),
+                    ("twilio request failed: context deadline exceeded", None, None),
+                ],
+                Some("api.twilio.com"),
+                "n1",
+            ),
+        );
+        v
+    }
+
     fn sigs() -> Signatures {
         Config::embedded().expect("embedded config").signatures
     }
@@ -1343,7 +1482,7 @@ pub(crate) mod tests {
         let m = builtin().expect("built-in model");
         let s = sigs();
         let mut wrong = Vec::new();
-        for inc in realistic() {
+        for inc in realistic().into_iter().chain(realistic_other()) {
             let e = signals_from_events(&inc, &s);
             let x = features::features(&e.services, &e.root, e.ctx, m.hash_dims);
             let d = m.decide_with(m.policy, &x, &e.rule, e.structural());
