@@ -569,12 +569,25 @@ fn cmd_validate(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     match load_config(config) {
         Ok(cfg) => {
             println!(
-                "{}: ok ({} threshold rule(s), {} signature rule(s), {} catalogued service(s), {} action categories, 7 Avro schemas)",
+                "{}: ok ({} threshold rule(s), {} signature rule(s), {} catalogued service(s), {} action categories, 7 Avro schemas, {})",
                 cfg.source,
                 cfg.detectors.threshold.rules.len(),
                 cfg.signatures.rules().len(),
                 cfg.catalog.services.len(),
-                cfg.actions.categories.len()
+                cfg.actions.categories.len(),
+                match (&cfg.diagnosis.category_model, cfg.diagnosis.classifier) {
+                    (_, false) => "category classifier off".to_string(),
+                    (Some(m), true) => format!(
+                        "category model {} ({} categories, policy {})",
+                        cfg.diagnosis
+                            .model
+                            .as_ref()
+                            .map_or("built-in".to_string(), |p| p.display().to_string()),
+                        m.categories.len(),
+                        m.policy.as_str()
+                    ),
+                    (None, true) => "category model missing: rules only".to_string(),
+                }
             );
             Ok(ExitCode::SUCCESS)
         }
