@@ -1502,6 +1502,70 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn the_stage_uses_the_classifier_unless_switched_off() {
+        use crate::model::{About, CategoryHint, Counted, Detection, Window};
+        use crate::pipeline::Stage;
+        let det = Detection {
+            detection_id: "d1".into(),
+            detector: "threshold".into(),
+            rule: "error_burst".into(),
+            key: "service=payments".into(),
+            service: "payments".into(),
+            namespace: None,
+            score: 0.9,
+            window: Window {
+                start: EventTime(T0),
+                end: EventTime(T0 + 60_000),
+            },
+            evidence: "payments: 40 events".into(),
+            count: 40,
+            first_seen: EventTime(T0),
+            hints: vec![CategoryHint {
+                category: Category::MemoryExhaustion,
+                weight: 0.9,
+                source: "oom".into(),
+                about: About::Itself,
+            }],
+            upstreams: vec![],
+            error_types: vec![Counted {
+                value: "java.lang.OutOfMemoryError".into(),
+                count: 30,
+            }],
+            http_statuses: vec![],
+            nodes: vec![],
+            instances: vec![],
+            trace_ids: vec![],
+            samples: vec!["java.lang.OutOfMemoryError: Java heap space".into()],
+            version: None,
+        };
+        let run = |classifier: bool| {
+            let cfg = super::super::DiagnosisConfig {
+                classifier,
+                ..Default::default()
+            };
+            let mut st = super::super::DiagnosisStage::new(
+                cfg,
+                std::sync::Arc::new(super::super::catalog::Catalog::default()),
+                std::sync::Arc::new(crate::pipeline::stats::Stats::default()),
+            );
+            let mut out = Vec::new();
+            st.process(det.clone(), &mut out);
+            st.on_watermark(EventTime(T0 + 10 * 60_000), &mut out);
+            out.into_iter().next().expect("an incident")
+        };
+        let on = run(true);
+        let off = run(false);
+        assert_eq!(on.category, Category::MemoryExhaustion);
+        assert_eq!(off.category, Category::MemoryExhaustion);
+        assert!(on.evidence.iter().any(|e| e.starts_with("classifier:")));
+        assert!(!off.evidence.iter().any(|e| e.starts_with("classifier:")));
+        assert!(
+            on.confidence <= MAX_CONFIDENCE && on.confidence > 0.6,
+            "{on:?}"
+        );
+    }
+
+    #[test]
     fn labelled_input_errors_name_the_line() {
         let good = r#"{"category":"overload","root_cause_service":"a","events":[{"id":"1","time":1,"service":"a","severity":"error","message":"queue full"}]}"#;
         let text = format!(
