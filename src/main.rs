@@ -107,6 +107,18 @@ enum Command {
         #[arg(long)]
         export: Option<PathBuf>,
     },
+    /// Fit the category classifier from labelled incidents (LABELLED.jsonl) and write the model file.
+    Train {
+        /// Labelled incidents, one JSON object per line: {"category", "root_cause_service", "events": [...]}.
+        #[arg(long)]
+        input: PathBuf,
+        /// Model file to write (use it with `diagnosis.model = "PATH"`).
+        #[arg(long, default_value = "category-model.json")]
+        output: PathBuf,
+        /// Configuration whose signature rules compute the rule features (default: embedded).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Carry out actions (`kube`) or deliver escalations (`webhook`) from Kafka, publishing ActionResults.
     Executor {
         #[command(subcommand)]
@@ -194,6 +206,11 @@ fn main() -> ExitCode {
             hours,
             export,
         } => cmd_demo(seed, faults, hours, export),
+        Command::Train {
+            input,
+            output,
+            config,
+        } => cmd_train(input, output, config),
         Command::Generate {
             events,
             seed,
@@ -566,12 +583,25 @@ fn cmd_validate(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     match load_config(config) {
         Ok(cfg) => {
             println!(
-                "{}: ok ({} threshold rule(s), {} signature rule(s), {} catalogued service(s), {} action categories, 7 Avro schemas)",
+                "{}: ok ({} threshold rule(s), {} signature rule(s), {} catalogued service(s), {} action categories, 7 Avro schemas, {})",
                 cfg.source,
                 cfg.detectors.threshold.rules.len(),
                 cfg.signatures.rules().len(),
                 cfg.catalog.services.len(),
-                cfg.actions.categories.len()
+                cfg.actions.categories.len(),
+                match (&cfg.diagnosis.category_model, cfg.diagnosis.classifier) {
+                    (_, false) => "category classifier off".to_string(),
+                    (Some(m), true) => format!(
+                        "category model {} ({} categories, policy {})",
+                        cfg.diagnosis
+                            .model
+                            .as_ref()
+                            .map_or("built-in".to_string(), |p| p.display().to_string()),
+                        m.categories.len(),
+                        m.policy.as_str()
+                    ),
+                    (None, true) => "category model missing: rules only".to_string(),
+                }
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -605,7 +635,7 @@ fn cmd_demo(
             if let Some(dir) = export {
                 writeln!(
                     stdout,
-                    "exported {0}/events.jsonl and {0}/truth.jsonl; replay: reflex run --input {0}/events.jsonl --output-dir OUT (compare with {0}/demo-out)",
+                    "exported {0}/events.jsonl, {0}/truth.jsonl and {0}/labelled.jsonl (reflex train --input); replay: reflex run --input {0}/events.jsonl --output-dir OUT (compare with {0}/demo-out)",
                     dir.display()
                 )?;
             }
@@ -617,6 +647,74 @@ fn cmd_demo(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+fn cmd_train(input: PathBuf, output: PathBuf, config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    use reflex::diagnosis::classify::{self, TrainError};
+    let cfg = match load_config(config) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    let started = std::time::Instant::now();
+    let labelled = match classify::read_labelled(&input) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("reflex: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let examples: Vec<_> = labelled
+        .iter()
+        .flat_map(|l| classify::examples_from_labelled(l, &cfg.signatures))
+        .collect();
+    let (model, report) = match classify::train(&examples, classify::DEFAULT_HASH_DIMS) {
+        Ok(m) => m,
+        Err(e @ (TrainError::Data(_) | TrainError::Input { .. } | TrainError::Io { .. })) => {
+            eprintln!("reflex: {}: {e}", input.display());
+            return Ok(ExitCode::from(2));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let json = serde_json::to_string(&model)?;
+    std::fs::write(&output, json.as_bytes())
+        .with_context(|| format!("writing {}", output.display()))?;
+    let s = &report.summary;
+    println!(
+        "reflex train: {} labelled incidents, {} categories, alpha {}, {:.1}s",
+        s.examples,
+        s.per_category.len(),
+        s.alpha,
+        started.elapsed().as_secs_f64()
+    );
+    for (c, n) in &s.per_category {
+        println!("  {c:<20} {n}");
+    }
+    println!("held-out (5-fold) category accuracy per policy:");
+    for (p, a) in &s.held_out_accuracy {
+        println!(
+            "  {p:<24} {:.3}{}",
+            a,
+            if *p == report.policy.as_str() {
+                "  <- chosen"
+            } else {
+                ""
+            }
+        );
+    }
+    println!("reliability of the chosen answers the rules agree with (bin: n, mean p, accuracy):");
+    for (b, n, p, a) in &report.reliability {
+        println!(
+            "  {:.1}-{:.1}: {n:>4}  {p:.3}  {a:.3}",
+            *b as f64 / 10.0,
+            (*b + 1) as f64 / 10.0
+        );
+    }
+    println!(
+        "calibration agree    {:?}\ncalibration disagree {:?}\nBrier score {:.4}",
+        model.calibration.agree, model.calibration.disagree, s.brier
+    );
+    println!("wrote {} ({} bytes)", output.display(), json.len());
+    Ok(ExitCode::SUCCESS)
 }
 
 fn cmd_generate(events: u64, seed: u64, output: Option<PathBuf>) -> anyhow::Result<ExitCode> {

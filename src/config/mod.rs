@@ -13,6 +13,7 @@ use crate::detectors::pattern::stream::{compile_sequences, SequenceRule};
 use crate::detectors::signature::{SignatureRule, Signatures};
 use crate::detectors::DetectorsConfig;
 use crate::diagnosis::catalog::Catalog;
+use crate::diagnosis::classify::CategoryModel;
 use crate::diagnosis::DiagnosisConfig;
 use crate::recovery::{ActionCatalog, RecoveryConfig};
 use serde::de::DeserializeOwned;
@@ -25,6 +26,7 @@ pub const EMBEDDED_CONFIG: &str = include_str!("../../topology/reflex.toml");
 const EMBEDDED_SIGNATURES: &str = include_str!("../../topology/rules/signatures.yaml");
 const EMBEDDED_ACTIONS: &str = include_str!("../../topology/actions.yaml");
 const EMBEDDED_SERVICES: &str = include_str!("../../topology/services.yaml");
+const EMBEDDED_MODEL: &str = crate::diagnosis::classify::BUILTIN_MODEL;
 const EMBEDDED_SEQUENCES: &str = include_str!("../../topology/rules/sequences.yaml");
 
 /// `[pipeline]` section.
@@ -342,6 +344,25 @@ impl Config {
                     c.push(&f, k, m);
                 }
                 actions = a;
+            }
+        }
+        let mut diagnosis = diagnosis;
+        if let Some((f, t)) = read_ref(
+            &mut c,
+            file,
+            base,
+            "diagnosis.model",
+            &diagnosis.model,
+            ("models/category.json", EMBEDDED_MODEL),
+        ) {
+            match CategoryModel::from_json(&t) {
+                Ok(m) => diagnosis.category_model = Some(std::sync::Arc::new(m)),
+                Err(e) if diagnosis.model.is_some() => {
+                    c.push(file, "diagnosis.model", format!("{f}: {e}"))
+                }
+                // A built-in model that does not load (a build defect the
+                // test suite rules out) leaves the rules alone in charge.
+                Err(_) => {}
             }
         }
         let mut catalog = Catalog::default();

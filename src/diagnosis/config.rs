@@ -1,8 +1,10 @@
 //! Configuration of the diagnosis stage (`[diagnosis]`).
 
+use super::classify::CategoryModel;
 use crate::model::DurationMs;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// `[diagnosis]` section.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -26,6 +28,14 @@ pub struct DiagnosisConfig {
     pub signatures: Option<PathBuf>,
     /// Service catalog (SPEC §5); absent = the built-in `topology/services.yaml`.
     pub services: Option<PathBuf>,
+    /// Category model file written by `reflex train`; absent = the built-in
+    /// `topology/models/category.json`.
+    pub model: Option<PathBuf>,
+    /// Use the learned category classifier (false: signature rules only).
+    pub classifier: bool,
+    /// The loaded model (filled in by configuration loading; `None` = built-in).
+    #[serde(skip)]
+    pub category_model: Option<Arc<CategoryModel>>,
 }
 
 impl Default for DiagnosisConfig {
@@ -39,6 +49,9 @@ impl Default for DiagnosisConfig {
             min_category_weight: 0.25,
             signatures: None,
             services: None,
+            model: None,
+            classifier: true,
+            category_model: None,
         }
     }
 }

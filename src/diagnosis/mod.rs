@@ -24,7 +24,9 @@
 //! in Kafka mode detections are keyed by namespace/cluster.
 
 pub mod catalog;
+pub mod classify;
 pub mod config;
+pub mod features;
 pub mod graph;
 pub mod rootcause;
 
@@ -86,6 +88,8 @@ pub struct DiagnosisStage {
     incidents: Vec<Tracked>,
     watermark: EventTime,
     stats: Arc<Stats>,
+    /// The learned category classifier (absent: rules only).
+    model: Option<Arc<classify::CategoryModel>>,
     /// Namespace last reported per service (any detection, changes included),
     /// so an incident rooted at a silent service still targets the right one.
     namespaces: BTreeMap<String, String>,
@@ -101,7 +105,15 @@ impl DiagnosisStage {
         for (name, entry) in &catalog.services {
             graph.declare(name, &entry.depends_on);
         }
+        let model = if cfg.classifier {
+            cfg.category_model
+                .clone()
+                .or_else(|| classify::builtin().map(|m| Arc::new(m.clone())))
+        } else {
+            None
+        };
         DiagnosisStage {
+            model,
             cfg,
             catalog,
             graph,
@@ -180,6 +192,25 @@ impl DiagnosisStage {
         for u in &d.upstreams {
             t.upstreams.insert(u.value.clone());
         }
+        for m in &d.samples {
+            features::bump(
+                &mut sig.templates,
+                &features::template(m),
+                1,
+                features::MAX_TEMPLATES,
+            );
+        }
+        for e in &d.error_types {
+            features::bump(
+                &mut sig.error_types,
+                &e.value,
+                e.count,
+                features::MAX_VALUES,
+            );
+        }
+        for e in &d.http_statuses {
+            features::bump(&mut sig.statuses, &e.value, e.count, features::MAX_VALUES);
+        }
         if sig.evidence.as_ref().is_none_or(|(s, _)| d.score > *s) {
             sig.evidence = Some((d.score, d.evidence.clone()));
         }
@@ -199,13 +230,17 @@ impl DiagnosisStage {
 
     /// Diagnoses `t` and returns a record if something worth publishing changed.
     fn publish(&self, t: &mut Tracked, status: IncidentStatus, force: bool) -> Option<Incident> {
-        let v = rootcause::diagnose(
+        let mut v = rootcause::diagnose(
             &t.signals,
             &self.graph,
             &self.changes,
             self.cfg.change_window.0,
             self.cfg.min_category_weight,
         )?;
+        if let Some(m) = &self.model {
+            let node_local = rootcause::node_local_network(&t.signals).is_some();
+            m.refine(&mut v, &t.signals, node_local);
+        }
         let mut services: Vec<String> = t.signals.keys().cloned().collect();
         if !services.contains(&v.root) {
             services.push(v.root.clone());

@@ -35,7 +35,10 @@ use crate::model::{About, Category, EventTime};
 
 /// A root with at least this many of its own failing events in the incident
 /// is "loud": its own errors, not its callers', must explain the category.
-const LOUD_ROOT_EVENTS: i64 = 20;
+pub const LOUD_ROOT_EVENTS: i64 = 20;
+/// Confidence cap of a diagnosis a human should confirm (silent root, hearsay):
+/// below the usual automatic-action threshold.
+pub const SILENT_ROOT_CAP: f64 = 0.55;
 /// Hops blame is followed along a chain of failing callers.
 const BLAME_HOPS: usize = 4;
 use std::collections::BTreeMap;
@@ -43,7 +46,7 @@ use std::collections::BTreeMap;
 use super::graph::DependencyGraph;
 
 /// What one affected service contributed to an incident.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ServiceSignals {
     pub first_seen: Option<EventTime>,
     pub score: f64,
@@ -62,10 +65,17 @@ pub struct ServiceSignals {
     pub evidence: Option<(f64, String)>,
     /// The service's namespace, as its detections report it.
     pub namespace: Option<String>,
+    /// Masked sample messages (templates) with how often they were sampled
+    /// (bounded: [`super::features::MAX_TEMPLATES`]).
+    pub templates: BTreeMap<String, i64>,
+    /// `error_type` values with counts (bounded).
+    pub error_types: BTreeMap<String, i64>,
+    /// HTTP status codes with counts (bounded).
+    pub statuses: BTreeMap<String, i64>,
 }
 
 /// What one detector rule saw of a service's failing events.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Tally {
     pub count: i64,
     pub upstreams: BTreeMap<String, i64>,
@@ -103,6 +113,20 @@ impl ServiceSignals {
         }
         if self.namespace.is_none() {
             self.namespace.clone_from(&other.namespace);
+        }
+        for (m, o) in [
+            (&mut self.templates, &other.templates),
+            (&mut self.error_types, &other.error_types),
+            (&mut self.statuses, &other.statuses),
+        ] {
+            for (k, v) in o {
+                super::features::bump(
+                    m,
+                    k,
+                    *v,
+                    super::features::MAX_TEMPLATES.max(super::features::MAX_VALUES),
+                );
+            }
         }
         for (rule, t) in &other.tallies {
             self.add_tally(
@@ -166,6 +190,18 @@ pub struct Verdict {
     pub evidence: Vec<String>,
     /// The change tied to the root, if any.
     pub change: Option<Change>,
+    /// The root is a known service with no detection of its own.
+    pub silent: bool,
+    /// A change of the root shortly before onset (for a silent root: before
+    /// the incident's onset).
+    pub root_changed: bool,
+    /// Upper bound on the confidence from the root alone (a silent root
+    /// nothing explains), 1.0 when none.
+    pub root_cap: f64,
+    /// The root's lead over the runner-up candidate, relative to its score, in [0, 1].
+    pub margin: f64,
+    /// The rule-based category (before any learned classifier).
+    pub rule: RuleCategory,
 }
 
 /// Ranks the candidates and categorises the winner.
@@ -368,6 +404,17 @@ pub fn diagnose(
             category: Category::Network,
             confidence: 0.75,
             change: None,
+            silent: false,
+            root_changed: false,
+            root_cap: 1.0,
+            margin: 1.0,
+            rule: RuleCategory {
+                category: Category::Network,
+                share: 1.0,
+                from_votes: true,
+                hearsay: false,
+                votes: BTreeMap::new(),
+            },
         });
     }
 
@@ -375,64 +422,28 @@ pub fn diagnose(
     let (top_score, root, external, mut evidence) = ranked.first()?.clone();
     let runner_up = ranked.get(1).map_or(0.0, |r| r.0);
 
-    // Category votes.
-    let mut votes: BTreeMap<Category, f64> = BTreeMap::new();
-    if let Some(sig) = services.get(&root) {
-        for (c, w) in &sig.self_hints {
-            *votes.entry(*c).or_default() += w;
-        }
-    }
-    // Callers' evidence about the root counts half, and once: many callers
-    // seeing the same failure are one signal, not several.
-    let mut dep_votes: BTreeMap<Category, f64> = BTreeMap::new();
-    for (name, sig) in services {
-        if name != &root && sig.upstreams.contains_key(&root) {
-            for (c, w) in &sig.dep_hints {
-                let e = dep_votes.entry(*c).or_default();
-                *e = e.max(0.5 * w);
-            }
-        }
-    }
-    for (c, w) in dep_votes {
-        *votes.entry(c).or_default() += w;
-    }
-    let total: f64 = votes.values().sum();
-    let mut best = votes
-        .iter()
-        .max_by(|a, b| a.1.total_cmp(b.1).then_with(|| b.0.cmp(a.0)))
-        .map(|(c, w)| (*c, *w))
-        .unwrap_or((Category::Unknown, 0.0));
     let change = services
         .get(&root)
         .and_then(|s| s.first_seen)
         .and_then(|f| recent_change(&root, f))
         .cloned();
-    let mut category_share = if total > 0.0 { best.1 / total } else { 0.0 };
-    // Only the callers vouch for the category while the root is itself
-    // bursting with errors of its own that support nothing of the kind: a
-    // service loud enough to fail on its own is not "unreachable", and its
-    // callers' impression ("connection refused to X") does not say why it
-    // fails. Hearsay: not enough to act without a human.
-    let hearsay = services
-        .get(&root)
-        .is_some_and(|s| s.count >= LOUD_ROOT_EVENTS && !s.self_hints.contains_key(&best.0));
-    let mut from_votes = false;
-    if external {
-        best = (Category::DependencyFailure, 1.0);
-        category_share = 0.8;
-    } else if let Some(c) = &change {
-        if best.0 != Category::ConfigError {
-            best = (Category::BadDeploy, 1.0);
+    let rc = categorise(
+        services,
+        &root,
+        external,
+        change.as_ref(),
+        min_category_weight,
+    );
+    let best = (rc.category, 0.0);
+    let category_share = rc.share;
+    let from_votes = rc.from_votes;
+    let hearsay = rc.hearsay;
+    if let Some(c) = &change {
+        if !external {
+            evidence.push(format!("errors began after {}", c.evidence));
         }
-        category_share = category_share.max(0.8);
-        evidence.push(format!("errors began after {}", c.evidence));
-    } else if best.1 < min_category_weight {
-        best = (Category::Unknown, 0.0);
-        category_share = 0.0;
-    } else {
-        from_votes = true;
     }
-    for (c, w) in votes.iter().filter(|(_, w)| **w > 0.0) {
+    for (c, w) in rc.votes.iter().filter(|(_, w)| **w > 0.0) {
         evidence.push(format!("signature votes {c} ({w:.2})"));
     }
     let margin = if top_score > 0.0 {
@@ -447,17 +458,23 @@ pub fn diagnose(
     // failing loudly enough to be detected. Confident only when a change on
     // it (e.g. scaled to zero) explains the silence.
     let silent = !external && !services.contains_key(&root);
+    let mut root_cap: f64 = 1.0;
+    let mut root_changed = change.is_some();
     if silent {
+        root_changed = recent_change(&root, onset).is_some();
         match recent_change(&root, onset) {
             Some(c) => evidence.push(format!(
                 "{root} changed before going silent: {}",
                 c.evidence
             )),
-            None => confidence = confidence.min(0.55),
+            None => {
+                confidence = confidence.min(SILENT_ROOT_CAP);
+                root_cap = SILENT_ROOT_CAP;
+            }
         }
     }
     if from_votes && hearsay {
-        confidence = confidence.min(0.55);
+        confidence = confidence.min(SILENT_ROOT_CAP);
         evidence.push(format!(
             "{} inferred only from callers' errors about {root}",
             best.0
@@ -473,7 +490,98 @@ pub fn diagnose(
         confidence,
         evidence,
         change,
+        silent,
+        root_changed,
+        root_cap,
+        margin,
+        rule: rc,
     })
+}
+
+/// The rule-based category of an incident rooted at `root`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleCategory {
+    pub category: Category,
+    /// The winning category's share of the votes (0.8 for a structural answer:
+    /// an external root or a recent change).
+    pub share: f64,
+    /// The category came from signature votes (not from a change or an external root).
+    pub from_votes: bool,
+    /// Only the callers vouch for it while the root is loud with errors of
+    /// its own that support nothing of the kind.
+    pub hearsay: bool,
+    /// Votes per category: the root's own hints plus half its callers'
+    /// dependency hints about it.
+    pub votes: BTreeMap<Category, f64>,
+}
+
+/// Categorises an incident rooted at `root` from signature votes, a recent
+/// change (`bad_deploy`, or `config_error` when configuration evidence
+/// dominates) and an external root (`dependency_failure`).
+pub fn categorise(
+    services: &BTreeMap<String, ServiceSignals>,
+    root: &str,
+    external: bool,
+    change: Option<&Change>,
+    min_category_weight: f64,
+) -> RuleCategory {
+    let mut votes: BTreeMap<Category, f64> = BTreeMap::new();
+    if let Some(sig) = services.get(root) {
+        for (c, w) in &sig.self_hints {
+            *votes.entry(*c).or_default() += w;
+        }
+    }
+    // Callers' evidence about the root counts half, and once: many callers
+    // seeing the same failure are one signal, not several.
+    let mut dep_votes: BTreeMap<Category, f64> = BTreeMap::new();
+    for (name, sig) in services {
+        if name != root && sig.upstreams.contains_key(root) {
+            for (c, w) in &sig.dep_hints {
+                let e = dep_votes.entry(*c).or_default();
+                *e = e.max(0.5 * w);
+            }
+        }
+    }
+    for (c, w) in dep_votes {
+        *votes.entry(c).or_default() += w;
+    }
+    let total: f64 = votes.values().sum();
+    let mut best = votes
+        .iter()
+        .max_by(|a, b| a.1.total_cmp(b.1).then_with(|| b.0.cmp(a.0)))
+        .map(|(c, w)| (*c, *w))
+        .unwrap_or((Category::Unknown, 0.0));
+    let mut category_share = if total > 0.0 { best.1 / total } else { 0.0 };
+    // Only the callers vouch for the category while the root is itself
+    // bursting with errors of its own that support nothing of the kind: a
+    // service loud enough to fail on its own is not "unreachable", and its
+    // callers' impression ("connection refused to X") does not say why it
+    // fails. Hearsay: not enough to act without a human.
+    let hearsay = services
+        .get(root)
+        .is_some_and(|s| s.count >= LOUD_ROOT_EVENTS && !s.self_hints.contains_key(&best.0));
+    let mut from_votes = false;
+    if external {
+        best = (Category::DependencyFailure, 1.0);
+        category_share = 0.8;
+    } else if change.is_some() {
+        if best.0 != Category::ConfigError {
+            best = (Category::BadDeploy, 1.0);
+        }
+        category_share = category_share.max(0.8);
+    } else if best.1 < min_category_weight {
+        best = (Category::Unknown, 0.0);
+        category_share = 0.0;
+    } else {
+        from_votes = true;
+    }
+    RuleCategory {
+        category: best.0,
+        share: category_share,
+        from_votes,
+        hearsay,
+        votes,
+    }
 }
 
 /// Adds one hint to per-category maxima.

@@ -443,6 +443,7 @@ pub fn run(cfg: &Config, opts: &DemoOptions, out: &mut dyn Write) -> Result<Demo
             buf.push(b'\n');
         }
         std::fs::write(&p, buf).map_err(io_err(&p))?;
+        write_labelled(dir, &truth)?;
     }
     let mut report = report::score(&truth, &outputs, &results);
     report.events = Stats::get(&stats.events_in);
@@ -455,6 +456,28 @@ pub fn run(cfg: &Config, opts: &DemoOptions, out: &mut dyn Write) -> Result<Demo
         truth,
         results,
     })
+}
+
+/// Writes `DIR/labelled.jsonl` (training input of `reflex train`) from the
+/// exported events and the truth.
+fn write_labelled(dir: &Path, truth: &[TruthRecord]) -> Result<(), DemoError> {
+    let src = dir.join("events.jsonl");
+    let text = std::fs::read(&src).map_err(io_err(&src))?;
+    let events: Vec<crate::model::ErrorEvent> = text
+        .split(|b| *b == b'\n')
+        .filter_map(|l| crate::codec::json::decode_event(l).ok())
+        .collect();
+    let p = dir.join("labelled.jsonl");
+    let mut buf = Vec::new();
+    for inc in super::truth::labelled(truth, &events) {
+        let line = crate::diagnosis::classify::labelled_line(&inc).map_err(|e| DemoError::Io {
+            path: p.display().to_string(),
+            source: e.into(),
+        })?;
+        buf.extend_from_slice(line.as_bytes());
+        buf.push(b'\n');
+    }
+    std::fs::write(&p, buf).map_err(io_err(&p))
 }
 
 type Say<'a> = dyn FnMut(String) -> Result<(), DemoError> + 'a;

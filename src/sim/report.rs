@@ -35,6 +35,8 @@ pub struct FaultRow {
     pub detected: bool,
     pub root_found: bool,
     pub diagnosed: Option<(String, Category)>,
+    /// The stated confidence of that diagnosis (the incident's latest record).
+    pub confidence: Option<f64>,
     pub time_to_detect_ms: Option<i64>,
     /// e.g. `restart inventory (auto)`, `escalate`, `-`.
     pub action: String,
@@ -70,6 +72,13 @@ impl Report {
     /// Faults whose root cause was found.
     pub fn roots_found(&self) -> usize {
         self.rows.iter().filter(|r| r.root_found).count()
+    }
+    /// Detected faults whose diagnosed category is the true one.
+    pub fn categories_right(&self) -> usize {
+        self.rows
+            .iter()
+            .filter(|r| r.diagnosed.as_ref().is_some_and(|(_, c)| *c == r.category))
+            .count()
     }
     /// (fixed automatically, remediable) counts.
     pub fn auto_remediation(&self) -> (usize, usize) {
@@ -208,6 +217,7 @@ pub fn score(truth: &[TruthRecord], outputs: &[Output], results: &[ActionResult]
             .collect();
         let first = mine.first();
         let diagnosed = first.map(|m| (m.last.root_cause_service.clone(), m.last.category));
+        let confidence = first.map(|m| m.last.confidence);
         let root_found = diagnosed.as_ref().is_some_and(|(r, c)| {
             *r == t.root || (t.root_kind == RootKind::Node && *c == Category::Network)
         });
@@ -265,6 +275,7 @@ pub fn score(truth: &[TruthRecord], outputs: &[Output], results: &[ActionResult]
             detected: !mine.is_empty(),
             root_found,
             diagnosed,
+            confidence,
             time_to_detect_ms: first.map(|m| m.first.updated_at.millis() - t.onset.millis()),
             action,
             time_to_recover_ms: t.end.millis() - t.onset.millis(),
@@ -352,6 +363,12 @@ impl fmt::Display for Report {
             self.detected(),
             self.roots_found(),
             pct(self.roots_found(), n)
+        )?;
+        writeln!(
+            f,
+            "category right           {}/{n} ({:.0}%)",
+            self.categories_right(),
+            pct(self.categories_right(), n)
         )?;
         writeln!(
             f,

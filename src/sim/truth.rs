@@ -107,3 +107,62 @@ pub fn load(path: &Path) -> Result<Vec<TruthRecord>, TruthError> {
         })
         .collect()
 }
+
+/// Error events within this long after onset go into a labelled incident.
+const LABEL_AFTER_MS: i64 = 10 * 60_000;
+/// Failing events kept per service in a labelled incident.
+const LABEL_PER_SERVICE: usize = 400;
+
+/// The labelled incidents (LABELLED.jsonl, see [`crate::diagnosis::classify`])
+/// of a run: per fault, the root's events and its callers' (for a node, the
+/// services failing on it) from a minute before onset to ten minutes after
+/// (or the end), and the root's changes in the quarter hour before onset.
+pub fn labelled(
+    truth: &[TruthRecord],
+    events: &[crate::model::ErrorEvent],
+) -> Vec<crate::diagnosis::classify::LabelledIncident> {
+    use crate::model::{EventKind, Severity};
+    let mut out = Vec::new();
+    for t in truth {
+        let from = t.onset.millis() - 60_000;
+        let to = t.end.millis().min(t.onset.millis() + LABEL_AFTER_MS);
+        let in_window = |e: &&crate::model::ErrorEvent| {
+            let m = e.time.millis();
+            m >= from && m <= to
+        };
+        let mut picked: Vec<crate::model::ErrorEvent> = Vec::new();
+        let mut per: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+        for e in events {
+            let root_change = e.kind == EventKind::Change
+                && e.service == t.root
+                && e.time <= t.onset
+                && t.onset.millis() - e.time.millis() <= 15 * 60_000;
+            let relevant = root_change
+                || (in_window(&e)
+                    && e.kind == EventKind::Error
+                    && e.severity >= Severity::Error
+                    && match t.root_kind {
+                        RootKind::Node => e.node.as_deref() == Some(t.root.as_str()),
+                        _ => {
+                            e.service == t.root
+                                || (e.upstream.as_deref() == Some(t.root.as_str())
+                                    || t.affected.contains(&e.service))
+                        }
+                    });
+            if !relevant {
+                continue;
+            }
+            let n = per.entry(e.service.as_str()).or_default();
+            if root_change || *n < LABEL_PER_SERVICE {
+                *n += 1;
+                picked.push(e.clone());
+            }
+        }
+        out.push(crate::diagnosis::classify::LabelledIncident {
+            category: t.category,
+            root_cause_service: t.root.clone(),
+            events: picked,
+        });
+    }
+    out
+}
