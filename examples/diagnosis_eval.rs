@@ -1,7 +1,9 @@
 //! Held-out evaluation of diagnosis: runs `reflex demo` (default options)
 //! over a range of seeds and prints category accuracy, root-cause accuracy,
-//! a confusion list and the calibration of the stated confidence
-//! (reliability per bin, Brier score).
+//! a confusion list, the calibration of the stated confidence
+//! (reliability per bin, Brier score), incidents per fault, time from onset
+//! to incident (event time), and false incidents per hour in fault-free runs
+//! (`REFLEX_EVAL_NOISE_HOURS`, default 24, three seeds; 0 skips them).
 //!
 //! `cargo run --release --example diagnosis_eval -- 1 20`
 //! (`REFLEX_EVAL_MODEL=model.json` evaluates another model file,
@@ -51,6 +53,7 @@ fn main() {
     let mut confusions: BTreeMap<(Category, Category), usize> = BTreeMap::new();
     // (confidence, category right, root and category right)
     let mut stated: Vec<(f64, bool, bool)> = Vec::new();
+    let (mut incidents, mut ttd) = (0usize, Vec::<i64>::new());
     for seed in lo..=hi {
         let opts = DemoOptions {
             seed,
@@ -70,6 +73,8 @@ fn main() {
             println!("seed {seed}: wrong action: {w}");
         }
         false_inc += r.false_incidents.len();
+        incidents += r.incidents - r.false_incidents.len();
+        ttd.extend(r.rows.iter().filter_map(|x| x.time_to_detect_ms));
         let (f, m) = r.auto_remediation();
         fixed += f;
         remediable += m;
@@ -103,6 +108,49 @@ fn main() {
     println!("category accuracy   {cat_ok}/{n} = {:.1}%", pct(cat_ok));
     println!("root-cause accuracy {root_ok}/{n} = {:.1}%", pct(root_ok));
     println!("both right          {both_ok}/{n} = {:.1}%", pct(both_ok));
+    println!(
+        "incidents per fault {:.3}",
+        incidents as f64 / n.max(1) as f64
+    );
+    ttd.sort_unstable();
+    let q = |p: f64| {
+        ttd.get(((ttd.len().max(1) - 1) as f64 * p).round() as usize)
+            .map_or(0.0, |t| *t as f64 / 1000.0)
+    };
+    println!(
+        "onset to incident   median {:.0}s, p90 {:.0}s, max {:.0}s",
+        q(0.5),
+        q(0.9),
+        q(1.0)
+    );
+    let noise_hours: f64 = std::env::var("REFLEX_EVAL_NOISE_HOURS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(24.0);
+    if noise_hours > 0.0 {
+        let mut noise = 0usize;
+        for seed in [101u64, 102, 103] {
+            let opts = DemoOptions {
+                seed,
+                faults: 0,
+                hours: noise_hours,
+                narrate: false,
+                ..DemoOptions::default()
+            };
+            match demo::run(&cfg, &opts, &mut std::io::sink()) {
+                Ok(r) => noise += r.report.incidents,
+                Err(e) => {
+                    eprintln!("noise seed {seed}: {e}");
+                    std::process::exit(1);
+                }
+            }
+        }
+        println!(
+            "noise               {noise} incidents in {:.0} fault-free hours = {:.3}/hour",
+            3.0 * noise_hours,
+            noise as f64 / (3.0 * noise_hours)
+        );
+    }
     println!(
         "auto-remediated {fixed}/{remediable}, wrong actions {wrong}, false incidents {false_inc}"
     );
