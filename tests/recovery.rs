@@ -128,12 +128,20 @@ fn storm_is_capped_by_the_rate_budget_and_trips_the_breaker() {
         per_incident.push(out);
     }
     let all: Vec<RecoveryOutput> = per_incident.iter().flatten().cloned().collect();
-    assert_eq!(actions(&all).len(), 10, "no more actions than the rate budget");
+    assert_eq!(
+        actions(&all).len(),
+        10,
+        "no more actions than the rate budget"
+    );
     assert!(s.breaker_open(), "the storm trips the breaker");
     assert_eq!(Stats::get(&stats.breaker_open), 1);
     let tripped = per_incident
         .iter()
-        .position(|o| escalation_reasons(o).iter().any(|r| r.contains("circuit_breaker")))
+        .position(|o| {
+            escalation_reasons(o)
+                .iter()
+                .any(|r| r.contains("circuit_breaker"))
+        })
         .expect("some incident is held by the breaker");
     for o in &per_incident[tripped..] {
         assert!(actions(o).is_empty(), "only escalations after the trip");
@@ -168,7 +176,10 @@ fn kill_switch_means_zero_actions_but_escalations() {
         );
         let mut out = Vec::new();
         for i in 0..5 {
-            s.process(incident(&format!("i{i}"), &format!("s{i}"), t(i as f64)), &mut out);
+            s.process(
+                incident(&format!("i{i}"), &format!("s{i}"), t(i as f64)),
+                &mut out,
+            );
         }
         assert!(actions(&out).is_empty());
         assert_eq!(escalation_reasons(&out).len(), 5);
@@ -210,7 +221,9 @@ fn flapping_target_is_escalated_not_acted_on_again() {
     s.on_watermark(t(10.0), &mut out);
     let res = s.take_resolutions();
     assert_eq!(res.len(), 1, "verified as recovered");
-    assert!(res[0].evidence.starts_with("verified: restart of inventory"));
+    assert!(res[0]
+        .evidence
+        .starts_with("verified: restart of inventory"));
     // Fails again 15 minutes later (past the cooldown, inside the flap window).
     let mut out = Vec::new();
     s.process(incident("b", "inventory", t(25.0)), &mut out);
@@ -483,7 +496,6 @@ fn drive(
     }
 }
 
-
 fn ok_after(ms: i64) -> impl FnMut(&RecoveryAction) -> Option<ActionResult> {
     move |a| Some(succeeded(a, a.created_at.plus_ms(ms)))
 }
@@ -498,7 +510,12 @@ fn fault_fixed_by_step_one_is_resolved_with_verified_evidence_and_learned() {
     let fixed_at = std::cell::Cell::new(i64::MAX);
     let failing = |m: i64| {
         if (10..20).contains(&m) && m < fixed_at.get() {
-            vec![det("inventory", t(m as f64), "error_burst", &[(Category::MemoryExhaustion, 0.9)])]
+            vec![det(
+                "inventory",
+                t(m as f64),
+                "error_burst",
+                &[(Category::MemoryExhaustion, 0.9)],
+            )]
         } else {
             vec![]
         }
@@ -523,11 +540,16 @@ fn fault_fixed_by_step_one_is_resolved_with_verified_evidence_and_learned() {
         .collect();
     assert_eq!(resolved.len(), 1);
     assert!(
-        resolved[0].evidence[0].starts_with("verified: restart of inventory succeeded, no errors for"),
+        resolved[0].evidence[0]
+            .starts_with("verified: restart of inventory succeeded, no errors for"),
         "{:?}",
         resolved[0].evidence
     );
-    assert!(w.sink.escalations().is_empty(), "{:?}", w.sink.escalations());
+    assert!(
+        w.sink.escalations().is_empty(),
+        "{:?}",
+        w.sink.escalations()
+    );
     // Learned, persisted, and reloaded by a new stage.
     let c = d
         .recover
@@ -566,24 +588,44 @@ fn step_that_does_not_help_climbs_the_ladder_then_escalates() {
     let mut d = Decider::new(&w.cfg, &w.opts, &mut sink, Arc::new(Stats::default()));
     let failing = |m: i64| {
         if m >= 10 {
-            vec![det("inventory", t(m as f64), "error_burst", &[(Category::MemoryExhaustion, 0.9)])]
+            vec![det(
+                "inventory",
+                t(m as f64),
+                "error_burst",
+                &[(Category::MemoryExhaustion, 0.9)],
+            )]
         } else {
             vec![]
         }
     };
     let mut seen = 0;
-    drive(&mut d, &w.sink, 0, 40, &failing, &mut ok_after(60_000), &mut seen);
+    drive(
+        &mut d,
+        &w.sink,
+        0,
+        40,
+        &failing,
+        &mut ok_after(60_000),
+        &mut seen,
+    );
     let acts = w.sink.actions();
     assert_eq!(acts.len(), 2, "{acts:?}");
     assert_eq!(acts[0].action_type, ActionType::Restart);
     assert_eq!(acts[1].action_type, ActionType::Scale);
     assert_ne!(acts[0].idempotency_key, acts[1].idempotency_key);
-    assert!(acts[1].reason.contains("remedy step 2"), "{}", acts[1].reason);
+    assert!(
+        acts[1].reason.contains("remedy step 2"),
+        "{}",
+        acts[1].reason
+    );
     assert!(acts[1].created_at > acts[0].created_at.plus_ms(3 * MIN));
     let esc = w.sink.escalations();
     assert_eq!(esc.len(), 1, "{esc:?}");
     assert!(esc[0].contains("remedy ladder exhausted"), "{esc:?}");
-    assert!(esc[0].contains("restart inventory, then scale inventory"), "{esc:?}");
+    assert!(
+        esc[0].contains("restart inventory, then scale inventory"),
+        "{esc:?}"
+    );
     assert!(!w
         .sink
         .incidents()
@@ -630,18 +672,26 @@ fn action_that_makes_things_worse_is_undone_and_escalated() {
     assert_eq!(acts[0].params.replicas, Some(4));
     let undo = &acts[1];
     assert_eq!(undo.action_type, ActionType::Scale);
-    assert_eq!(undo.params.replicas, Some(2), "back to the previous replicas");
+    assert_eq!(
+        undo.params.replicas,
+        Some(2),
+        "back to the previous replicas"
+    );
     assert!(undo.reason.starts_with("undo:"), "{}", undo.reason);
     assert_eq!(undo.decision, Decision::Auto);
     let esc = w.sink.escalations();
     assert!(
-        esc.iter().any(|e| e.contains("made things worse; undoing it")),
+        esc.iter()
+            .any(|e| e.contains("made things worse; undoing it")),
         "{esc:?}"
     );
 }
 
 fn shaky() -> Vec<(Category, f64)> {
-    vec![(Category::MemoryExhaustion, 0.35), (Category::Overload, 0.3)]
+    vec![
+        (Category::MemoryExhaustion, 0.35),
+        (Category::Overload, 0.3),
+    ]
 }
 
 fn pending_approval(w: &World, d: &mut Decider<'_>) -> RecoveryAction {
@@ -665,7 +715,11 @@ fn pending_approval(w: &World, d: &mut Decider<'_>) -> RecoveryAction {
     drive(d, &w.sink, 0, 14, &failing, &mut |_| None, &mut seen);
     let inc = w.sink.incidents();
     assert!(!inc.is_empty());
-    assert!(inc[0].confidence < 0.6, "low confidence: {}", inc[0].confidence);
+    assert!(
+        inc[0].confidence < 0.6,
+        "low confidence: {}",
+        inc[0].confidence
+    );
     let acts = w.sink.actions();
     assert_eq!(acts.len(), 1, "{acts:?}");
     assert_eq!(acts[0].decision, Decision::ApprovalRequired, "not auto");
@@ -720,7 +774,10 @@ fn rejection_is_escalated_and_learned_and_expiry_is_event_time() {
         .recover
         .learned()
         .counts(Category::MemoryExhaustion, pending.action_type);
-    let o = d.recover.learned().counts(Category::Overload, pending.action_type);
+    let o = d
+        .recover
+        .learned()
+        .counts(Category::Overload, pending.action_type);
     assert_eq!(c.failures + o.failures, 1);
 
     // Expiry: judged against the watermark.
@@ -749,7 +806,12 @@ fn results_apply_in_event_time_whenever_they_arrive() {
         let fixed_at = std::cell::Cell::new(i64::MAX);
         let failing = |m: i64| {
             if m >= 10 && m < fixed_at.get() {
-                vec![det("inventory", t(m as f64), "error_burst", &[(Category::MemoryExhaustion, 0.9)])]
+                vec![det(
+                    "inventory",
+                    t(m as f64),
+                    "error_burst",
+                    &[(Category::MemoryExhaustion, 0.9)],
+                )]
             } else {
                 vec![]
             }

@@ -340,6 +340,17 @@ mod tests {
     };
 
     #[test]
+    fn metric_labels_match_the_guards() {
+        let names: Vec<&str> = Guard::ALL.iter().map(|g| g.as_str()).collect();
+        assert_eq!(names, crate::telemetry::metrics::GUARDS);
+        let outcomes: Vec<&str> = crate::recovery::verify::Outcome::ALL
+            .iter()
+            .map(|o| o.as_str())
+            .collect();
+        assert_eq!(outcomes, crate::telemetry::metrics::VERIFICATION_OUTCOMES);
+    }
+
+    #[test]
     fn breaker_trips_on_failures_and_resets_by_time_or_call() {
         let mut g = Guards::new(GuardsConfig {
             breaker_max_failures: 2,

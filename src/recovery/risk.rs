@@ -7,16 +7,18 @@
 //! risk = 1 − (1 − base_risk)                       // the catalog's inherent risk
 //!          × (0.5 + 0.5 · confidence)              // a shaky diagnosis doubles doubt
 //!          × criticality_safety                    // low 1.0, medium 0.95, high 0.85, critical 0.7
-//!          × (1 − 0.15 · blast_radius)             // share of the service's instances touched
-//!          × (0.7 + 0.3 · success_rate)            // learned P(success) of (category, action)
+//!          × (1 − 0.1 · blast_radius)              // share of the service's instances disrupted at once
+//!          × min(1, (0.7 + 0.3 · success_rate) / 0.94)  // learned P(success) of (category, action)
 //!          × 0.8^recent_attempts                   // repeated tries on one target
 //!          × (0.75 if in a change-freeze/maintenance window else 1.0)
-//!          × environment_safety                    // development 1.0, staging 0.98, unknown 0.97, production 0.93
+//!          × environment_safety                    // development, staging, unknown 1.0; production 0.95
 //! ```
 //!
 //! `success_rate` is the posterior mean of a Beta distribution over the
 //! action's success for that category, learned from verification outcomes
-//! (see [`super::learn`]); with no data it is the prior mean.
+//! (see [`super::learn`]); with no data it is the prior mean 0.8, where the
+//! factor is exactly 1: failures raise the risk, successes bring it back
+//! (never below the catalog's judgement).
 //!
 //! So risk is monotone: non-decreasing in base risk, criticality, blast
 //! radius, recent attempts, windows and environment strictness;
@@ -66,10 +68,8 @@ pub fn criticality_safety(c: Criticality) -> f64 {
 /// How safe acting in this environment is.
 pub fn env_safety(e: Env) -> f64 {
     match e {
-        Env::Development => 1.0,
-        Env::Staging => 0.98,
-        Env::Unknown => 0.97,
-        Env::Production => 0.93,
+        Env::Development | Env::Staging | Env::Unknown => 1.0,
+        Env::Production => 0.95,
     }
 }
 
@@ -79,8 +79,8 @@ pub fn risk(i: &RiskInputs) -> f64 {
     let safety = (1.0 - clamp01(i.base_risk, 1.0))
         * (0.5 + 0.5 * clamp01(i.confidence, 0.0))
         * criticality_safety(i.criticality)
-        * (1.0 - 0.15 * clamp01(i.blast_radius, 1.0))
-        * (0.7 + 0.3 * clamp01(i.success_rate, 0.0))
+        * (1.0 - 0.1 * clamp01(i.blast_radius, 1.0))
+        * ((0.7 + 0.3 * clamp01(i.success_rate, 0.0)) / 0.94).min(1.0)
         * 0.8f64.powi(i.recent_attempts.min(64) as i32)
         * if i.in_window { 0.75 } else { 1.0 }
         * env_safety(i.env);
@@ -135,24 +135,32 @@ mod tests {
         fn monotone_in_each_factor(i in inputs(), d in 0.0f64..0.5) {
             let r = risk(&i);
             let up = |x: f64| (x + d).min(1.0);
-            prop_assert!(risk(&RiskInputs { base_risk: up(i.base_risk), ..i }) >= r);
-            prop_assert!(risk(&RiskInputs { confidence: up(i.confidence), ..i }) <= r);
-            prop_assert!(risk(&RiskInputs { blast_radius: up(i.blast_radius), ..i }) >= r);
-            prop_assert!(risk(&RiskInputs { success_rate: up(i.success_rate), ..i }) <= r);
-            prop_assert!(risk(&RiskInputs { recent_attempts: i.recent_attempts + 1, ..i }) >= r);
-            prop_assert!(risk(&RiskInputs { in_window: true, ..i }) >= r);
             let stricter_crit = match i.criticality {
                 Criticality::Low => Criticality::Medium,
                 Criticality::Medium => Criticality::High,
                 _ => Criticality::Critical,
             };
-            prop_assert!(risk(&RiskInputs { criticality: stricter_crit, ..i }) >= r);
             let stricter_env = match i.env {
                 Env::Development => Env::Staging,
                 Env::Staging => Env::Unknown,
                 _ => Env::Production,
             };
-            prop_assert!(risk(&RiskInputs { env: stricter_env, ..i }) >= r);
+            let more_base = risk(&RiskInputs { base_risk: up(i.base_risk), ..i });
+            let more_conf = risk(&RiskInputs { confidence: up(i.confidence), ..i });
+            let more_blast = risk(&RiskInputs { blast_radius: up(i.blast_radius), ..i });
+            let more_success = risk(&RiskInputs { success_rate: up(i.success_rate), ..i });
+            let retried = risk(&RiskInputs { recent_attempts: i.recent_attempts + 1, ..i });
+            let windowed = risk(&RiskInputs { in_window: true, ..i });
+            let more_crit = risk(&RiskInputs { criticality: stricter_crit, ..i });
+            let stricter = risk(&RiskInputs { env: stricter_env, ..i });
+            prop_assert!(more_base >= r);
+            prop_assert!(more_conf <= r);
+            prop_assert!(more_blast >= r);
+            prop_assert!(more_success <= r);
+            prop_assert!(retried >= r);
+            prop_assert!(windowed >= r);
+            prop_assert!(more_crit >= r);
+            prop_assert!(stricter >= r);
         }
     }
 
