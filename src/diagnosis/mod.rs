@@ -61,6 +61,20 @@ struct Tracked {
     namespace: Option<String>,
     /// What was last published: (root, category, services, confidence).
     last: Option<(String, crate::model::Category, Vec<String>, f64)>,
+    /// A pending incident that may be a relapse of this resolved one.
+    relapse_of: Option<String>,
+    /// (Resolved incidents) a pending incident is deciding whether it is a
+    /// relapse of this one; no second candidate meanwhile.
+    relapse_pending: bool,
+}
+
+/// Resolved incidents awaiting a relapse decision: id → (root, opened_at).
+fn relapse_candidates(incidents: &[Tracked]) -> BTreeMap<String, (String, EventTime)> {
+    incidents
+        .iter()
+        .filter(|t| t.relapse_pending)
+        .filter_map(|t| Some((t.id.clone(), (t.last.as_ref()?.0.clone(), t.opened_at))))
+        .collect()
 }
 
 /// The diagnosis stage.
@@ -154,16 +168,17 @@ impl DiagnosisStage {
         let sig = t.signals.entry(d.service.clone()).or_default();
         sig.first_seen = Some(sig.first_seen.map_or(d.first_seen, |f| f.min(d.first_seen)));
         sig.score += d.score;
-        sig.count += d.count;
         for h in &d.hints {
             add_hint(sig, h.category, h.weight, h.about);
         }
+        sig.add_tally(
+            &format!("{}/{}", d.detector, d.rule),
+            d.count,
+            d.upstreams.iter().map(|u| (u.value.clone(), u.count)),
+            d.nodes.iter().map(|n| (n.value.clone(), n.count)),
+        );
         for u in &d.upstreams {
-            *sig.upstreams.entry(u.value.clone()).or_default() += u.count;
             t.upstreams.insert(u.value.clone());
-        }
-        for n in &d.nodes {
-            *sig.nodes.entry(n.value.clone()).or_default() += n.count;
         }
         if sig.evidence.as_ref().is_none_or(|(s, _)| d.score > *s) {
             sig.evidence = Some((d.score, d.evidence.clone()));
@@ -293,6 +308,44 @@ impl DiagnosisStage {
         self.incidents.insert(i, t);
     }
 
+    /// A pending incident is about to be published. When it is a possible
+    /// relapse and its diagnosis names the resolved incident's root cause,
+    /// it takes over that incident's id and opening time (the incident is
+    /// reopened, not counted again); otherwise the resolved incident is
+    /// released and this one is new. Returns whether it is a new incident.
+    fn settle(
+        &self,
+        t: &mut Tracked,
+        candidates: &BTreeMap<String, (String, EventTime)>,
+        adopted: &mut Vec<String>,
+        released: &mut Vec<String>,
+    ) -> bool {
+        let Some(old) = t.relapse_of.take() else {
+            return true;
+        };
+        let same_root = candidates.get(&old).is_some_and(|(root, _)| {
+            rootcause::diagnose(
+                &t.signals,
+                &self.graph,
+                &self.changes,
+                self.cfg.change_window.0,
+                self.cfg.min_category_weight,
+            )
+            .is_some_and(|v| v.root == *root)
+        });
+        if same_root {
+            if let Some((_, opened_at)) = candidates.get(&old) {
+                t.opened_at = *opened_at;
+            }
+            t.id.clone_from(&old);
+            adopted.push(old);
+            false
+        } else {
+            released.push(old);
+            true
+        }
+    }
+
     /// The catalog this stage was built with.
     pub fn catalog(&self) -> &Catalog {
         &self.catalog
@@ -329,41 +382,55 @@ impl Stage for DiagnosisStage {
         }
         let gap = self.cfg.correlation_gap.0;
         let reopen = self.cfg.reopen_within.0;
-        let idx = self.incidents.iter().position(|t| match t.resolved_at {
-            None => d.first_seen.millis() <= t.last_activity.millis() + gap && self.related(t, &d),
-            // A relapse of the same root cause reopens; a new failure of one
-            // of its former victims is a new incident.
-            // Only a detection strong enough to open an incident can reopen
-            // one: evidence-only records (cascades, new templates) may not.
-            Some(r) => {
-                d.first_seen.millis() <= r.millis() + reopen
-                    && d.score >= self.cfg.min_open_score
-                    && t.last.as_ref().is_some_and(|(root, category, ..)| {
-                        (d.service == *root && !Self::other_trouble(&d, *category))
-                            || d.upstreams
-                                .iter()
-                                .any(|u| u.value == *root && 3 * u.count >= d.count)
-                    })
-            }
+        // An open incident the detection belongs to comes first: a new fault
+        // already being tracked must not lose its detections to an old
+        // incident's relapse check.
+        let open = self.incidents.iter().position(|t| {
+            t.resolved_at.is_none()
+                && d.first_seen.millis() <= t.last_activity.millis() + gap
+                && self.related(t, &d)
         });
-        match idx {
+        // A relapse of the same root cause reopens; a new failure of one of
+        // its former victims is a new incident. Only a detection strong
+        // enough to open an incident can reopen one: evidence-only records
+        // (cascades, new templates) may not.
+        let relapse = || {
+            self.incidents.iter().position(|t| {
+                t.resolved_at.is_some_and(|r| {
+                    !t.relapse_pending
+                        && d.first_seen.millis() <= r.millis() + reopen
+                        && d.score >= self.cfg.min_open_score
+                        && t.last.as_ref().is_some_and(|(root, category, ..)| {
+                            (d.service == *root && !Self::other_trouble(&d, *category))
+                                || d.upstreams
+                                    .iter()
+                                    .any(|u| u.value == *root && 3 * u.count >= d.count)
+                        })
+                })
+            })
+        };
+        match open {
             Some(i) => {
                 let mut t = self.incidents.remove(i);
-                let reopened = t.resolved_at.take().is_some();
                 Self::fold(&mut t, &d);
                 if t.publish_at.is_none() {
-                    let status = if reopened {
-                        IncidentStatus::Open
-                    } else {
-                        IncidentStatus::Updated
-                    };
-                    if let Some(rec) = self.publish(&mut t, status, reopened) {
+                    if let Some(rec) = self.publish(&mut t, IncidentStatus::Updated, false) {
                         out.push(rec);
                     }
                 }
                 self.incidents.insert(i, t);
             }
             None if d.score >= self.cfg.min_open_score => {
+                // A possible relapse is tracked as a new pending incident
+                // that remembers the resolved one; when it settles, it takes
+                // over the old id only if it names the same root cause (see
+                // `settle`). Deciding at once would let the first detection
+                // (often a caller's, about the old root) decide for the whole
+                // fault.
+                let relapse_of = relapse().map(|i| {
+                    self.incidents[i].relapse_pending = true;
+                    self.incidents[i].id.clone()
+                });
                 let mut t = Tracked {
                     id: stable_id(
                         "inc-",
@@ -378,6 +445,8 @@ impl Stage for DiagnosisStage {
                     traces: BTreeSet::new(),
                     namespace: d.namespace.clone(),
                     last: None,
+                    relapse_of,
+                    relapse_pending: false,
                 };
                 Self::fold(&mut t, &d);
                 self.incidents.push(t);
@@ -391,11 +460,15 @@ impl Stage for DiagnosisStage {
         let resolve_after = self.cfg.resolve_after.0;
         let reopen = self.cfg.reopen_within.0;
         let mut incidents = std::mem::take(&mut self.incidents);
+        let candidates = relapse_candidates(&incidents);
+        let (mut adopted, mut released) = (Vec::new(), Vec::new());
         for t in &mut incidents {
             if let Some(p) = t.publish_at {
                 if wm >= p {
                     t.publish_at = None;
-                    Stats::add(&self.stats.incidents_opened, 1);
+                    if self.settle(t, &candidates, &mut adopted, &mut released) {
+                        Stats::add(&self.stats.incidents_opened, 1);
+                    }
                     if let Some(rec) = self.publish(t, IncidentStatus::Open, true) {
                         out.push(rec);
                     }
@@ -410,9 +483,16 @@ impl Stage for DiagnosisStage {
             }
         }
         incidents.retain(|t| {
-            t.resolved_at
-                .is_none_or(|r| wm.millis() <= r.millis() + reopen)
+            // A resolved incident whose relapse took over its id is gone.
+            !(t.resolved_at.is_some() && adopted.contains(&t.id))
+                && t.resolved_at
+                    .is_none_or(|r| wm.millis() <= r.millis() + reopen)
         });
+        for t in &mut incidents {
+            if released.contains(&t.id) {
+                t.relapse_pending = false;
+            }
+        }
         self.incidents = incidents;
         let horizon = wm.millis() - 2 * self.cfg.change_window.0;
         while self
@@ -428,14 +508,19 @@ impl Stage for DiagnosisStage {
         // Publish what is still pending; open incidents stay open (the input
         // ended, not the fault).
         let mut incidents = std::mem::take(&mut self.incidents);
+        let candidates = relapse_candidates(&incidents);
+        let (mut adopted, mut released) = (Vec::new(), Vec::new());
         for t in &mut incidents {
             if t.publish_at.take().is_some() {
-                Stats::add(&self.stats.incidents_opened, 1);
+                if self.settle(t, &candidates, &mut adopted, &mut released) {
+                    Stats::add(&self.stats.incidents_opened, 1);
+                }
                 if let Some(rec) = self.publish(t, IncidentStatus::Open, true) {
                     out.push(rec);
                 }
             }
         }
+        incidents.retain(|t| !(t.resolved_at.is_some() && adopted.contains(&t.id)));
         self.incidents = incidents;
     }
 }

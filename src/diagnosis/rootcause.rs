@@ -36,6 +36,8 @@ use crate::model::{About, Category, EventTime};
 /// A root with at least this many of its own failing events in the incident
 /// is "loud": its own errors, not its callers', must explain the category.
 const LOUD_ROOT_EVENTS: i64 = 20;
+/// Hops blame is followed along a chain of failing callers.
+const BLAME_HOPS: usize = 4;
 use std::collections::BTreeMap;
 
 use super::graph::DependencyGraph;
@@ -52,10 +54,60 @@ pub struct ServiceSignals {
     /// Upstreams named by this service's failing calls, with counts.
     pub upstreams: BTreeMap<String, i64>,
     pub nodes: BTreeMap<String, i64>,
+    /// Per detector rule: (failing events, their upstreams, their nodes)
+    /// summed over windows. `count`, `upstreams` and `nodes` are the
+    /// largest view of any one rule (see [`ServiceSignals::add_tally`]).
+    pub tallies: BTreeMap<String, Tally>,
     /// The strongest detection's evidence line.
     pub evidence: Option<(f64, String)>,
     /// The service's namespace, as its detections report it.
     pub namespace: Option<String>,
+}
+
+/// What one detector rule saw of a service's failing events.
+#[derive(Debug, Clone, Default)]
+pub struct Tally {
+    pub count: i64,
+    pub upstreams: BTreeMap<String, i64>,
+    pub nodes: BTreeMap<String, i64>,
+}
+
+impl ServiceSignals {
+    /// Adds one detection's counts under its rule and refreshes the service's
+    /// view. Detectors overlap (an error burst and a signature rule count
+    /// the same events; a trace cascade counts traces, with no upstreams), so
+    /// summing across rules would double-count events and dilute the share
+    /// naming an upstream. Each rule's counts are summed over its windows
+    /// and the service's figures are the largest of any rule, per key.
+    pub fn add_tally(
+        &mut self,
+        rule: &str,
+        count: i64,
+        upstreams: impl Iterator<Item = (String, i64)>,
+        nodes: impl Iterator<Item = (String, i64)>,
+    ) {
+        let t = self.tallies.entry(rule.to_string()).or_default();
+        t.count += count;
+        for (u, c) in upstreams {
+            *t.upstreams.entry(u).or_default() += c;
+        }
+        for (n, c) in nodes {
+            *t.nodes.entry(n).or_default() += c;
+        }
+        self.count = self.tallies.values().map(|t| t.count).max().unwrap_or(0);
+        self.upstreams.clear();
+        self.nodes.clear();
+        for t in self.tallies.values() {
+            for (u, c) in &t.upstreams {
+                let e = self.upstreams.entry(u.clone()).or_default();
+                *e = (*e).max(*c);
+            }
+            for (n, c) in &t.nodes {
+                let e = self.nodes.entry(n.clone()).or_default();
+                *e = (*e).max(*c);
+            }
+        }
+    }
 }
 
 /// A recent `change` on a service.
@@ -133,21 +185,66 @@ pub fn diagnose(
         }
     };
 
+    // Blame flows along chains: a caller failing on X, which itself fails
+    // mostly calling Y, blames Y through X. Each affected service keeps the
+    // share of the blame it receives that its own failure does not pass on
+    // (1 − its victim share) and forwards the rest to the candidates it
+    // names, in proportion; external and silent candidates keep all of it.
+    // Without this, the middle of a chain (web → api → silent auth) outranks
+    // the silent end: its callers blame it fully.
+    let edges: BTreeMap<&str, Vec<(&str, f64)>> = services
+        .iter()
+        .map(|(name, sig)| {
+            let out: Vec<(&str, f64)> = candidates
+                .keys()
+                .filter(|c| *c != name)
+                .map(|c| (c.as_str(), blame(name, sig, c)))
+                .filter(|(_, b)| *b > 0.0)
+                .collect();
+            (name.as_str(), out)
+        })
+        .collect();
+    let mut received: BTreeMap<&str, f64> = BTreeMap::new();
+    let mut callers_of: BTreeMap<&str, usize> = BTreeMap::new();
+    for (name, out) in &edges {
+        for (c, _) in out {
+            *callers_of.entry(*c).or_default() += 1;
+        }
+        let mut mass: Vec<(&str, f64)> = out.clone();
+        // Chains are short; a few hops bound the work and break cycles.
+        for hop in 0..BLAME_HOPS {
+            let mut next: Vec<(&str, f64)> = Vec::new();
+            for (node, m) in mass {
+                if hop + 1 == BLAME_HOPS {
+                    // The last hop keeps what it got: blame is never lost.
+                    *received.entry(node).or_default() += m;
+                    continue;
+                }
+                let fwd = edges.get(node).map(|v| v.as_slice()).unwrap_or(&[]);
+                let passed: f64 = fwd
+                    .iter()
+                    .filter(|(c, _)| c != name)
+                    .map(|(_, b)| b)
+                    .sum::<f64>()
+                    .min(1.0);
+                *received.entry(node).or_default() += m * (1.0 - passed);
+                for (c, b) in fwd.iter().filter(|(c, _)| c != name) {
+                    next.push((c, m * b));
+                }
+            }
+            if next.is_empty() {
+                break;
+            }
+            mass = next;
+        }
+    }
+
     let mut ranked: Vec<(f64, String, bool, Vec<String>)> = Vec::new();
     for (cand, &outside) in &candidates {
         let external = outside && !graph.is_service(cand);
         let mut why = Vec::new();
-        let (mut callers, mut blamed) = (0usize, 0.0);
-        for (name, sig) in services {
-            if name == cand {
-                continue;
-            }
-            let b = blame(name, sig, cand);
-            if b > 0.0 {
-                callers += 1;
-                blamed += b;
-            }
-        }
+        let callers = callers_of.get(cand.as_str()).copied().unwrap_or(0);
+        let blamed = received.get(cand.as_str()).copied().unwrap_or(0.0);
         let callers_share = if outside {
             blamed / n as f64
         } else {

@@ -48,6 +48,10 @@ pub struct AnomalyStreamConfig {
     pub significance: f64,
     /// Also watch mean `latency_ms` per service.
     pub latency: bool,
+    /// A latency anomaly must also be a material slowdown: the bucket's mean
+    /// at least this multiple of the learned normal. A steady service's
+    /// +10% is statistically unusual but not an incident.
+    pub min_latency_ratio: f64,
     /// Keys silent this long are forgotten.
     pub idle_eviction: DurationMs,
     /// Hard bound on tracked keys (memory).
@@ -66,6 +70,7 @@ impl Default for AnomalyStreamConfig {
             min_count: 5,
             significance: 1e-6,
             latency: true,
+            min_latency_ratio: 1.5,
             idle_eviction: DurationMs(6 * 3_600_000),
             max_keys: 100_000,
             series: AnomalyConfig::default(),
@@ -93,6 +98,12 @@ impl AnomalyStreamConfig {
             e.push((
                 "detectors.anomaly.significance".into(),
                 "must be in (0, 1]".into(),
+            ));
+        }
+        if !(self.min_latency_ratio.is_finite() && self.min_latency_ratio >= 1.0) {
+            e.push((
+                "detectors.anomaly.min_latency_ratio".into(),
+                "must be at least 1".into(),
             ));
         }
         if self.max_keys == 0 {
@@ -240,9 +251,15 @@ impl AnomalyStream {
             let Some(bucket) = bucket else { continue };
             let Some(facts) = bucket.facts else { continue };
             let rising = before.is_none_or(|(mean, _)| value > mean);
-            let enough = signal != Signal::ErrorRate
-                || (n >= self.cfg.min_count
-                    && poisson_sf(n, before.map_or(0.0, |b| b.0)) <= self.cfg.significance);
+            let enough = match signal {
+                Signal::ErrorRate => {
+                    n >= self.cfg.min_count
+                        && poisson_sf(n, before.map_or(0.0, |b| b.0)) <= self.cfg.significance
+                }
+                Signal::Latency => {
+                    before.is_none_or(|(mean, _)| value >= mean * self.cfg.min_latency_ratio)
+                }
+            };
             if score < self.cfg.alert_level || !rising || !enough {
                 continue;
             }
@@ -375,6 +392,27 @@ mod tests {
             "{}",
             out[0].evidence
         );
+    }
+
+    #[test]
+    fn a_small_but_unusual_slowdown_is_not_an_anomaly() {
+        // A very steady service: +25% is many spreads away from normal but
+        // below the 1.5x material slowdown; 2x is reported.
+        for (slow, expect) in [(125.0, false), (200.0, true)] {
+            let mut d = stream();
+            let mut out = Vec::new();
+            for m in 0..400i64 {
+                let v = if m < 350 {
+                    100.0 + (m % 2) as f64
+                } else {
+                    slow
+                };
+                obs(&mut d, "api", m * 60_000, Some(v));
+                d.on_watermark(EventTime((m + 1) * 60_000), &mut out);
+            }
+            let lat = out.iter().filter(|o| o.rule == "latency").count();
+            assert_eq!(lat > 0, expect, "slowdown to {slow}: {out:?}");
+        }
     }
 
     #[test]
