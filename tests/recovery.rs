@@ -838,3 +838,25 @@ fn results_apply_in_event_time_whenever_they_arrive() {
             && i.evidence[0].starts_with("verified:"))
     ));
 }
+
+#[test]
+fn rediagnosis_during_verification_waits_for_the_verdict() {
+    let (mut s, _) = stage_with(RecoveryConfig {
+        guards: loose_guards(),
+        ..RecoveryConfig::default()
+    });
+    let mut out = Vec::new();
+    s.process(incident("a", "cart", t(0.0)), &mut out);
+    let a = actions(&out)[0].clone();
+    s.on_result(&succeeded(&a, t(1.5)), &mut out);
+    // The restart's own blip makes diagnosis call it `unavailable` for a while.
+    let mut re = incident("a", "cart", t(2.0));
+    re.status = IncidentStatus::Updated;
+    re.category = Category::Unavailable;
+    s.process(re, &mut out);
+    assert_eq!(actions(&out).len(), 1, "no second action while verifying");
+    s.on_watermark(t(10.0), &mut out);
+    assert_eq!(s.take_resolutions().len(), 1);
+    assert_eq!(actions(&out).len(), 1);
+    assert!(escalation_reasons(&out).is_empty(), "{out:?}");
+}

@@ -124,6 +124,11 @@ struct Episode {
     previous_replicas: Option<i64>,
     /// Activity before the current action was created.
     pre: Activity,
+    /// A new category for the same root arrived while an action was being
+    /// carried out or verified (its own blip can change the diagnosis): the
+    /// verification decides first; if it fails, the ladder continues with
+    /// this diagnosis.
+    rediagnosed: Option<Incident>,
 }
 
 /// The recovery stage.
@@ -835,6 +840,10 @@ impl RecoveryStage {
         }
         match outcome {
             Outcome::Recovered => {
+                if let Some(r) = ep.rediagnosed.take() {
+                    self.handled
+                        .insert((r.incident_id, r.root_cause_service, r.category));
+                }
                 self.learn(ep, true);
                 self.guards.verified(&root, end);
                 ep.phase = Phase::Done { verified: true };
@@ -856,6 +865,35 @@ impl RecoveryStage {
             Outcome::NotRecovered => {
                 self.learn(ep, false);
                 self.guards.failed(wm);
+                if let Some(mut next) = ep.rediagnosed.take() {
+                    // Continue with the new diagnosis' ladder.
+                    self.handled.insert((
+                        next.incident_id.clone(),
+                        next.root_cause_service.clone(),
+                        next.category,
+                    ));
+                    next.updated_at = wm;
+                    let tried = std::mem::take(&mut ep.tried);
+                    *ep = Episode {
+                        inc: next,
+                        step: 0,
+                        tried,
+                        phase: Phase::Done { verified: false },
+                        action: None,
+                        undo: false,
+                        previous_replicas: None,
+                        pre: Activity::default(),
+                        rediagnosed: None,
+                    };
+                    self.try_step(
+                        ep,
+                        wm,
+                        Some(format!("{what} succeeded but the errors went on")),
+                        out,
+                    );
+                    self.breaker_gauge();
+                    return;
+                }
                 ep.step += 1;
                 self.try_step(
                     ep,
@@ -999,6 +1037,7 @@ impl RecoveryStage {
             undo: false,
             previous_replicas: None,
             pre: Activity::default(),
+            rediagnosed: None,
         };
         self.try_step(&mut ep, inc.updated_at, None, out);
         self.insert_episode(ep);
@@ -1052,6 +1091,25 @@ impl Stage for RecoveryStage {
             inc.root_cause_service.clone(),
             inc.category,
         );
+        let busy_same_root = self.episodes.get(&inc.incident_id).is_some_and(|e| {
+            e.inc.root_cause_service == inc.root_cause_service
+                && matches!(
+                    e.phase,
+                    Phase::AwaitingResult { .. } | Phase::Verifying { .. }
+                )
+                && !e.undo
+        });
+        if busy_same_root && !self.handled.contains(&key) {
+            if let Some(ep) = self.episodes.get_mut(&inc.incident_id) {
+                tracing::info!(
+                    incident_id = %inc.incident_id,
+                    category = %inc.category,
+                    "Re-diagnosed while an action is verified; the verification decides first."
+                );
+                ep.rediagnosed = Some(inc);
+            }
+            return;
+        }
         if !self.handled.insert(key) {
             // Same diagnosis: keep the latest record; a reopen after a
             // verified fix is a relapse (the flap guard decides).

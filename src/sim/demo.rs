@@ -632,6 +632,13 @@ fn narrate_incident(story: &mut Story, i: &Incident, say: &mut Say<'_>) -> Resul
     let prev = story.incidents.insert(i.incident_id.clone(), i.clone());
     let at = clock(i.updated_at);
     match (i.status, prev) {
+        (IncidentStatus::Resolved, _) if i.evidence.first().is_some_and(|e| e.starts_with("verified:")) => {
+            say(format!(
+                "[{at}]     incident {} resolved -> VERIFIED by reflex ({})",
+                i.incident_id,
+                i.evidence.first().map(String::as_str).unwrap_or_default()
+            ))
+        }
         (IncidentStatus::Resolved, _) => {
             let verified = story.fixed.get(&i.incident_id);
             say(format!(
