@@ -360,6 +360,18 @@ pub fn run(
         topic: topic.clone(),
     });
     let consumer = create_consumer(&opts.brokers, &group, &topic, k, shared.clone())?;
+    // Executors' results (verification, ladders, learning): a plain
+    // consumer in its own group, read without blocking between batches.
+    let results_consumer = if opts.stage == StageSel::Detect {
+        None
+    } else {
+        Some(create_results_consumer(
+            &opts.brokers,
+            &format!("{group}.action-results"),
+            &k.topic("reflex.action-results"),
+            k,
+        )?)
+    };
     let det_partitions: Vec<i32> = if opts.stage == StageSel::Detect {
         detections_partitions(&consumer, &det_topic, &shutdown)?
     } else {
@@ -453,6 +465,9 @@ pub fn run(
                 }
             }
             continue;
+        }
+        if let Some(rc) = &results_consumer {
+            feed_results(rc, &mut decider);
         }
         let mut n = 0usize;
         let mut timeout = POLL_TIMEOUT;
@@ -770,5 +785,49 @@ impl SharedSink {
 impl Sink for SharedSink {
     fn write(&mut self, out: &Output) -> Result<(), SinkError> {
         self.get().write(out)
+    }
+}
+
+/// A consumer of `reflex.action-results` (JSON ActionResults, as the
+/// executors publish them), auto-committed in its own group.
+fn create_results_consumer(
+    brokers: &str,
+    group_id: &str,
+    topic: &str,
+    kafka: &crate::config::kafka::KafkaConfig,
+) -> Result<BaseConsumer, KafkaError> {
+    let mut cc = rdkafka::ClientConfig::new();
+    cc.set("bootstrap.servers", brokers)
+        .set("enable.auto.commit", "true")
+        .set("auto.offset.reset", "earliest");
+    for (k, v) in &kafka.consumer {
+        cc.set(k, v);
+    }
+    cc.set("group.id", group_id);
+    let c: BaseConsumer = cc.create()?;
+    c.subscribe(&[topic])?;
+    Ok(c)
+}
+
+/// Hands every result available now to the decider (applied in event time).
+fn feed_results(rc: &BaseConsumer, decider: &mut Decider<'_>) {
+    for _ in 0..1024 {
+        match rc.poll(Duration::ZERO) {
+            None => return,
+            Some(Ok(m)) => {
+                match serde_json::from_slice::<crate::model::ActionResult>(
+                    m.payload().unwrap_or(&[]),
+                ) {
+                    Ok(r) => decider.action_result(&r),
+                    Err(error) => warn!(%error, "Unreadable action result skipped."),
+                }
+            }
+            Some(Err(KafkaError::PartitionEOF(_))) => {}
+            Some(Err(error)) => {
+                // E.g. the topic does not exist yet: retried next batch.
+                tracing::debug!(%error, "Action results consumer error; retrying.");
+                return;
+            }
+        }
     }
 }
