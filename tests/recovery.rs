@@ -860,3 +860,27 @@ fn rediagnosis_during_verification_waits_for_the_verdict() {
     assert_eq!(actions(&out).len(), 1);
     assert!(escalation_reasons(&out).is_empty(), "{out:?}");
 }
+
+#[test]
+fn recovery_config_errors_name_every_key_at_once() {
+    let text = r#"
+[recovery]
+min_confidence = 2.0
+[recovery.guards]
+rate_limit = 0
+breaker_window = "0s"
+[recovery.overrides.services.payments]
+auto_max_risk = 1.5
+"#;
+    let err = Config::from_str_with(text, "reflex.toml", None).expect_err("invalid");
+    let keys: Vec<&str> = err.issues.iter().map(|i| i.key.as_str()).collect();
+    for k in [
+        "recovery.min_confidence",
+        "recovery.guards.rate_limit",
+        "recovery.guards.breaker_window",
+        "recovery.overrides.services.payments.auto_max_risk",
+    ] {
+        assert!(keys.contains(&k), "{k} missing from {keys:?}");
+    }
+    assert!(err.issues.iter().all(|i| i.file == "reflex.toml"));
+}

@@ -34,8 +34,8 @@ pub struct RecoveryConfig {
     /// Action catalog; absent = the built-in `topology/actions.yaml`.
     pub actions: Option<PathBuf>,
     /// Where the learned success rates of (category, action) are persisted
-    /// and reloaded from. Absent (the default) = learn in memory only, so
-    /// embedded runs stay deterministic.
+    /// and reloaded from (relative to the config file). Absent (the
+    /// default) = learn in memory only, so embedded runs stay deterministic.
     pub learning_file: Option<PathBuf>,
     /// `production`, `staging` or `development`; absent = judged per
     /// action from the target namespace (`prod` in it ⇒ production).
