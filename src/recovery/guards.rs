@@ -177,6 +177,9 @@ impl Guards {
 
     /// Event time advanced: time-based breaker reset.
     pub fn on_watermark(&mut self, wm: EventTime) {
+        let horizon = wm.millis() - self.cfg.flap_window.0.max(self.cfg.cooldown.0);
+        self.verified_fix.retain(|_, t| t.millis() >= horizon);
+        self.last_action.retain(|_, (t, _)| t.millis() >= horizon);
         let reset = self.cfg.breaker_reset_after.0;
         if let Some(since) = self.breaker_since {
             if reset > 0 && wm.millis() >= since.millis() + reset {

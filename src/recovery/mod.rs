@@ -722,8 +722,7 @@ impl RecoveryStage {
         }
         self.sign(&mut action);
         self.attempts.entry(root.clone()).or_default().push(at);
-        self.by_key
-            .insert(idempotency_key.clone(), inc.incident_id.clone());
+        self.remember_key(&idempotency_key, &inc.incident_id);
         ep.tried.push(label.clone());
         ep.previous_replicas = Some(current);
         ep.undo = false;
@@ -1000,7 +999,7 @@ impl RecoveryStage {
                     };
                     self.sign(&mut a);
                     self.guards.admit(&key, &req);
-                    self.by_key.insert(key, ep.inc.incident_id.clone());
+                    self.remember_key(&key, &ep.inc.incident_id);
                     ep.undo = true;
                     ep.action = Some(a.clone());
                     ep.phase = Phase::AwaitingResult {
@@ -1041,6 +1040,14 @@ impl RecoveryStage {
         };
         self.try_step(&mut ep, inc.updated_at, None, out);
         self.insert_episode(ep);
+    }
+
+    /// Idempotency key → incident, bounded (the oldest keys go first).
+    fn remember_key(&mut self, key: &str, incident_id: &str) {
+        if self.by_key.len() >= MAX_RESULTS && !self.by_key.contains_key(key) {
+            self.by_key.pop_first();
+        }
+        self.by_key.insert(key.to_string(), incident_id.to_string());
     }
 
     fn insert_episode(&mut self, ep: Episode) {
@@ -1140,6 +1147,14 @@ impl Stage for RecoveryStage {
         }
         self.watermark = wm;
         self.guards.on_watermark(wm);
+        // Bounded bookkeeping: forget the oldest handled diagnoses and
+        // decided approvals beyond the episode bound.
+        while self.handled.len() > 4 * MAX_EPISODES {
+            self.handled.pop_first();
+        }
+        while self.decided.len() > MAX_EPISODES {
+            self.decided.pop_first();
+        }
         self.breaker_gauge();
         self.signals.prune(wm);
         let due: Vec<String> = self
