@@ -29,7 +29,9 @@ pub struct RecoveryConfig {
     pub min_confidence: f64,
     /// How long an action stays valid for executors (from `created_at`).
     pub action_ttl: DurationMs,
-    /// No executor result within this (event time, from `created_at`) ⇒ escalate.
+    /// No executor result within this (event time, from `created_at`) ⇒
+    /// escalate (unless the incident resolved meanwhile). Longer than
+    /// `action_ttl`: an executor may start the action until it expires.
     pub result_timeout: DurationMs,
     /// Action catalog; absent = the built-in `topology/actions.yaml`.
     pub actions: Option<PathBuf>,
@@ -58,7 +60,7 @@ impl Default for RecoveryConfig {
             approval_max_risk: 0.8,
             min_confidence: 0.6,
             action_ttl: DurationMs(15 * 60_000),
-            result_timeout: DurationMs(10 * 60_000),
+            result_timeout: DurationMs(20 * 60_000),
             actions: None,
             learning_file: None,
             environment: None,

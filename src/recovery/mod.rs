@@ -1084,10 +1084,18 @@ impl Stage for RecoveryStage {
                     // Already resolved: nothing more to publish.
                     self.resolutions
                         .retain(|r| r.incident_id != inc.incident_id);
-                } else if let Phase::AwaitingApproval = ep.phase {
-                    // Stays pending until expiry.
-                } else if !matches!(ep.phase, Phase::Done { .. }) {
-                    // Awaiting a result: keep waiting for it.
+                } else if let Phase::AwaitingResult { .. } = ep.phase {
+                    // The fault ended before any executor reported: nothing
+                    // left to verify or escalate (a late result is recorded).
+                    if let Some(a) = &ep.action {
+                        self.guards.release(&a.idempotency_key);
+                        tracing::info!(
+                            incident_id = %inc.incident_id,
+                            action_id = %a.action_id,
+                            "Incident resolved before the action's result arrived."
+                        );
+                    }
+                    ep.phase = Phase::Done { verified: false };
                 }
                 self.insert_episode(ep);
             }
