@@ -360,14 +360,25 @@ pub fn run(
         topic: topic.clone(),
     });
     let consumer = create_consumer(&opts.brokers, &group, &topic, k, shared.clone())?;
-    // Executors' results (verification, ladders, learning): a plain
-    // consumer in its own group, read without blocking between batches.
+    // Executors' results (verification, ladders, learning): every decide
+    // process reads all of them (a result for an action it does not know is
+    // only recorded), from the earliest retained, in a group of its own that
+    // commits nothing; read without blocking between batches.
     let results_consumer = if opts.stage == StageSel::Detect {
         None
     } else {
+        let me = format!(
+            "{}-{}-{}",
+            std::env::var("HOSTNAME").unwrap_or_default(),
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or_default()
+        );
         Some(create_results_consumer(
             &opts.brokers,
-            &format!("{group}.action-results"),
+            &format!("{group}.action-results.{me}"),
             &k.topic("reflex.action-results"),
             k,
         )?)
@@ -789,7 +800,7 @@ impl Sink for SharedSink {
 }
 
 /// A consumer of `reflex.action-results` (JSON ActionResults, as the
-/// executors publish them), auto-committed in its own group.
+/// executors publish them) that commits nothing.
 fn create_results_consumer(
     brokers: &str,
     group_id: &str,
@@ -798,12 +809,12 @@ fn create_results_consumer(
 ) -> Result<BaseConsumer, KafkaError> {
     let mut cc = rdkafka::ClientConfig::new();
     cc.set("bootstrap.servers", brokers)
-        .set("enable.auto.commit", "true")
         .set("auto.offset.reset", "earliest");
     for (k, v) in &kafka.consumer {
         cc.set(k, v);
     }
-    cc.set("group.id", group_id);
+    cc.set("group.id", group_id)
+        .set("enable.auto.commit", "false");
     let c: BaseConsumer = cc.create()?;
     c.subscribe(&[topic])?;
     Ok(c)
