@@ -272,6 +272,20 @@ fn start_telemetry(
     let otlp =
         tcfg.effective_otlp_endpoint(std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok().as_deref());
     let telemetry = Arc::new(Telemetry::new(Arc::default(), readiness, tcfg));
+    let token = match std::env::var("REFLEX_API_TOKEN") {
+        Ok(t) if !t.trim().is_empty() => Some(t.trim().as_bytes().to_vec()),
+        _ => match &tcfg.api_token_file {
+            Some(f) => match std::fs::read_to_string(f) {
+                Ok(t) => Some(t.trim().as_bytes().to_vec()),
+                Err(e) => {
+                    eprintln!("reflex: telemetry.api_token_file: cannot read {f}: {e}");
+                    return Ok(Err(ExitCode::from(2)));
+                }
+            },
+            None => None,
+        },
+    };
+    telemetry.set_api_token(token);
     let rt = if http_addr.is_some() || otlp.is_some() {
         Some(
             tokio::runtime::Builder::new_multi_thread()

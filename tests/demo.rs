@@ -44,7 +44,7 @@ fn report_floors_hold_over_several_seeds() {
         ),
         (13, &[Unavailable, ConfigError, Unknown, Unavailable]),
     ];
-    let (mut faults, mut roots) = (0, 0);
+    let (mut faults, mut roots, mut categories) = (0, 0, 0);
     for (seed, cats) in groups {
         let r = run(&small(seed, cats)).report;
         let shown = format!("seed {seed}:\n{r}");
@@ -73,10 +73,19 @@ fn report_floors_hold_over_several_seeds() {
         );
         faults += r.rows.len();
         roots += r.roots_found();
+        categories += r
+            .rows
+            .iter()
+            .filter(|x| x.diagnosed.as_ref().is_some_and(|d| d.1 == x.category))
+            .count();
     }
     assert!(
         roots * 10 >= faults * 9,
         "root cause found for {roots}/{faults} faults (< 90%)"
+    );
+    assert!(
+        categories * 100 >= faults * 85,
+        "category right for {categories}/{faults} faults (< 85%)"
     );
 }
 

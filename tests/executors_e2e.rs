@@ -6,8 +6,7 @@
 //! `skipped_duplicate`; a restarted executor rebuilds its ledger from the
 //! results topic and skips the key again without calling the API.
 //!
-//! Not covered here: reflex consuming the result for verification — no
-//! stage of reflex reads `reflex.action-results` yet.
+//! reflex reading the result back for verification: `tests/kafka_feedback.rs`.
 
 mod common;
 mod exec_support;

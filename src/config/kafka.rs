@@ -119,6 +119,11 @@ pub struct KafkaConfig {
     pub commit_interval: DurationMs,
     /// How long a graceful shutdown waits for outstanding deliveries.
     pub shutdown_timeout: DurationMs,
+    /// Decide side: on start (and after a rebalance, when its state is
+    /// rebuilt from the replayed input) `reflex.action-results` is read from
+    /// this far back (broker timestamps), so verification of actions still
+    /// in progress sees their results. `0s` = only results published from now on.
+    pub results_lookback: DurationMs,
     /// librdkafka properties for the consumer (override reflex's defaults).
     pub consumer: BTreeMap<String, String>,
     /// librdkafka properties for the producer (override reflex's defaults).
@@ -142,6 +147,7 @@ impl Default for KafkaConfig {
             max_in_flight: 50_000,
             commit_interval: DurationMs(1_000),
             shutdown_timeout: DurationMs(30_000),
+            results_lookback: DurationMs(3_600_000),
             consumer: BTreeMap::new(),
             producer: BTreeMap::new(),
         }

@@ -182,6 +182,7 @@ impl<'s> Decider<'s> {
     /// result older than the watermark already passed is applied at the
     /// next one).
     pub fn action_result(&mut self, r: &ActionResult) {
+        Stats::add(&self.stats.action_results, 1);
         self.arrivals += 1;
         self.results.insert(
             (r.finished_at, r.idempotency_key.clone(), self.arrivals),

@@ -360,29 +360,6 @@ pub fn run(
         topic: topic.clone(),
     });
     let consumer = create_consumer(&opts.brokers, &group, &topic, k, shared.clone())?;
-    // Executors' results (verification, ladders, learning): every decide
-    // process reads all of them (a result for an action it does not know is
-    // only recorded), from the earliest retained, in a group of its own that
-    // commits nothing; read without blocking between batches.
-    let results_consumer = if opts.stage == StageSel::Detect {
-        None
-    } else {
-        let me = format!(
-            "{}-{}-{}",
-            std::env::var("HOSTNAME").unwrap_or_default(),
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or_default()
-        );
-        Some(create_results_consumer(
-            &opts.brokers,
-            &format!("{group}.action-results.{me}"),
-            &k.topic("reflex.action-results"),
-            k,
-        )?)
-    };
     let det_partitions: Vec<i32> = if opts.stage == StageSel::Detect {
         detections_partitions(&consumer, &det_topic, &shutdown)?
     } else {
@@ -443,6 +420,17 @@ pub fn run(
         telemetry: opts.telemetry.clone(),
     };
     let mut decider = Decider::new(cfg, &opts.decide, &mut decider_sink, stats.clone());
+    // The decide side hears back from executors and humans.
+    let deciding = opts.stage != StageSel::Detect;
+    let mut results = if deciding {
+        Some(super::feedback::ResultsFollower::new(&opts.brokers, k)?)
+    } else {
+        None
+    };
+    let approvals = opts.telemetry.as_ref().filter(|_| deciding);
+    if let Some(t) = approvals {
+        t.approvals.attach();
+    }
 
     if let Some(t) = &opts.telemetry {
         t.readiness.set(crate::telemetry::ReadyCondition::Pipeline);
@@ -477,9 +465,6 @@ pub fn run(
             }
             continue;
         }
-        if let Some(rc) = &results_consumer {
-            feed_results(rc, &mut decider);
-        }
         let mut n = 0usize;
         let mut timeout = POLL_TIMEOUT;
         while n < batch_max {
@@ -507,6 +492,9 @@ pub fn run(
                 };
                 drop(decider);
                 decider = Decider::new(cfg, &opts.decide, &mut decider_sink, stats.clone());
+                if let Some(r) = &mut results {
+                    r.rewind();
+                }
             }
             let msg = match res {
                 Ok(m) => m,
@@ -669,6 +657,12 @@ pub fn run(
                 }
             }
         }
+        if let Some(r) = &mut results {
+            r.poll(&mut decider)?;
+        }
+        if let Some(t) = approvals {
+            super::feedback::answer_approvals(&t.approvals, &mut decider)?;
+        }
         // Everything up to `announced` is emitted: stamp and store.
         shared
             .tracker()
@@ -796,49 +790,5 @@ impl SharedSink {
 impl Sink for SharedSink {
     fn write(&mut self, out: &Output) -> Result<(), SinkError> {
         self.get().write(out)
-    }
-}
-
-/// A consumer of `reflex.action-results` (JSON ActionResults, as the
-/// executors publish them) that commits nothing.
-fn create_results_consumer(
-    brokers: &str,
-    group_id: &str,
-    topic: &str,
-    kafka: &crate::config::kafka::KafkaConfig,
-) -> Result<BaseConsumer, KafkaError> {
-    let mut cc = rdkafka::ClientConfig::new();
-    cc.set("bootstrap.servers", brokers)
-        .set("auto.offset.reset", "earliest");
-    for (k, v) in &kafka.consumer {
-        cc.set(k, v);
-    }
-    cc.set("group.id", group_id)
-        .set("enable.auto.commit", "false");
-    let c: BaseConsumer = cc.create()?;
-    c.subscribe(&[topic])?;
-    Ok(c)
-}
-
-/// Hands every result available now to the decider (applied in event time).
-fn feed_results(rc: &BaseConsumer, decider: &mut Decider<'_>) {
-    for _ in 0..1024 {
-        match rc.poll(Duration::ZERO) {
-            None => return,
-            Some(Ok(m)) => {
-                match serde_json::from_slice::<crate::model::ActionResult>(
-                    m.payload().unwrap_or(&[]),
-                ) {
-                    Ok(r) => decider.action_result(&r),
-                    Err(error) => warn!(%error, "Unreadable action result skipped."),
-                }
-            }
-            Some(Err(KafkaError::PartitionEOF(_))) => {}
-            Some(Err(error)) => {
-                // E.g. the topic does not exist yet: retried next batch.
-                tracing::debug!(%error, "Action results consumer error; retrying.");
-                return;
-            }
-        }
     }
 }

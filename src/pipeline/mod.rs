@@ -33,4 +33,5 @@ pub trait Stage: Send {
     /// End of input: emit everything still held (open windows, incidents).
     fn flush(&mut self, _out: &mut Vec<Self::Out>) {}
 }
+pub mod feedback;
 pub mod kafka;

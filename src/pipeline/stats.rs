@@ -26,6 +26,8 @@ pub struct Stats {
     pub verifications: [AtomicU64; crate::telemetry::metrics::VERIFICATION_OUTCOMES.len()],
     /// 1 while the recovery circuit breaker is open (a gauge).
     pub breaker_open: AtomicU64,
+    /// Executor results handed to the recovery stage (`reflex.action-results`).
+    pub action_results: AtomicU64,
     /// Input records (good or bad) taken from the source: `records_read`
     /// minus what the detect and decide stages have handled is the backlog
     /// inside the process (the embedded analogue of consumer lag).

@@ -51,6 +51,10 @@ pub struct TelemetryConfig {
     /// Bound on open incidents tracked by the API and traces; the least
     /// recently updated is forgotten beyond it.
     pub max_open_incidents: usize,
+    /// File holding the bearer token of the approval endpoints
+    /// (`POST /api/actions/{id}/approve|reject`); `REFLEX_API_TOKEN` wins.
+    /// Neither set = approvals over HTTP are refused.
+    pub api_token_file: Option<String>,
 }
 
 impl Default for TelemetryConfig {
@@ -62,6 +66,7 @@ impl Default for TelemetryConfig {
             service_name: "reflex".to_string(),
             recent_incidents: 1000,
             max_open_incidents: 10_000,
+            api_token_file: None,
         }
     }
 }

@@ -36,6 +36,8 @@ pub const INCIDENTS_RESOLVED: &str = "reflex_incidents_resolved_total";
 pub const INCIDENTS_OPEN: &str = "reflex_incidents_open";
 /// Recovery actions by type and decision.
 pub const ACTIONS: &str = "reflex_actions_total";
+/// Executor results received (`reflex.action-results`) for verification.
+pub const ACTION_RESULTS: &str = "reflex_action_results_total";
 /// Escalations to humans.
 pub const ESCALATIONS: &str = "reflex_escalations_total";
 /// Actions held back by a safety guard, by guard.
@@ -387,6 +389,12 @@ pub fn render(stats: &Stats, out: &OutputCounters, g: &Gauges) -> String {
     }
     w.family(ESCALATIONS, "counter", "Escalations to humans.");
     w.sample(ESCALATIONS, &[], get(&out.escalations));
+    w.family(
+        ACTION_RESULTS,
+        "counter",
+        "Executor results received for verification and learning.",
+    );
+    w.sample(ACTION_RESULTS, &[], get(&stats.action_results));
     w.family(
         GUARD_HOLDS,
         "counter",

@@ -14,6 +14,7 @@
 //! live subscribers and, when exporting, builds incident traces. Input-side
 //! counters are the pipeline's own atomics ([`Stats`]).
 
+pub mod approvals;
 pub mod config;
 pub mod logging;
 pub mod metrics;
@@ -140,6 +141,10 @@ pub struct Telemetry {
     stream: broadcast::Sender<StreamEvent>,
     tracer: Mutex<Option<IncidentTracer>>,
     start_time: f64,
+    /// Approvals from the HTTP API, drained by the pipeline thread.
+    pub approvals: approvals::ApprovalQueue,
+    /// The bearer token the approval endpoints require (none: refused).
+    api_token: Mutex<Option<Vec<u8>>>,
 }
 
 impl Telemetry {
@@ -156,6 +161,8 @@ impl Telemetry {
             )),
             stream,
             tracer: Mutex::new(None),
+            approvals: approvals::ApprovalQueue::default(),
+            api_token: Mutex::new(None),
             start_time: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs_f64())
@@ -166,6 +173,23 @@ impl Telemetry {
     /// Starts building incident traces with `tracer`.
     pub fn set_tracer(&self, tracer: IncidentTracer) {
         *lock(&self.tracer) = Some(tracer);
+    }
+
+    /// Sets the bearer token the approval endpoints require.
+    pub fn set_api_token(&self, token: Option<Vec<u8>>) {
+        *lock(&self.api_token) = token.filter(|t| !t.is_empty());
+    }
+
+    /// Whether `presented` is the configured API token (never, without one).
+    pub fn api_token_ok(&self, presented: &[u8]) -> bool {
+        lock(&self.api_token)
+            .as_deref()
+            .is_some_and(|t| approvals::token_matches(presented, t))
+    }
+
+    /// Whether an API token is configured.
+    pub fn api_token_set(&self) -> bool {
+        lock(&self.api_token).is_some()
     }
 
     /// Subscribes to the live stream.

@@ -266,6 +266,17 @@ pub struct Reflex {
 
 impl Reflex {
     pub fn start(brokers: &str, config: &Path, stage: &str, log: PathBuf) -> Reflex {
+        Self::start_with_env(brokers, config, stage, log, &[])
+    }
+
+    /// [`Reflex::start`] with extra environment variables.
+    pub fn start_with_env(
+        brokers: &str,
+        config: &Path,
+        stage: &str,
+        log: PathBuf,
+        env: &[(&str, &str)],
+    ) -> Reflex {
         let f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -275,6 +286,7 @@ impl Reflex {
             .args(["run", "--brokers", brokers, "--stage", stage, "--config"])
             .arg(config)
             .env("REFLEX_LOG", "info,rdkafka=warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::from(f.try_clone().unwrap()))
             .stderr(Stdio::from(f))
             .spawn()

@@ -1,0 +1,272 @@
+//! Diagnosis on hand-built streams (the small generator in `reflex::sim::gen`),
+//! through the embedded runtime: the cases the simulator's slotted faults do
+//! not produce on their own — two unrelated faults at the same minute, a bad
+//! deploy next to a harmless deploy of another service, a relapse after a
+//! fix versus a new fault behind the old root — and one incident per fault.
+//! Every category of SPEC §3 is covered by the simulator runs in
+//! `tests/demo.rs`, which also check the category of every fault.
+
+use reflex::config::Config;
+use reflex::model::{Category, ErrorEvent, EventKind, EventTime, Incident, Severity};
+use reflex::pipeline::embedded::{self, DecideOptions};
+use reflex::sim::gen::{generate, to_jsonl, Fault, GenConfig};
+use reflex::sinks::{MemorySink, Output};
+use reflex::sources::file::LineReader;
+use std::collections::BTreeMap;
+
+/// Runs `events` through the embedded default; the outputs in order.
+fn run(events: &[ErrorEvent]) -> Vec<Output> {
+    let cfg = Config::embedded().expect("embedded config");
+    let bytes = to_jsonl(events);
+    let mut sink = MemorySink::default();
+    embedded::run(
+        &cfg,
+        &DecideOptions::default(),
+        LineReader::from_reader(Box::new(std::io::Cursor::new(bytes))),
+        "test",
+        &mut sink,
+    )
+    .expect("run");
+    sink.records
+}
+
+/// The latest record of every incident, by id.
+fn incidents(outs: &[Output]) -> BTreeMap<String, Incident> {
+    let mut m = BTreeMap::new();
+    for o in outs {
+        if let Output::Incident(i) = o {
+            m.insert(i.incident_id.clone(), i.clone());
+        }
+    }
+    m
+}
+
+fn fault(svc: &str, at: EventTime, minutes: i64, message: &str, error_type: Option<&str>) -> Fault {
+    Fault {
+        service: svc.into(),
+        start: at,
+        duration_ms: minutes * 60_000,
+        rate: 3.0,
+        message: message.into(),
+        error_type: error_type.map(Into::into),
+        with_deploy: false,
+    }
+}
+
+/// Two chains that share nothing: web → orders → payments and
+/// admin → reports → warehouse.
+fn two_chains(seed: u64, hours: i64) -> GenConfig {
+    let mut cfg = GenConfig::shop(seed, hours * 3_600_000);
+    let s = |n: &str, d: &[&str]| (n.to_string(), d.iter().map(|x| x.to_string()).collect());
+    cfg.services = vec![
+        s("web", &["orders"]),
+        s("orders", &["payments"]),
+        s("payments", &[]),
+        s("admin", &["reports"]),
+        s("reports", &["warehouse"]),
+        s("warehouse", &[]),
+    ];
+    cfg
+}
+
+#[test]
+fn two_simultaneous_unrelated_faults_are_two_incidents() {
+    let mut cfg = two_chains(21, 3);
+    let at = cfg.start.plus_ms(3_600_000);
+    cfg.faults.push(fault(
+        "payments",
+        at,
+        8,
+        "java.lang.OutOfMemoryError: Java heap space (request {id})",
+        Some("java.lang.OutOfMemoryError"),
+    ));
+    cfg.faults.push(fault(
+        "warehouse",
+        at,
+        8,
+        "accept failed: Too many open files (os error 24) serving {id}",
+        None,
+    ));
+    let incs = incidents(&run(&generate(&cfg)));
+    let mut roots: Vec<(String, Category)> = incs
+        .values()
+        .map(|i| (i.root_cause_service.clone(), i.category))
+        .collect();
+    roots.sort();
+    assert_eq!(
+        roots,
+        [
+            ("payments".to_string(), Category::MemoryExhaustion),
+            ("warehouse".to_string(), Category::ResourceExhaustion),
+        ],
+        "two faults, two incidents, each with its own root: {incs:#?}"
+    );
+    for i in incs.values() {
+        let other = if i.root_cause_service == "payments" {
+            "warehouse"
+        } else {
+            "payments"
+        };
+        assert!(
+            !i.services
+                .iter()
+                .any(|s| s == other || s == "reports" && other == "reports"),
+            "the other fault's services do not join: {i:#?}"
+        );
+    }
+}
+
+#[test]
+fn a_bad_deploy_next_to_a_harmless_deploy_blames_the_bad_one() {
+    let mut cfg = GenConfig::shop(22, 3 * 3_600_000);
+    let at = cfg.start.plus_ms(3_600_000);
+    let mut bad = fault(
+        "checkout",
+        at,
+        8,
+        "TypeError: Cannot read properties of undefined (reading 'total') at {id}",
+        Some("TypeError"),
+    );
+    bad.with_deploy = true;
+    cfg.faults.push(bad);
+    let mut events = generate(&cfg);
+    // catalog ships a new version a minute earlier and stays healthy.
+    let mut harmless = ErrorEvent::new(
+        "deploy-catalog",
+        at.plus_ms(-60_000),
+        "catalog",
+        Severity::Info,
+        "deployment rolled out",
+    );
+    harmless.kind = EventKind::Change;
+    harmless.version = Some("v7".into());
+    harmless.namespace = Some("shop".into());
+    events.push(harmless);
+    events.sort_by_key(|e| e.time);
+    let outs = run(&events);
+    let incs = incidents(&outs);
+    assert_eq!(incs.len(), 1, "{incs:#?}");
+    let i = incs.values().next().unwrap();
+    assert_eq!(i.root_cause_service, "checkout", "{i:#?}");
+    assert_eq!(i.category, Category::BadDeploy, "{i:#?}");
+    assert!(
+        i.evidence
+            .iter()
+            .any(|e| e.contains("checkout: deploy") || e.contains("change")),
+        "the deploy is named as evidence: {:?}",
+        i.evidence
+    );
+    for o in &outs {
+        if let Output::Action(a) = o {
+            assert_eq!(a.target.service, "checkout", "never act on catalog: {a:?}");
+        }
+    }
+}
+
+fn statuses(v: &[&Incident]) -> Vec<&'static str> {
+    v.iter()
+        .filter_map(|i| match i.status {
+            reflex::model::IncidentStatus::Open => Some("open"),
+            reflex::model::IncidentStatus::Updated => None,
+            reflex::model::IncidentStatus::Resolved => Some("resolved"),
+        })
+        .collect()
+}
+
+#[test]
+fn a_relapse_reopens_but_a_new_fault_behind_the_old_root_is_new() {
+    let mut cfg = GenConfig::shop(23, 5 * 3_600_000);
+    cfg.services
+        .push(("cart-ui".to_string(), vec!["checkout".to_string()]));
+    let oom = "java.lang.OutOfMemoryError: Java heap space (request {id})";
+    // Part 1: payments fails, is quiet long enough to resolve (10 min hold),
+    // and fails again 2 minutes later: a relapse, the same incident.
+    let t0 = cfg.start.plus_ms(3_600_000);
+    cfg.faults.push(fault(
+        "payments",
+        t0,
+        4,
+        oom,
+        Some("java.lang.OutOfMemoryError"),
+    ));
+    cfg.faults.push(fault(
+        "payments",
+        t0.plus_ms(17 * 60_000),
+        4,
+        oom,
+        Some("java.lang.OutOfMemoryError"),
+    ));
+    // Part 2: checkout runs out of memory and recovers; 3 minutes after its
+    // incident resolved, inventory's connection pool runs dry. checkout
+    // fails again — calling inventory — and the calls of cart-ui (a caller
+    // whose detections sort first) to checkout fail: a caller names the old
+    // root before anything else is known, but this is a new fault.
+    let t1 = cfg.start.plus_ms(3 * 3_600_000);
+    cfg.faults.push(fault(
+        "checkout",
+        t1,
+        4,
+        oom,
+        Some("java.lang.OutOfMemoryError"),
+    ));
+    let t2 = t1.plus_ms(17 * 60_000);
+    cfg.faults.push(fault(
+        "inventory",
+        t2,
+        6,
+        "HikariPool-1 - Connection is not available, request timed out after 30000ms ({id})",
+        None,
+    ));
+    let mut events = generate(&cfg);
+    for k in 0..(6 * 60 * 2) {
+        let mut e = ErrorEvent::new(
+            format!("fe-{k}"),
+            t2.plus_ms(300 + k * 500),
+            "cart-ui",
+            Severity::Error,
+            "POST /api/checkout -> 504 upstream request timeout",
+        );
+        e.upstream = Some("checkout".into());
+        e.http_status = Some(504);
+        e.namespace = Some("shop".into());
+        events.push(e);
+    }
+    events.sort_by_key(|e| e.time);
+    let outs = run(&events);
+    let mut by_id: BTreeMap<String, Vec<&Incident>> = BTreeMap::new();
+    for o in &outs {
+        if let Output::Incident(i) = o {
+            by_id.entry(i.incident_id.clone()).or_default().push(i);
+        }
+    }
+    let rooted = |svc: &str| -> Vec<&Vec<&Incident>> {
+        by_id
+            .values()
+            .filter(|v| v.iter().any(|i| i.root_cause_service == svc))
+            .collect()
+    };
+    let payments = rooted("payments");
+    assert_eq!(payments.len(), 1, "one incident for payments: {by_id:#?}");
+    assert_eq!(
+        statuses(payments[0]),
+        ["open", "resolved", "open", "resolved"],
+        "resolved, then reopened by the relapse: {by_id:#?}"
+    );
+    let checkout = rooted("checkout");
+    assert_eq!(checkout.len(), 1, "{by_id:#?}");
+    assert_eq!(
+        statuses(checkout[0]),
+        ["open", "resolved"],
+        "the inventory fault does not reopen checkout's incident: {by_id:#?}"
+    );
+    assert!(checkout[0]
+        .iter()
+        .all(|i| i.root_cause_service == "checkout"));
+    let inventory = rooted("inventory");
+    assert_eq!(inventory.len(), 1, "{by_id:#?}");
+    assert_eq!(
+        inventory[0].last().unwrap().category,
+        Category::ResourceExhaustion
+    );
+    assert_eq!(by_id.len(), 3, "{by_id:#?}");
+}
