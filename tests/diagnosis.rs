@@ -270,3 +270,40 @@ fn a_relapse_reopens_but_a_new_fault_behind_the_old_root_is_new() {
     );
     assert_eq!(by_id.len(), 3, "{by_id:#?}");
 }
+
+#[test]
+fn an_intermittent_fault_with_a_long_pause_stays_one_incident() {
+    // payments fails, pauses longer than the correlation gap (5 min) — 9
+    // minutes, so the resolve hold (10 min) would end just as the second
+    // burst is detected — and fails again: the same open fault, not a
+    // second incident and not a resolution in between.
+    let mut cfg = GenConfig::shop(24, 3 * 3_600_000);
+    let t0 = cfg.start.plus_ms(3_600_000);
+    let oom = "java.lang.OutOfMemoryError: Java heap space (request {id})";
+    for start in [t0, t0.plus_ms(12 * 60_000)] {
+        cfg.faults.push(fault(
+            "payments",
+            start,
+            3,
+            oom,
+            Some("java.lang.OutOfMemoryError"),
+        ));
+    }
+    let outs = run(&generate(&cfg));
+    let records: Vec<&Incident> = outs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Incident(i) => Some(i),
+            _ => None,
+        })
+        .collect();
+    let ids: std::collections::BTreeSet<&str> =
+        records.iter().map(|i| i.incident_id.as_str()).collect();
+    assert_eq!(ids.len(), 1, "one fault, one incident: {records:#?}");
+    assert_eq!(
+        statuses(&records),
+        ["open", "resolved"],
+        "never resolved in the pause: {records:#?}"
+    );
+    assert!(records.iter().all(|i| i.root_cause_service == "payments"));
+}

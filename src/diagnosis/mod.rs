@@ -346,6 +346,86 @@ impl DiagnosisStage {
         }
     }
 
+    /// The open, published incident (other than `incidents[i]`) whose root
+    /// cause is the root `incidents[i]` would be published with.
+    fn duplicate_of(&self, incidents: &[Tracked], i: usize) -> Option<usize> {
+        let v = rootcause::diagnose(
+            &incidents[i].signals,
+            &self.graph,
+            &self.changes,
+            self.cfg.change_window.0,
+            self.cfg.min_category_weight,
+        )?;
+        incidents.iter().enumerate().position(|(k, q)| {
+            k != i
+                && q.resolved_at.is_none()
+                && q.publish_at.is_none()
+                && q.last.as_ref().is_some_and(|l| l.0 == v.root)
+        })
+    }
+
+    /// Folds `other`'s evidence into `into` (duplicates of one fault).
+    fn absorb(into: &mut Tracked, other: Tracked) {
+        for (svc, sig) in other.signals {
+            into.signals.entry(svc).or_default().absorb(&sig);
+        }
+        into.upstreams.extend(other.upstreams);
+        for x in other.traces {
+            if into.traces.len() < MAX_TRACES {
+                into.traces.insert(x);
+            }
+        }
+        into.opened_at = into.opened_at.min(other.opened_at);
+        into.last_activity = into.last_activity.max(other.last_activity);
+        if into.namespace.is_none() {
+            into.namespace = other.namespace;
+        }
+    }
+
+    /// Two open incidents that came to name the same root cause are one
+    /// fault: the younger is folded into the older and published as
+    /// resolved, its evidence saying where it went.
+    fn merge_published_duplicates(&self, incidents: &mut Vec<Tracked>, out: &mut Vec<Incident>) {
+        let mut i = 0;
+        while i < incidents.len() {
+            let t = &incidents[i];
+            let root = match (&t.last, t.resolved_at, t.publish_at) {
+                (Some(l), None, None) => l.0.clone(),
+                _ => {
+                    i += 1;
+                    continue;
+                }
+            };
+            let older = incidents.iter().enumerate().position(|(k, q)| {
+                k != i
+                    && q.resolved_at.is_none()
+                    && q.publish_at.is_none()
+                    && q.last.as_ref().is_some_and(|l| l.0 == root)
+                    && (q.opened_at, &q.id) < (incidents[i].opened_at, &incidents[i].id)
+            });
+            let Some(j) = older else {
+                i += 1;
+                continue;
+            };
+            let mut t = incidents.remove(i);
+            let j = if j > i { j - 1 } else { j };
+            let into = incidents[j].id.clone();
+            t.resolved_at = Some(self.watermark);
+            if let Some(mut rec) = self.publish(&mut t, IncidentStatus::Resolved, true) {
+                rec.evidence.insert(
+                    0,
+                    format!("duplicate of {into} (same root cause {root}); merged into it"),
+                );
+                rec.summary = format!("Merged into {into}: {}", rec.summary);
+                out.push(rec);
+            }
+            Self::absorb(&mut incidents[j], t);
+            if let Some(rec) = self.publish(&mut incidents[j], IncidentStatus::Updated, false) {
+                out.push(rec);
+            }
+        }
+    }
+
     /// The catalog this stage was built with.
     pub fn catalog(&self) -> &Catalog {
         &self.catalog
@@ -385,10 +465,16 @@ impl Stage for DiagnosisStage {
         // An open incident the detection belongs to comes first: a new fault
         // already being tracked must not lose its detections to an old
         // incident's relapse check.
+        // The root cause of an open incident failing again after a pause
+        // longer than the gap is still that incident (it is not resolved).
         let open = self.incidents.iter().position(|t| {
             t.resolved_at.is_none()
-                && d.first_seen.millis() <= t.last_activity.millis() + gap
-                && self.related(t, &d)
+                && ((d.first_seen.millis() <= t.last_activity.millis() + gap
+                    && self.related(t, &d))
+                    || (d.score >= self.cfg.min_open_score
+                        && t.last.as_ref().is_some_and(|(root, category, ..)| {
+                            d.service == *root && !Self::other_trouble(&d, *category)
+                        })))
         });
         // A relapse of the same root cause reopens; a new failure of one of
         // its former victims is a new incident. Only a detection strong
@@ -462,6 +548,23 @@ impl Stage for DiagnosisStage {
         let mut incidents = std::mem::take(&mut self.incidents);
         let candidates = relapse_candidates(&incidents);
         let (mut adopted, mut released) = (Vec::new(), Vec::new());
+        // Pending incidents due now whose root cause is already the root of
+        // an open incident are duplicates: they join it instead of opening.
+        let mut i = 0;
+        while i < incidents.len() {
+            let due = incidents[i].publish_at.is_some_and(|p| wm >= p)
+                && incidents[i].relapse_of.is_none();
+            if let Some(j) = due.then(|| self.duplicate_of(&incidents, i)).flatten() {
+                let t = incidents.remove(i);
+                let j = if j > i { j - 1 } else { j };
+                Self::absorb(&mut incidents[j], t);
+                if let Some(rec) = self.publish(&mut incidents[j], IncidentStatus::Updated, false) {
+                    out.push(rec);
+                }
+                continue;
+            }
+            i += 1;
+        }
         for t in &mut incidents {
             if let Some(p) = t.publish_at {
                 if wm >= p {
@@ -482,6 +585,7 @@ impl Stage for DiagnosisStage {
                 }
             }
         }
+        self.merge_published_duplicates(&mut incidents, out);
         incidents.retain(|t| {
             // A resolved incident whose relapse took over its id is gone.
             !(t.resolved_at.is_some() && adopted.contains(&t.id))

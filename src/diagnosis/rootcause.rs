@@ -79,6 +79,41 @@ impl ServiceSignals {
     /// summing across rules would double-count events and dilute the share
     /// naming an upstream. Each rule's counts are summed over its windows
     /// and the service's figures are the largest of any rule, per key.
+    /// Folds another incident's view of the same service into this one.
+    pub fn absorb(&mut self, other: &ServiceSignals) {
+        self.first_seen = match (self.first_seen, other.first_seen) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.score += other.score;
+        for (c, w) in &other.self_hints {
+            let e = self.self_hints.entry(*c).or_insert(0.0);
+            *e = e.max(*w);
+        }
+        for (c, w) in &other.dep_hints {
+            let e = self.dep_hints.entry(*c).or_insert(0.0);
+            *e = e.max(*w);
+        }
+        if other
+            .evidence
+            .as_ref()
+            .is_some_and(|(s, _)| self.evidence.as_ref().is_none_or(|(mine, _)| s > mine))
+        {
+            self.evidence.clone_from(&other.evidence);
+        }
+        if self.namespace.is_none() {
+            self.namespace.clone_from(&other.namespace);
+        }
+        for (rule, t) in &other.tallies {
+            self.add_tally(
+                rule,
+                t.count,
+                t.upstreams.iter().map(|(k, v)| (k.clone(), *v)),
+                t.nodes.iter().map(|(k, v)| (k.clone(), *v)),
+            );
+        }
+    }
+
     pub fn add_tally(
         &mut self,
         rule: &str,
