@@ -65,6 +65,11 @@ enum Command {
         /// Kafka mode: which stage this process runs (detect, decide or all).
         #[arg(long, default_value = "all", requires = "brokers")]
         stage: String,
+        /// Embedded mode: JSON Lines of ActionResults (e.g. `reflex demo
+        /// --export`'s `action-results.jsonl`) applied in event time, so a
+        /// replay reproduces the live run's verification and ladders.
+        #[arg(long, value_name = "FILE", conflicts_with = "brokers")]
+        action_results: Option<PathBuf>,
     },
     /// Topics as code (topology/topics.toml).
     Topics {
@@ -186,8 +191,9 @@ fn main() -> ExitCode {
             output_dir,
             http,
             hold,
+            action_results,
             ..
-        } => cmd_run(config, input, output_dir, http, hold),
+        } => cmd_run(config, input, output_dir, http, hold, action_results),
         Command::Topics {
             command:
                 TopicsCommand::Apply {
@@ -243,6 +249,7 @@ fn decide_options() -> DecideOptions {
         healing_env_off: std::env::var("REFLEX_HEALING").is_ok_and(|v| {
             v.eq_ignore_ascii_case("off") || v == "0" || v.eq_ignore_ascii_case("false")
         }),
+        action_results: Vec::new(),
     }
 }
 
@@ -379,6 +386,7 @@ fn cmd_run(
     output_dir: PathBuf,
     http: Option<String>,
     hold: bool,
+    action_results: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
     use reflex::pipeline::embedded::RunHooks;
     use reflex::telemetry::{Readiness, ReadyCondition, TapSink};
@@ -391,6 +399,17 @@ fn cmd_run(
         Ok(t) => t,
         Err(code) => return Ok(code),
     };
+    let mut opts = decide_options();
+    if let Some(p) = &action_results {
+        match embedded::load_action_results(p) {
+            Ok(v) => opts.action_results = v,
+            Err(e) => {
+                eprintln!("reflex: --action-results: {e}");
+                tel.stop(false);
+                return Ok(ExitCode::from(2));
+            }
+        }
+    }
     let reader = match LineReader::open(&input) {
         Ok(r) => r,
         Err(e) => {
@@ -408,7 +427,7 @@ fn cmd_run(
         readiness: Some(readiness),
     };
     let mut tap = TapSink::new(&mut sink, tel.telemetry.clone());
-    let result = embedded::run_with(&cfg, &decide_options(), reader, &name, &mut tap, hooks);
+    let result = embedded::run_with(&cfg, &opts, reader, &name, &mut tap, hooks);
     let code = match result {
         Ok(summary) => {
             println!("{summary}");
@@ -635,7 +654,7 @@ fn cmd_demo(
             if let Some(dir) = export {
                 writeln!(
                     stdout,
-                    "exported {0}/events.jsonl, {0}/truth.jsonl and {0}/labelled.jsonl (reflex train --input); replay: reflex run --input {0}/events.jsonl --output-dir OUT (compare with {0}/demo-out)",
+                    "exported {0}/events.jsonl, {0}/action-results.jsonl, {0}/truth.jsonl and {0}/labelled.jsonl (reflex train --input); replay: reflex run --input {0}/events.jsonl --action-results {0}/action-results.jsonl --output-dir OUT (compare with {0}/demo-out)",
                     dir.display()
                 )?;
             }

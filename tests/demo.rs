@@ -120,15 +120,26 @@ fn exported_stream_replays_to_the_same_incidents() {
     let truth = reflex::sim::truth::load(&dir.path().join("truth.jsonl")).expect("truth");
     assert_eq!(truth, live.truth);
 
+    // The executor's results, as `reflex run --action-results` loads them.
+    let results = embedded::load_action_results(&dir.path().join("action-results.jsonl"))
+        .expect("action results");
+    assert_eq!(results.len(), live.results.len());
     let cfg = Config::embedded().expect("embedded config");
     let reader = LineReader::open(&dir.path().join("events.jsonl")).expect("events file");
     let mut sink = MemorySink::default();
-    let summary = embedded::run(&cfg, &DecideOptions::default(), reader, "replay", &mut sink)
-        .expect("replay");
+    let opts = DecideOptions {
+        action_results: results,
+        ..DecideOptions::default()
+    };
+    let summary = embedded::run(&cfg, &opts, reader, "replay", &mut sink).expect("replay");
     assert_eq!(summary.events, live.report.events);
     assert_eq!(summary.dead_letters, live.report.dead_letters);
     let (a, b) = (records(&live.outputs), records(&sink.records));
     assert!(a.iter().any(|r| r.contains("\"status\":\"open\"")));
+    assert!(
+        a.iter().any(|r| r.contains("\"verified: ")),
+        "the replay must exercise verification"
+    );
     assert_eq!(a.len(), b.len(), "same number of records");
     for (x, y) in a.iter().zip(&b) {
         assert_eq!(x, y);

@@ -319,3 +319,60 @@ fn bad_rule_files_are_reported_per_item() {
     assert!(err.contains("sig.yaml: [1]"), "{err}");
     assert!(err.contains("sig.yaml: [2].weight"), "{err}");
 }
+
+#[test]
+fn action_results_file_feeds_verification_deterministically() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = GenConfig::shop(7, 3 * 3_600_000);
+    cfg.faults.push(oom_fault(&cfg, "payments", 3_600_000));
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(&input, to_jsonl(&generate(&cfg))).unwrap();
+    let plain = dir.path().join("plain");
+    run(&input, &plain, &[]);
+    let actions = read_jsonl(&plain.join("actions.jsonl"));
+    let a = actions
+        .iter()
+        .find(|a| a["decision"] == "auto")
+        .expect("an automatic action");
+    let created = EventTime::parse_rfc3339(a["created_at"].as_str().unwrap()).unwrap();
+    let result = serde_json::json!({
+        "action_id": a["action_id"],
+        "idempotency_key": a["idempotency_key"],
+        "status": "succeeded",
+        "detail": "restarted",
+        "finished_at": created.plus_ms(60_000).to_rfc3339(),
+        "executor": "test",
+    });
+    let results = dir.path().join("results.jsonl");
+    std::fs::write(&results, format!("{result}\n\n")).unwrap();
+    let arg = results.to_str().unwrap();
+    let (one, two) = (dir.path().join("one"), dir.path().join("two"));
+    run(&input, &one, &["--action-results", arg]);
+    run(&input, &two, &["--action-results", arg]);
+    for topic in ["incidents", "actions", "escalations"] {
+        let f = format!("{topic}.jsonl");
+        assert_eq!(
+            std::fs::read(one.join(&f)).unwrap(),
+            std::fs::read(two.join(&f)).unwrap(),
+            "{topic} differ between identical replays"
+        );
+    }
+    // The result was used: verification ran (the fault outlived the restart,
+    // so the ladder moved on), which the run without results never does.
+    assert_ne!(
+        std::fs::read(plain.join("actions.jsonl")).unwrap(),
+        std::fs::read(one.join("actions.jsonl")).unwrap()
+    );
+
+    std::fs::write(&results, "{not json\n").unwrap();
+    let o = reflex()
+        .args(["run", "--input"])
+        .arg(&input)
+        .arg("--output-dir")
+        .arg(dir.path().join("bad"))
+        .args(["--action-results", arg])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("line 1"));
+}

@@ -234,7 +234,7 @@ fn metrics_scrape_passes_promtool_and_counters_move_with_events() {
     assert_eq!(s("reflex_ready"), 1.0);
     assert!(s("reflex_state_entries{store=\"detector_keys\"}") > 0.0);
     assert!(m.contains("# TYPE reflex_guard_holds_total counter"));
-    assert!(m.contains("reflex_breaker_open{breaker=\"recovery\"} 0"));
+    assert!(m.contains("reflex_circuit_breaker_open{breaker=\"recovery\"} 0"));
 
     match promtool() {
         Some(p) => {

@@ -267,7 +267,24 @@ impl Config {
         let pipeline: PipelineConfig = c.section(file, &mut table, "pipeline");
         let detectors: DetectorsConfig = c.section(file, &mut table, "detectors");
         let diagnosis: DiagnosisConfig = c.section(file, &mut table, "diagnosis");
-        let recovery: RecoveryConfig = c.section(file, &mut table, "recovery");
+        let mut recovery: RecoveryConfig = c.section(file, &mut table, "recovery");
+        // Like every file reference: relative to the config file's directory.
+        if let (Some(b), Some(p)) = (base, &recovery.learning_file) {
+            if p.is_relative() {
+                recovery.learning_file = Some(b.join(p));
+            }
+        }
+        if let Some(p) = &recovery.learning_file {
+            if p.parent()
+                .is_some_and(|d| !d.as_os_str().is_empty() && !d.is_dir())
+            {
+                c.push(
+                    file,
+                    "recovery.learning_file",
+                    format!("directory of {} does not exist", p.display()),
+                );
+            }
+        }
         let kafka: kafka::KafkaConfig = c.section(file, &mut table, "kafka");
         let telemetry: crate::telemetry::config::TelemetryConfig =
             c.section(file, &mut table, "telemetry");

@@ -66,6 +66,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::OnceLock;
 
+
+/// Below this probability for its own answer the model defers to a
+/// category the signature rules found.
+pub const UNSURE_MODEL: f64 = 0.5;
+
 /// The model file format version this build reads and writes.
 pub const FORMAT: u32 = 1;
 /// Hashed feature dimensions of models `reflex train` fits.
@@ -343,6 +348,7 @@ impl CategoryModel {
     }
 
     /// Applies the model to a rule-based verdict: category and calibrated confidence.
+    /// (Below [`UNSURE_MODEL`] the model defers to a category the rules found.)
     pub fn refine(
         &self,
         v: &mut Verdict,
@@ -356,7 +362,20 @@ impl CategoryModel {
         };
         let x = features::features(services, &v.root, ctx, self.hash_dims);
         let structural = v.external || v.root_changed || node_local;
-        let d = self.decide_with(self.policy, &x, &v.rule, structural);
+        let mut d = self.decide_with(self.policy, &x, &v.rule, structural);
+        let mut deferred = false;
+        // An unsure model does not overrule a category the signature rules
+        // found: the incident's evidence is probably unlike what it was
+        // trained on (no message text, an unfamiliar stack), and the rules
+        // are explicit about what they matched.
+        if !d.by_rules
+            && d.category != v.rule.category
+            && v.rule.category != Category::Unknown
+            && d.model_probability < UNSURE_MODEL
+        {
+            d = self.decide_with(Policy::Rules, &x, &v.rule, structural);
+            deferred = true;
+        }
         let hearsay = d.category == v.rule.category && v.rule.from_votes && v.rule.hearsay;
         let mut confidence = d
             .confidence
@@ -371,6 +390,11 @@ impl CategoryModel {
             && (v.rule.category == Category::Unknown || d.model_probability < 0.6);
         if hearsay || overruled {
             confidence = confidence.min(rootcause::SILENT_ROOT_CAP);
+        }
+        if deferred {
+            // The rules' own confidence (lead of the root, share of the
+            // votes) bounds an answer the model could not confirm.
+            confidence = confidence.min(v.confidence);
         }
         v.evidence.push(format!(
             "classifier: {} (p={:.2}); rules: {}; {} decides; calibrated confidence {:.2}",

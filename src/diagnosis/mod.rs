@@ -315,6 +315,34 @@ impl DiagnosisStage {
         })
     }
 
+    /// Publishes `incident_id` as `resolved` at `at` because recovery verified
+    /// a fix; `evidence` (e.g. `verified: restart of payments succeeded, no
+    /// errors for 5m`) leads the record's evidence. No-op for an unknown,
+    /// unpublished or already resolved incident. A later relapse reopens it
+    /// as usual.
+    pub fn resolve(
+        &mut self,
+        incident_id: &str,
+        at: EventTime,
+        evidence: &str,
+        out: &mut Vec<Incident>,
+    ) {
+        let Some(i) = self
+            .incidents
+            .iter()
+            .position(|t| t.id == incident_id && t.resolved_at.is_none() && t.publish_at.is_none())
+        else {
+            return;
+        };
+        let mut t = self.incidents.remove(i);
+        t.resolved_at = Some(at);
+        if let Some(mut rec) = self.publish(&mut t, IncidentStatus::Resolved, true) {
+            rec.evidence.insert(0, evidence.to_string());
+            out.push(rec);
+        }
+        self.incidents.insert(i, t);
+    }
+
     /// A pending incident is about to be published. When it is a possible
     /// relapse and its diagnosis names the resolved incident's root cause,
     /// it takes over that incident's id and opening time (the incident is

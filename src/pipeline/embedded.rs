@@ -17,10 +17,11 @@ use crate::config::Config;
 use crate::detectors::DetectStage;
 use crate::diagnosis::DiagnosisStage;
 use crate::model::{ActionResult, DeadLetter, Detection, ErrorEvent, EventTime, Incident};
-use crate::recovery::{RecoveryOutput, RecoveryStage};
+use crate::recovery::{ApprovalError, RecoveryOutput, RecoveryStage};
 use crate::sinks::{Output, Sink, SinkError};
 use crate::sources::file::{LineBatch, LineReader};
 use crate::telemetry::{Readiness, ReadyCondition};
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
@@ -106,17 +107,26 @@ impl std::fmt::Display for RunSummary {
 
 /// Diagnosis + recovery + sink: everything after detection, shared by the
 /// embedded runtime, the Kafka `decide` stage and the demo.
+///
+/// Executor results are applied in event time: [`Decider::action_result`]
+/// queues them and each is handed to the recovery stage at the first
+/// watermark ≥ its `finished_at` (ties by `finished_at`, then idempotency
+/// key, then arrival), so a replay given the same results
+/// (`reflex run --action-results`) reproduces the live run's records.
 pub struct Decider<'s> {
     pub diagnose: DiagnosisStage,
     pub recover: RecoveryStage,
     sink: &'s mut dyn Sink,
     incidents: Vec<Incident>,
     outputs: Vec<RecoveryOutput>,
+    /// Results waiting for the watermark to reach their `finished_at`.
+    results: BTreeMap<(EventTime, String, u64), ActionResult>,
+    arrivals: u64,
     stats: Arc<Stats>,
 }
 
 impl<'s> Decider<'s> {
-    /// Builds the decide stages from config.
+    /// Builds the decide stages from config; `opts.action_results` are queued.
     pub fn new(
         cfg: &Config,
         opts: &DecideOptions,
@@ -124,21 +134,29 @@ impl<'s> Decider<'s> {
         stats: Arc<Stats>,
     ) -> Self {
         let catalog = Arc::new(cfg.catalog.clone());
-        Decider {
-            diagnose: DiagnosisStage::new(cfg.diagnosis.clone(), catalog.clone(), stats.clone()),
-            recover: RecoveryStage::new(
-                cfg.recovery.clone(),
-                cfg.actions.clone(),
-                catalog,
-                opts.signing_key.clone(),
-                opts.healing_env_off,
-                stats.clone(),
-            ),
+        let mut recover = RecoveryStage::new(
+            cfg.recovery.clone(),
+            cfg.actions.clone(),
+            catalog.clone(),
+            opts.signing_key.clone(),
+            opts.healing_env_off,
+            stats.clone(),
+        );
+        recover.set_min_score(cfg.diagnosis.min_open_score);
+        let mut d = Decider {
+            diagnose: DiagnosisStage::new(cfg.diagnosis.clone(), catalog, stats.clone()),
+            recover,
             sink,
             incidents: Vec::new(),
             outputs: Vec::new(),
+            results: BTreeMap::new(),
+            arrivals: 0,
             stats,
+        };
+        for r in &opts.action_results {
+            d.action_result(r);
         }
+        d
     }
 
     /// Writes a dead letter.
@@ -147,37 +165,55 @@ impl<'s> Decider<'s> {
         self.sink.write(&Output::DeadLetter(d))
     }
 
-    /// Publishes detections and runs them through diagnosis and recovery.
+    /// Publishes detections and runs them through diagnosis and recovery
+    /// (recovery watches them to verify its actions).
     pub fn detections(&mut self, dets: Vec<Detection>) -> Result<(), SinkError> {
         Stats::add(&self.stats.detections, dets.len() as u64);
         for d in dets {
             self.sink.write(&Output::Detection(d.clone()))?;
+            self.recover.observe(&d);
             self.diagnose.process(d, &mut self.incidents);
         }
         self.route()
     }
 
     /// An executor reported how an action went (`reflex.action-results`).
-    /// Handed to the recovery stage, which records it; it emits nothing yet,
-    /// so outputs stay a function of the input events alone (a replay without
-    /// executors reproduces them). Verification (issue 7) builds on this seam.
+    /// Queued and applied at the first watermark ≥ its `finished_at` (a
+    /// result older than the watermark already passed is applied at the
+    /// next one).
     pub fn action_result(&mut self, r: &ActionResult) {
         Stats::add(&self.stats.action_results, 1);
-        self.recover.on_result(r);
+        self.arrivals += 1;
+        self.results.insert(
+            (r.finished_at, r.idempotency_key.clone(), self.arrivals),
+            r.clone(),
+        );
     }
 
-    /// A human approved or rejected a pending action; its outputs are routed.
+    /// Results queued and not yet applied.
+    pub fn queued_results(&self) -> usize {
+        self.results.len()
+    }
+
+    /// A human approved or rejected a pending `approval_required` action;
+    /// the outputs (the re-emitted `auto` action, or an escalation) are
+    /// written at once.
     pub fn approval(
         &mut self,
         action_id: &str,
         approve: bool,
         by: &str,
-    ) -> Result<Result<(), crate::recovery::approval::ApprovalError>, SinkError> {
+    ) -> Result<Result<(), ApprovalError>, SinkError> {
         let r = self
             .recover
             .approval(action_id, approve, by, &mut self.outputs);
         self.route()?;
         Ok(r)
+    }
+
+    /// Closes the recovery circuit breaker.
+    pub fn reset_breaker(&mut self) {
+        self.recover.reset_breaker();
     }
 
     /// The decide side of one batch: its dead letters, its detections, then
@@ -198,14 +234,25 @@ impl<'s> Decider<'s> {
         }
     }
 
-    /// Advances event time.
+    /// Advances event time: diagnosis timers, then the results due, then
+    /// recovery timers (verification windows, timeouts, expiries).
     pub fn watermark(&mut self, wm: EventTime) -> Result<(), SinkError> {
         self.diagnose.on_watermark(wm, &mut self.incidents);
+        self.route()?;
+        while let Some(e) = self.results.first_entry() {
+            if e.key().0 > wm {
+                break;
+            }
+            let r = e.remove();
+            self.recover.on_result(&r, &mut self.outputs);
+            self.route()?;
+        }
         self.recover.on_watermark(wm, &mut self.outputs);
         self.route()
     }
 
-    /// End of input: flush every stage and the sink.
+    /// End of input: flush every stage and the sink. Results whose
+    /// `finished_at` the watermark never reached stay unapplied.
     pub fn finish(&mut self) -> Result<(), SinkError> {
         self.diagnose.flush(&mut self.incidents);
         self.route()?;
@@ -215,17 +262,26 @@ impl<'s> Decider<'s> {
     }
 
     fn route(&mut self) -> Result<(), SinkError> {
-        for inc in std::mem::take(&mut self.incidents) {
-            self.sink.write(&Output::Incident(inc.clone()))?;
-            self.recover.process(inc, &mut self.outputs);
+        loop {
+            for inc in std::mem::take(&mut self.incidents) {
+                self.sink.write(&Output::Incident(inc.clone()))?;
+                self.recover.process(inc, &mut self.outputs);
+            }
+            for o in std::mem::take(&mut self.outputs) {
+                self.sink.write(&match o {
+                    RecoveryOutput::Action(a) => Output::Action(*a),
+                    RecoveryOutput::Escalation(e) => Output::Escalation(e),
+                })?;
+            }
+            let resolved = self.recover.take_resolutions();
+            if resolved.is_empty() {
+                return Ok(());
+            }
+            for r in resolved {
+                self.diagnose
+                    .resolve(&r.incident_id, r.at, &r.evidence, &mut self.incidents);
+            }
         }
-        for o in std::mem::take(&mut self.outputs) {
-            self.sink.write(&match o {
-                RecoveryOutput::Action(a) => Output::Action(*a),
-                RecoveryOutput::Escalation(e) => Output::Escalation(e),
-            })?;
-        }
-        Ok(())
     }
 }
 
@@ -236,6 +292,24 @@ pub struct DecideOptions {
     pub signing_key: Option<Vec<u8>>,
     /// `REFLEX_HEALING=off`.
     pub healing_env_off: bool,
+    /// Executor results known up front (`reflex run --action-results`),
+    /// applied in event time like live ones.
+    pub action_results: Vec<ActionResult>,
+}
+
+/// Reads a JSON Lines file of [`ActionResult`]s (blank lines skipped).
+pub fn load_action_results(path: &std::path::Path) -> Result<Vec<ActionResult>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut v = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let r: ActionResult = serde_json::from_str(line)
+            .map_err(|e| format!("{}: line {}: {e}", path.display(), i + 1))?;
+        v.push(r);
+    }
+    Ok(v)
 }
 
 enum Decoded {

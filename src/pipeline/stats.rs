@@ -20,6 +20,12 @@ pub struct Stats {
     pub incident_records: AtomicU64,
     pub actions: AtomicU64,
     pub escalations: AtomicU64,
+    /// Actions held back, by guard (indexed like [`crate::telemetry::metrics::GUARDS`]).
+    pub guard_holds: [AtomicU64; crate::telemetry::metrics::GUARDS.len()],
+    /// Verifications by outcome (indexed like [`crate::telemetry::metrics::VERIFICATION_OUTCOMES`]).
+    pub verifications: [AtomicU64; crate::telemetry::metrics::VERIFICATION_OUTCOMES.len()],
+    /// 1 while the recovery circuit breaker is open (a gauge).
+    pub breaker_open: AtomicU64,
     /// Executor results handed to the recovery stage (`reflex.action-results`).
     pub action_results: AtomicU64,
     /// Input records (good or bad) taken from the source: `records_read`

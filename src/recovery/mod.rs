@@ -1,34 +1,61 @@
-//! Recovery: turns incidents into risk-scored actions and escalations.
+//! Recovery: turns incidents into risk-scored actions and escalations,
+//! verifies that actions worked, climbs remedy ladders, undoes harm, and
+//! learns from the outcomes.
 //!
-//! For each incident, once per (root cause, category) diagnosis, the stage
-//! picks the first step of that category's remedy ladder from the action
-//! catalog, scores its risk ([`risk`]) and decides: `auto` when the risk is
-//! low and the diagnosis confident, `approval_required` (plus an escalation
-//! asking for approval) when moderate, escalation only otherwise. Categories
-//! without remedy steps, external roots and a disabled healing switch always
-//! escalate, addressed to the owning team from the catalog.
+//! Per incident (one *episode* per (root cause, category) diagnosis) the
+//! stage walks that category's ladder from the action catalog: each step's
+//! preconditions are checked (a failing step is skipped), its risk is scored
+//! ([`risk`]) and the policy decides (`auto` when the risk is at most the
+//! auto threshold and the diagnosis confident enough, `approval_required`
+//! plus an escalation when at most the approval threshold, escalation only
+//! otherwise; thresholds per category/service via `[recovery.overrides]`).
+//! The safety [`guards`] may still hold an action back; a held action
+//! becomes an escalation naming the guard. Categories without remedy steps
+//! and external roots always escalate, addressed to the owning team.
 //!
-//! Guarantees: ids and idempotency keys derive from the incident, the ladder
-//! step and the target, so a replay of the same input yields the same keys
-//! and executors apply each at most once. Keying: per incident.
+//! After an executor reports success, [`verify`] watches the incident's
+//! services: recovered ⇒ the incident is resolved with a `verified:` evidence
+//! line (see [`RecoveryStage::take_resolutions`]) and a success is learned;
+//! not recovered or failed/rejected ⇒ the next ladder step, or an
+//! escalation once the ladder is exhausted; worse ⇒ the action is undone
+//! when reversible (`scale` back to the previous replica count; after a
+//! `rollback`, a `rollback` with `params.args.direction = "forward"`, i.e.
+//! back to the revision that was live before reflex's rollback) and the
+//! incident escalated; no result within `result_timeout` ⇒ escalation.
+//!
+//! Guarantees: everything runs in event time (watermarks, detections,
+//! results applied at the watermark that passes their `finished_at`), so a
+//! replay of the same input and results yields the same records. Ids and
+//! idempotency keys derive from the incident, the ladder step and the
+//! target; every action (steps, approvals, undos) is signed when a key is
+//! set. Keying: per incident.
 
 pub mod approval;
 pub mod config;
+pub mod guards;
+pub mod learn;
 pub mod risk;
 pub mod sign;
+pub mod verify;
 
+pub use approval::ApprovalError;
 pub use config::{ActionCatalog, RecoveryConfig};
 
 use crate::diagnosis::catalog::Catalog;
 use crate::model::{
-    ActionParams, ActionResult, ActionType, Category, Decision, Escalation, EventTime, Incident,
-    IncidentStatus, RecoveryAction, Target,
+    ActionParams, ActionResult, ActionStatus, ActionType, Category, Decision, Escalation,
+    EventTime, Incident, IncidentStatus, RecoveryAction, Target,
 };
 use crate::pipeline::stats::Stats;
 use crate::pipeline::Stage;
 use crate::util::stable_id;
+use config::{ActionStep, Environment};
+use guards::{Guard, Guards};
+use learn::Learned;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use verify::{Activity, Outcome, Signals};
 
 /// What the recovery stage emits. (Both variants are handed on at once,
 /// never stored in bulk, so the size difference does not matter.)
@@ -39,6 +66,15 @@ pub enum RecoveryOutput {
     Escalation(Escalation),
 }
 
+/// An incident verified as recovered: the diagnosis stage publishes it
+/// `resolved` with this evidence line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resolution {
+    pub incident_id: String,
+    pub at: EventTime,
+    pub evidence: String,
+}
+
 /// Actions on a target older than this no longer raise the risk of the next
 /// one: "recent attempts" means the last hour of event time.
 const RECENT_ATTEMPTS_MS: i64 = 3_600_000;
@@ -46,8 +82,54 @@ const RECENT_ATTEMPTS_MS: i64 = 3_600_000;
 /// Executor results remembered (bounded state; the oldest keys go first).
 const MAX_RESULTS: usize = 4096;
 
+/// Finished episodes remembered (for relapse/flap and late results).
+const MAX_EPISODES: usize = 4096;
+
 /// Replica count assumed when the catalog does not say.
 const DEFAULT_REPLICAS: i64 = 2;
+
+/// Default `min_open_score` of the diagnosis stage (what counts as a strong detection).
+const DEFAULT_MIN_SCORE: f64 = 0.5;
+
+#[derive(Debug, Clone, PartialEq)]
+enum Phase {
+    AwaitingApproval,
+    AwaitingResult {
+        deadline: EventTime,
+    },
+    Verifying {
+        finished: EventTime,
+        grace_end: EventTime,
+        end: EventTime,
+        pre: Activity,
+    },
+    /// Over; `verified` when it ended with a verified fix.
+    Done {
+        verified: bool,
+    },
+}
+
+#[derive(Debug, Clone)]
+struct Episode {
+    inc: Incident,
+    /// Index of the current ladder step.
+    step: usize,
+    /// What was tried, for escalations ("restart payments").
+    tried: Vec<String>,
+    phase: Phase,
+    action: Option<RecoveryAction>,
+    /// The current action reverts an earlier one.
+    undo: bool,
+    /// Replica count before the current action (scale undo).
+    previous_replicas: Option<i64>,
+    /// Activity before the current action was created.
+    pre: Activity,
+    /// A new category for the same root arrived while an action was being
+    /// carried out or verified (its own blip can change the diagnosis): the
+    /// verification decides first; if it fails, the ladder continues with
+    /// this diagnosis.
+    rediagnosed: Option<Incident>,
+}
 
 /// The recovery stage.
 pub struct RecoveryStage {
@@ -55,6 +137,7 @@ pub struct RecoveryStage {
     actions: ActionCatalog,
     catalog: Arc<Catalog>,
     signing_key: Option<Vec<u8>>,
+    min_score: f64,
     /// (incident, root, category) already handled.
     handled: BTreeSet<(String, String, Category)>,
     /// When actions were taken, per target service (for the attempts factor;
@@ -62,11 +145,26 @@ pub struct RecoveryStage {
     attempts: BTreeMap<String, Vec<EventTime>>,
     /// Latest executor result per idempotency key (see [`RecoveryStage::on_result`]).
     results: BTreeMap<String, ActionResult>,
+    episodes: BTreeMap<String, Episode>,
+    /// Idempotency key → incident.
+    by_key: BTreeMap<String, String>,
+    /// Pending approvals: action id → incident.
+    pending: BTreeMap<String, String>,
+    /// Approvals already decided or expired: action id → expired?
+    decided: BTreeMap<String, bool>,
+    guards: Guards,
+    learned: Learned,
+    signals: Signals,
+    watermark: EventTime,
+    resolutions: Vec<Resolution>,
     stats: Arc<Stats>,
 }
 
 impl RecoveryStage {
-    /// Builds the stage. `healing_env_off` is `REFLEX_HEALING=off` as read by the caller.
+    /// Builds the stage. `healing_env_off` is `REFLEX_HEALING=off` as read by
+    /// the caller. With `learning_file` set, the learned success rates are
+    /// loaded from it (an unreadable file is logged and learning starts
+    /// empty, still writing to it).
     pub fn new(
         mut cfg: RecoveryConfig,
         actions: ActionCatalog,
@@ -78,26 +176,80 @@ impl RecoveryStage {
         if healing_env_off {
             cfg.healing = false;
         }
+        let learned = match &cfg.learning_file {
+            None => Learned::in_memory(),
+            Some(p) => Learned::open(p).unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "Learned success rates not loaded; starting empty.");
+                Learned::in_memory()
+            }),
+        };
         RecoveryStage {
+            guards: Guards::new(cfg.guards.clone()),
             cfg,
             actions,
             catalog,
             signing_key,
+            min_score: DEFAULT_MIN_SCORE,
             handled: BTreeSet::new(),
             attempts: BTreeMap::new(),
             results: BTreeMap::new(),
+            episodes: BTreeMap::new(),
+            by_key: BTreeMap::new(),
+            pending: BTreeMap::new(),
+            decided: BTreeMap::new(),
+            learned,
+            signals: Signals::default(),
+            watermark: EventTime(i64::MIN),
+            resolutions: Vec::new(),
             stats,
         }
     }
 
-    /// Records an executor's result for one of this stage's actions (the
-    /// latest per idempotency key wins). Minimal seam for verification:
-    /// nothing is emitted here yet, so outputs do not depend on executors.
-    pub fn on_result(&mut self, r: &ActionResult) {
-        if self.results.len() >= MAX_RESULTS && !self.results.contains_key(&r.idempotency_key) {
-            self.results.pop_first();
-        }
-        self.results.insert(r.idempotency_key.clone(), r.clone());
+    /// Sets the score a detection needs to count as trouble in verification
+    /// (the diagnosis stage's `min_open_score`).
+    pub fn set_min_score(&mut self, s: f64) {
+        self.min_score = s;
+    }
+
+    /// The learned success rates.
+    pub fn learned(&self) -> &Learned {
+        &self.learned
+    }
+
+    /// Whether the circuit breaker is open (observe-only).
+    pub fn breaker_open(&self) -> bool {
+        self.guards.breaker_open()
+    }
+
+    /// Closes the circuit breaker (an operator's reset).
+    pub fn reset_breaker(&mut self) {
+        self.guards.reset_breaker();
+        self.stats.breaker_open.store(0, Ordering::Relaxed);
+        tracing::info!(
+            guard = "circuit_breaker",
+            "Circuit breaker reset by request."
+        );
+    }
+
+    /// Actions in flight (emitted `auto`, not yet verified).
+    pub fn in_flight(&self) -> usize {
+        self.guards.in_flight()
+    }
+
+    /// The stage's watermark.
+    pub fn watermark(&self) -> EventTime {
+        self.watermark
+    }
+
+    /// Incidents verified as recovered since the last call; the caller has
+    /// the diagnosis stage publish each `resolved`.
+    pub fn take_resolutions(&mut self) -> Vec<Resolution> {
+        std::mem::take(&mut self.resolutions)
+    }
+
+    /// A detection, for verification.
+    pub fn observe(&mut self, d: &crate::model::Detection) {
+        self.signals.observe(d);
     }
 
     /// The latest result recorded for an idempotency key.
@@ -105,11 +257,132 @@ impl RecoveryStage {
         self.results.get(idempotency_key)
     }
 
-    fn escalate(&self, inc: &Incident, reason: String, suggested: Vec<String>) -> Escalation {
+    /// An executor's result for one of this stage's actions, applied in
+    /// event time (the caller hands it in at the first watermark ≥ its
+    /// `finished_at`). Success starts verification; failure or rejection
+    /// is learned and moves the ladder on.
+    pub fn on_result(&mut self, r: &ActionResult, out: &mut Vec<RecoveryOutput>) {
+        if self.results.len() >= MAX_RESULTS && !self.results.contains_key(&r.idempotency_key) {
+            self.results.pop_first();
+        }
+        self.results.insert(r.idempotency_key.clone(), r.clone());
+        let Some(id) = self.by_key.get(&r.idempotency_key).cloned() else {
+            return;
+        };
+        let Some(mut ep) = self.episodes.remove(&id) else {
+            return;
+        };
+        let current = ep
+            .action
+            .as_ref()
+            .is_some_and(|a| a.idempotency_key == r.idempotency_key);
+        if !current || !matches!(ep.phase, Phase::AwaitingResult { .. }) {
+            self.episodes.insert(id, ep);
+            return;
+        }
+        let at = r.finished_at.max(self.watermark);
+        match r.status {
+            ActionStatus::SkippedDuplicate => {}
+            ActionStatus::Succeeded => {
+                let step = self.step_of(&ep);
+                let (grace, verify_for) = step
+                    .map(|s| (s.grace.0, s.verify_for.0))
+                    .unwrap_or((60_000, 240_000));
+                ep.phase = Phase::Verifying {
+                    finished: r.finished_at,
+                    grace_end: r.finished_at.plus_ms(grace),
+                    end: r.finished_at.plus_ms(verify_for),
+                    pre: ep.pre.clone(),
+                };
+            }
+            ActionStatus::Failed | ActionStatus::Rejected => {
+                self.guards.release(&r.idempotency_key);
+                self.guards.failed(at);
+                self.breaker_gauge();
+                let what = self.describe(&ep);
+                if ep.undo {
+                    ep.phase = Phase::Done { verified: false };
+                    self.escalate_ep(
+                        &ep,
+                        at,
+                        format!(
+                            "undo {what} did not complete ({}); a human must act",
+                            r.detail
+                        ),
+                        out,
+                    );
+                } else {
+                    self.learn(&ep, false);
+                    let why = format!(
+                        "{what} {} ({})",
+                        if r.status == ActionStatus::Failed {
+                            "failed"
+                        } else {
+                            "was rejected by the executor"
+                        },
+                        r.detail
+                    );
+                    ep.step += 1;
+                    self.try_step(&mut ep, at, Some(why), out);
+                }
+            }
+        }
+        self.episodes.insert(id, ep);
+    }
+
+    fn breaker_gauge(&self) {
+        self.stats
+            .breaker_open
+            .store(u64::from(self.guards.breaker_open()), Ordering::Relaxed);
+    }
+
+    fn step_of(&self, ep: &Episode) -> Option<&ActionStep> {
+        self.actions
+            .categories
+            .get(&ep.inc.category)
+            .and_then(|r| r.steps.get(ep.step))
+    }
+
+    fn describe(&self, ep: &Episode) -> String {
+        ep.action.as_ref().map_or_else(String::new, |a| {
+            format!("{} of {}", a.action_type.as_str(), a.target.service)
+        })
+    }
+
+    fn learn(&mut self, ep: &Episode, success: bool) {
+        let Some(a) = &ep.action else { return };
+        if let Err(e) = self.learned.record(ep.inc.category, a.action_type, success) {
+            tracing::warn!(error = %e, "Learned success rates not saved.");
+        }
+    }
+
+    fn count_verification(&self, o: Outcome) {
+        if let Some(i) = Outcome::ALL.iter().position(|&x| x == o) {
+            Stats::add(&self.stats.verifications[i], 1);
+        }
+    }
+
+    fn push_action(&self, a: RecoveryAction, out: &mut Vec<RecoveryOutput>) {
+        Stats::add(&self.stats.actions, 1);
+        out.push(RecoveryOutput::Action(Box::new(a)));
+    }
+
+    fn push_escalation(&self, e: Escalation, out: &mut Vec<RecoveryOutput>) {
+        Stats::add(&self.stats.escalations, 1);
+        out.push(RecoveryOutput::Escalation(e));
+    }
+
+    fn escalation(
+        &self,
+        inc: &Incident,
+        at: EventTime,
+        reason: String,
+        suggested: Vec<String>,
+    ) -> Escalation {
         Escalation {
             escalation_id: stable_id("esc-", &[inc.incident_id.as_bytes(), reason.as_bytes()]),
             incident_id: inc.incident_id.clone(),
-            created_at: inc.updated_at,
+            created_at: at,
             severity: inc.severity,
             reason,
             team: self
@@ -121,39 +394,29 @@ impl RecoveryStage {
         }
     }
 
-    fn plan(&mut self, inc: &Incident, out: &mut Vec<RecoveryOutput>) {
-        let remedy = self
-            .actions
+    fn suggestions(&self, c: Category) -> Vec<String> {
+        self.actions
             .categories
-            .get(&inc.category)
-            .cloned()
-            .unwrap_or_default();
-        let suggestions = remedy.suggestions.clone();
+            .get(&c)
+            .map(|r| r.suggestions.clone())
+            .unwrap_or_default()
+    }
+
+    fn escalate_ep(
+        &self,
+        ep: &Episode,
+        at: EventTime,
+        reason: String,
+        out: &mut Vec<RecoveryOutput>,
+    ) {
+        let e = self.escalation(&ep.inc, at, reason, self.suggestions(ep.inc.category));
+        self.push_escalation(e, out);
+    }
+
+    fn target_of(&self, inc: &Incident) -> Target {
         let root = inc.root_cause_service.as_str();
         let entry = self.catalog.get(root);
-        let external = inc.category == Category::DependencyFailure;
-        let Some(step) = remedy.steps.first().filter(|_| !external) else {
-            out.push(RecoveryOutput::Escalation(self.escalate(
-                inc,
-                format!(
-                    "{} is not remediated automatically; a human must act",
-                    inc.category
-                ),
-                suggestions,
-            )));
-            return;
-        };
-        if !self.cfg.healing {
-            let mut s = vec![format!("{} {root}", step.action.as_str())];
-            s.extend(suggestions);
-            out.push(RecoveryOutput::Escalation(self.escalate(
-                inc,
-                "automatic healing is switched off".into(),
-                s,
-            )));
-            return;
-        }
-        let target = Target {
+        Target {
             service: root.to_string(),
             namespace: entry
                 .and_then(|e| e.namespace.clone())
@@ -164,115 +427,641 @@ impl RecoveryStage {
             name: entry
                 .and_then(|e| e.name.clone())
                 .unwrap_or_else(|| root.to_string()),
+        }
+    }
+
+    fn replicas(&self, service: &str) -> i64 {
+        self.catalog
+            .get(service)
+            .and_then(|e| e.replicas)
+            .unwrap_or(DEFAULT_REPLICAS)
+            .max(0)
+    }
+
+    fn env(&self, namespace: Option<&str>) -> risk::Env {
+        match self.cfg.environment {
+            Some(Environment::Production) => risk::Env::Production,
+            Some(Environment::Staging) => risk::Env::Staging,
+            Some(Environment::Development) => risk::Env::Development,
+            None => match namespace {
+                Some(n) if n.contains("prod") => risk::Env::Production,
+                Some(n) if n.contains("stag") => risk::Env::Staging,
+                Some(n) if n.contains("dev") => risk::Env::Development,
+                _ => risk::Env::Unknown,
+            },
+        }
+    }
+
+    /// Instances an action disrupts at once: rolling restarts and rollbacks
+    /// replace a quarter of the instances at a time (Kubernetes' default
+    /// `maxUnavailable`), at least one; a pod deletion or node drain one;
+    /// scaling up none, scaling down the instances removed.
+    fn touched(t: ActionType, replicas: i64, new_replicas: Option<i64>) -> f64 {
+        match t {
+            ActionType::Restart | ActionType::Rollback => ((replicas as f64) / 4.0).ceil().max(1.0),
+            ActionType::DeletePod | ActionType::DrainNode | ActionType::RunRunbook => 1.0,
+            ActionType::Scale => (replicas - new_replicas.unwrap_or(replicas)).max(0) as f64,
+        }
+    }
+
+    fn idem_key(inc: &str, step: u32, undo: bool, t: ActionType, service: &str) -> String {
+        if undo {
+            stable_id(
+                "idem-",
+                &[
+                    inc.as_bytes(),
+                    &step.to_be_bytes(),
+                    b"undo",
+                    t.as_str().as_bytes(),
+                    service.as_bytes(),
+                ],
+            )
+        } else {
+            stable_id(
+                "idem-",
+                &[
+                    inc.as_bytes(),
+                    &step.to_be_bytes(),
+                    t.as_str().as_bytes(),
+                    service.as_bytes(),
+                ],
+            )
+        }
+    }
+
+    fn sign(&self, a: &mut RecoveryAction) {
+        a.signature = None;
+        if let Some(k) = &self.signing_key {
+            a.signature = Some(sign::sign(a, k));
+        }
+    }
+
+    fn preconditions_hold(step: &ActionStep, inc: &Incident, new_replicas: Option<i64>) -> bool {
+        let p = &step.preconditions;
+        if p.min_confidence.is_some_and(|m| inc.confidence < m) {
+            return false;
+        }
+        if let (Some(max), Some(n)) = (p.max_replicas, new_replicas) {
+            if n > max {
+                return false;
+            }
+        }
+        if p.recent_change {
+            let tied = inc.evidence.iter().any(|e| {
+                let e = e.to_ascii_lowercase();
+                e.contains("change") || e.contains("version") || e.contains("deploy")
+            });
+            if !tied {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Plans ladder step `ep.step` (or the first later one whose
+    /// preconditions hold) at event time `at`; escalates when none is left.
+    /// `why` says why the previous step did not do (for the escalation).
+    fn try_step(
+        &mut self,
+        ep: &mut Episode,
+        at: EventTime,
+        why: Option<String>,
+        out: &mut Vec<RecoveryOutput>,
+    ) {
+        let inc = ep.inc.clone();
+        let root = inc.root_cause_service.clone();
+        let remedy = self
+            .actions
+            .categories
+            .get(&inc.category)
+            .cloned()
+            .unwrap_or_default();
+        let suggestions = remedy.suggestions.clone();
+        let external = inc.category == Category::DependencyFailure;
+        if remedy.steps.is_empty() || external {
+            ep.phase = Phase::Done { verified: false };
+            let e = self.escalation(
+                &inc,
+                at,
+                format!(
+                    "{} is not remediated automatically; a human must act",
+                    inc.category
+                ),
+                suggestions,
+            );
+            self.push_escalation(e, out);
+            return;
+        }
+        let current = self.replicas(&root);
+        let mut chosen = None;
+        while let Some(step) = remedy.steps.get(ep.step) {
+            let new_replicas =
+                (step.action == ActionType::Scale).then(|| current + step.scale_by.unwrap_or(1));
+            if Self::preconditions_hold(step, &inc, new_replicas) {
+                chosen = Some((step.clone(), new_replicas));
+                break;
+            }
+            tracing::info!(
+                incident_id = %inc.incident_id,
+                step = ep.step + 1,
+                action = step.action.as_str(),
+                "Ladder step skipped: its preconditions do not hold."
+            );
+            ep.step += 1;
+        }
+        let Some((step, new_replicas)) = chosen else {
+            ep.phase = Phase::Done { verified: false };
+            let tried = if ep.tried.is_empty() {
+                "no step's preconditions held".to_string()
+            } else {
+                format!("tried {}", ep.tried.join(", then "))
+            };
+            let reason = format!(
+                "remedy ladder exhausted for {} on {root} ({tried}){}; a human must act",
+                inc.category,
+                why.map_or(String::new(), |w| format!("; last: {w}"))
+            );
+            let e = self.escalation(&inc, at, reason, suggestions);
+            self.push_escalation(e, out);
+            return;
         };
+        let target = self.target_of(&inc);
         let mut params = ActionParams::default();
         match step.action {
-            ActionType::Scale => {
-                let current = entry.and_then(|e| e.replicas).unwrap_or(DEFAULT_REPLICAS);
-                params.replicas = Some(current.max(0) + step.scale_by.unwrap_or(1));
-            }
+            ActionType::Scale => params.replicas = new_replicas,
             ActionType::RunRunbook => params.runbook.clone_from(&step.runbook),
             _ => {}
         }
-        let now = inc.updated_at;
-        let attempts = self.attempts.get_mut(root).map_or(0, |v| {
-            v.retain(|t| now.millis() - t.millis() < RECENT_ATTEMPTS_MS);
+        let attempts = self.attempts.get_mut(&root).map_or(0, |v| {
+            v.retain(|t| at.millis() - t.millis() < RECENT_ATTEMPTS_MS);
             v.len() as u32
         });
-        let frozen = self.catalog.frozen(root, inc.updated_at);
+        let frozen = self.catalog.frozen(&root, at);
+        let maintenance = self.cfg.in_maintenance(&root, at);
+        let entry = self.catalog.get(&root);
+        let touched = Self::touched(step.action, current, new_replicas);
         let risk = risk::risk(&risk::RiskInputs {
             base_risk: step.base_risk,
             confidence: inc.confidence,
             criticality: entry.map(|e| e.criticality).unwrap_or_default(),
-            production: inc.namespace.as_deref().is_some_and(|n| n.contains("prod")),
+            blast_radius: if current > 0 {
+                (touched / current as f64).min(1.0)
+            } else {
+                0.0
+            },
+            success_rate: self.learned.success_rate(inc.category, step.action),
+            env: self.env(target.namespace.as_deref()),
             recent_attempts: attempts,
+            in_window: frozen || maintenance,
         });
-        let decision = if risk <= self.cfg.auto_max_risk
-            && inc.confidence >= self.cfg.min_confidence
-            && !frozen
-        {
-            Some(Decision::Auto)
-        } else if risk <= self.cfg.approval_max_risk {
-            Some(Decision::ApprovalRequired)
-        } else {
-            None
+        let policy = self.cfg.policy(inc.category, &root);
+        let decision =
+            if risk <= policy.auto_max_risk && inc.confidence >= policy.min_confidence && !frozen {
+                Some(Decision::Auto)
+            } else if risk <= policy.approval_max_risk {
+                Some(Decision::ApprovalRequired)
+            } else {
+                None
+            };
+        let step_no = ep.step as u32;
+        let label = format!("{} {root}", step.action.as_str());
+        let mut s = vec![label.clone()];
+        s.extend(suggestions.iter().cloned());
+        let Some(decision) = decision else {
+            ep.phase = Phase::Done { verified: false };
+            let e = self.escalation(
+                &inc,
+                at,
+                format!(
+                    "risk {risk:.2} of {} on {root} (step {}) is above the approval limit{}",
+                    step.action.as_str(),
+                    step_no + 1,
+                    why.map_or(String::new(), |w| format!("; earlier: {w}"))
+                ),
+                s,
+            );
+            self.push_escalation(e, out);
+            return;
         };
-        let step_no = 0u32;
-        let idempotency_key = stable_id(
-            "idem-",
-            &[
-                inc.incident_id.as_bytes(),
-                &step_no.to_be_bytes(),
-                step.action.as_str().as_bytes(),
-                target.service.as_bytes(),
-            ],
+        let req = guards::Request {
+            service: &root,
+            incident_id: &inc.incident_id,
+            touched,
+            replicas: current,
+            at,
+            undo: false,
+        };
+        let held = self.guards.check(
+            &req,
+            guards::Context {
+                healing: self.cfg.healing,
+                dry_run: self.cfg.dry_run,
+                in_maintenance: maintenance,
+            },
         );
+        self.breaker_gauge();
+        if let Some(g) = held.filter(|g| *g != Guard::DryRun) {
+            guards::record_hold(&self.stats, g, &root, &inc.incident_id);
+            ep.phase = Phase::Done { verified: false };
+            let reason = if g == Guard::KillSwitch {
+                "automatic healing is switched off (held by guard kill_switch)".to_string()
+            } else {
+                format!(
+                    "held by guard {}: {}; not done: {label} (step {})",
+                    g.as_str(),
+                    g.explain(),
+                    step_no + 1
+                )
+            };
+            let e = self.escalation(&inc, at, reason, s);
+            self.push_escalation(e, out);
+            return;
+        }
+        let idempotency_key = Self::idem_key(
+            &inc.incident_id,
+            step_no,
+            false,
+            step.action,
+            &target.service,
+        );
+        let effect = step
+            .expected_effect
+            .as_deref()
+            .map_or(String::new(), |e| format!(" (expected: {e})"));
         let reason = format!(
-            "{} diagnosed on {root} (confidence {:.2}); remedy step 1: {}{}",
+            "{} diagnosed on {root} (confidence {:.2}); remedy step {}: {}{effect}{}{}",
             inc.category,
             inc.confidence,
+            step_no + 1,
             step.action.as_str(),
             if frozen {
                 " (change freeze in effect)"
             } else {
                 ""
-            }
+            },
+            why.as_deref()
+                .map_or(String::new(), |w| format!("; previous step: {w}"))
         );
-        let Some(decision) = decision else {
-            out.push(RecoveryOutput::Escalation(self.escalate(
-                inc,
-                format!(
-                    "risk {risk:.2} of {} on {root} is above the approval limit",
-                    step.action.as_str()
-                ),
-                suggestions,
-            )));
-            return;
-        };
         let mut action = RecoveryAction {
             action_id: stable_id("act-", &[idempotency_key.as_bytes()]),
             incident_id: inc.incident_id.clone(),
-            created_at: inc.updated_at,
+            created_at: at,
             action_type: step.action,
             target,
             params,
             risk,
             decision,
-            idempotency_key,
+            idempotency_key: idempotency_key.clone(),
             reason,
-            expires_at: inc.updated_at.plus_ms(self.cfg.action_ttl.0),
+            expires_at: at.plus_ms(self.cfg.action_ttl.0),
             signature: None,
         };
-        if self.cfg.dry_run {
+        let dry = held == Some(Guard::DryRun);
+        if dry {
             action.params.args.insert("dry_run".into(), "true".into());
         }
-        if let Some(k) = &self.signing_key {
-            action.signature = Some(sign::sign(&action, k));
-        }
-        self.attempts
-            .entry(root.to_string())
-            .or_default()
-            .push(inc.updated_at);
-        if decision == Decision::ApprovalRequired {
-            let mut s = vec![format!(
-                "approve {} ({})",
-                action.action_id,
-                step.action.as_str()
-            )];
-            s.extend(suggestions);
-            let esc = self.escalate(
-                inc,
+        self.sign(&mut action);
+        self.attempts.entry(root.clone()).or_default().push(at);
+        self.remember_key(&idempotency_key, &inc.incident_id);
+        ep.tried.push(label.clone());
+        ep.previous_replicas = Some(current);
+        ep.undo = false;
+        ep.pre = self.pre_activity(&inc, at, &step);
+        ep.action = Some(action.clone());
+        if dry {
+            guards::record_hold(&self.stats, Guard::DryRun, &root, &inc.incident_id);
+            ep.phase = Phase::Done { verified: false };
+            let e = self.escalation(
+                &inc,
+                at,
                 format!(
-                    "approval required: risk {risk:.2}, confidence {:.2}",
-                    inc.confidence
+                    "held by guard dry_run: {}; {label} (step {}) was emitted as a dry run only",
+                    Guard::DryRun.explain(),
+                    step_no + 1
                 ),
                 s,
             );
-            out.push(RecoveryOutput::Action(Box::new(action)));
-            out.push(RecoveryOutput::Escalation(esc));
-        } else {
-            out.push(RecoveryOutput::Action(Box::new(action)));
+            self.push_action(action, out);
+            self.push_escalation(e, out);
+            return;
         }
+        match decision {
+            Decision::Auto => {
+                self.guards.admit(&idempotency_key, &req);
+                ep.phase = Phase::AwaitingResult {
+                    deadline: at.plus_ms(self.cfg.result_timeout.0),
+                };
+                self.push_action(action, out);
+            }
+            Decision::ApprovalRequired => {
+                self.pending
+                    .insert(action.action_id.clone(), inc.incident_id.clone());
+                ep.phase = Phase::AwaitingApproval;
+                let mut s = vec![format!("approve {} ({label})", action.action_id)];
+                s.extend(suggestions);
+                let e = self.escalation(
+                    &inc,
+                    at,
+                    format!(
+                        "approval required: risk {risk:.2}, confidence {:.2} (step {}: {label})",
+                        inc.confidence,
+                        step_no + 1
+                    ),
+                    s,
+                );
+                self.push_action(action, out);
+                self.push_escalation(e, out);
+            }
+        }
+    }
+
+    /// Activity on the incident's services in the span before `at` as long
+    /// as the step's verification window.
+    fn pre_activity(&self, inc: &Incident, at: EventTime, step: &ActionStep) -> Activity {
+        let len = (step.verify_for.0 - step.grace.0).max(1);
+        self.signals
+            .activity(&Self::services(inc), at.plus_ms(-len), at, self.min_score)
+    }
+
+    fn services(inc: &Incident) -> Vec<String> {
+        let mut s = inc.services.clone();
+        if !s.contains(&inc.root_cause_service) {
+            s.push(inc.root_cause_service.clone());
+        }
+        s
+    }
+
+    /// Judges a finished verification window.
+    fn conclude(&mut self, ep: &mut Episode, wm: EventTime, out: &mut Vec<RecoveryOutput>) {
+        let Phase::Verifying {
+            finished,
+            grace_end,
+            end,
+            pre,
+        } = ep.phase.clone()
+        else {
+            return;
+        };
+        let post = self
+            .signals
+            .activity(&Self::services(&ep.inc), grace_end, end, self.min_score);
+        let outcome = verify::judge(&pre, &post);
+        self.finish_verification(ep, outcome, finished, end, wm, out);
+    }
+
+    fn finish_verification(
+        &mut self,
+        ep: &mut Episode,
+        outcome: Outcome,
+        finished: EventTime,
+        end: EventTime,
+        wm: EventTime,
+        out: &mut Vec<RecoveryOutput>,
+    ) {
+        self.count_verification(outcome);
+        let key = ep
+            .action
+            .as_ref()
+            .map(|a| a.idempotency_key.clone())
+            .unwrap_or_default();
+        self.guards.release(&key);
+        let what = self.describe(ep);
+        let root = ep.inc.root_cause_service.clone();
+        tracing::info!(
+            incident_id = %ep.inc.incident_id,
+            outcome = outcome.as_str(),
+            action = %what,
+            "Verification finished."
+        );
+        if ep.undo {
+            ep.phase = Phase::Done { verified: false };
+            return;
+        }
+        match outcome {
+            Outcome::Recovered => {
+                if let Some(r) = ep.rediagnosed.take() {
+                    self.handled
+                        .insert((r.incident_id, r.root_cause_service, r.category));
+                }
+                self.learn(ep, true);
+                self.guards.verified(&root, end);
+                ep.phase = Phase::Done { verified: true };
+                let quiet = (end.millis() - finished.millis()) / 1000;
+                let evidence = format!(
+                    "verified: {what} succeeded, no errors for {}",
+                    if quiet % 60 == 0 {
+                        format!("{}m", quiet / 60)
+                    } else {
+                        format!("{quiet}s")
+                    }
+                );
+                self.resolutions.push(Resolution {
+                    incident_id: ep.inc.incident_id.clone(),
+                    at: end,
+                    evidence,
+                });
+            }
+            Outcome::NotRecovered => {
+                self.learn(ep, false);
+                self.guards.failed(wm);
+                if let Some(mut next) = ep.rediagnosed.take() {
+                    // Continue with the new diagnosis' ladder.
+                    self.handled.insert((
+                        next.incident_id.clone(),
+                        next.root_cause_service.clone(),
+                        next.category,
+                    ));
+                    next.updated_at = wm;
+                    let tried = std::mem::take(&mut ep.tried);
+                    *ep = Episode {
+                        inc: next,
+                        step: 0,
+                        tried,
+                        phase: Phase::Done { verified: false },
+                        action: None,
+                        undo: false,
+                        previous_replicas: None,
+                        pre: Activity::default(),
+                        rediagnosed: None,
+                    };
+                    self.try_step(
+                        ep,
+                        wm,
+                        Some(format!("{what} succeeded but the errors went on")),
+                        out,
+                    );
+                    self.breaker_gauge();
+                    return;
+                }
+                ep.step += 1;
+                self.try_step(
+                    ep,
+                    wm,
+                    Some(format!("{what} succeeded but the errors went on")),
+                    out,
+                );
+            }
+            Outcome::Worse => {
+                self.learn(ep, false);
+                self.guards.failed(wm);
+                ep.phase = Phase::Done { verified: false };
+                self.undo(ep, wm, out);
+            }
+            Outcome::Timeout => {
+                ep.phase = Phase::Done { verified: false };
+                self.escalate_ep(
+                    ep,
+                    wm,
+                    format!(
+                        "no result from the executor for {what} within {}s; a human must check it",
+                        self.cfg.result_timeout.0 / 1000
+                    ),
+                    out,
+                );
+            }
+        }
+        self.breaker_gauge();
+    }
+
+    /// Reverts the episode's current action when reversible, and escalates.
+    fn undo(&mut self, ep: &mut Episode, at: EventTime, out: &mut Vec<RecoveryOutput>) {
+        let Some(done) = ep.action.clone() else {
+            return;
+        };
+        let what = self.describe(ep);
+        let mut params = ActionParams::default();
+        let reversible = match done.action_type {
+            ActionType::Scale => match ep.previous_replicas {
+                Some(p) => {
+                    params.replicas = Some(p);
+                    true
+                }
+                None => false,
+            },
+            ActionType::Rollback => {
+                params.args.insert("direction".into(), "forward".into());
+                true
+            }
+            _ => false,
+        };
+        let root = done.target.service.clone();
+        let undone;
+        if reversible {
+            let req = guards::Request {
+                service: &root,
+                incident_id: &ep.inc.incident_id,
+                touched: Self::touched(done.action_type, self.replicas(&root), params.replicas),
+                replicas: self.replicas(&root),
+                at,
+                undo: true,
+            };
+            let held = self.guards.check(
+                &req,
+                guards::Context {
+                    healing: self.cfg.healing,
+                    dry_run: self.cfg.dry_run,
+                    in_maintenance: self.cfg.in_maintenance(&root, at),
+                },
+            );
+            match held {
+                Some(g) => {
+                    guards::record_hold(&self.stats, g, &root, &ep.inc.incident_id);
+                    undone = format!("; undo held by guard {}", g.as_str());
+                }
+                None => {
+                    let key = Self::idem_key(
+                        &ep.inc.incident_id,
+                        ep.step as u32,
+                        true,
+                        done.action_type,
+                        &root,
+                    );
+                    let mut a = RecoveryAction {
+                        action_id: stable_id("act-", &[key.as_bytes()]),
+                        incident_id: ep.inc.incident_id.clone(),
+                        created_at: at,
+                        action_type: done.action_type,
+                        target: done.target.clone(),
+                        params,
+                        risk: done.risk,
+                        decision: Decision::Auto,
+                        idempotency_key: key.clone(),
+                        reason: format!(
+                            "undo: {what} made things worse; reverting it ({})",
+                            if done.action_type == ActionType::Scale {
+                                "scale back to the previous replica count"
+                            } else {
+                                "roll forward to the revision live before the rollback"
+                            }
+                        ),
+                        expires_at: at.plus_ms(self.cfg.action_ttl.0),
+                        signature: None,
+                    };
+                    self.sign(&mut a);
+                    self.guards.admit(&key, &req);
+                    self.remember_key(&key, &ep.inc.incident_id);
+                    ep.undo = true;
+                    ep.action = Some(a.clone());
+                    ep.phase = Phase::AwaitingResult {
+                        deadline: at.plus_ms(self.cfg.result_timeout.0),
+                    };
+                    undone = format!("; undoing it ({})", a.action_id);
+                    self.push_action(a, out);
+                }
+            }
+        } else {
+            undone = "; it cannot be undone automatically".into();
+        }
+        self.escalate_ep(
+            ep,
+            at,
+            format!("{what} made things worse{undone}; a human must act"),
+            out,
+        );
+    }
+
+    fn start(&mut self, inc: Incident, out: &mut Vec<RecoveryOutput>) {
+        if let Some(old) = self.episodes.remove(&inc.incident_id) {
+            if let Some(a) = &old.action {
+                self.guards.release(&a.idempotency_key);
+                self.pending.remove(&a.action_id);
+            }
+        }
+        let mut ep = Episode {
+            inc: inc.clone(),
+            step: 0,
+            tried: Vec::new(),
+            phase: Phase::Done { verified: false },
+            action: None,
+            undo: false,
+            previous_replicas: None,
+            pre: Activity::default(),
+            rediagnosed: None,
+        };
+        self.try_step(&mut ep, inc.updated_at, None, out);
+        self.insert_episode(ep);
+    }
+
+    /// Idempotency key → incident, bounded (the oldest keys go first).
+    fn remember_key(&mut self, key: &str, incident_id: &str) {
+        if self.by_key.len() >= MAX_RESULTS && !self.by_key.contains_key(key) {
+            self.by_key.pop_first();
+        }
+        self.by_key.insert(key.to_string(), incident_id.to_string());
+    }
+
+    fn insert_episode(&mut self, ep: Episode) {
+        if self.episodes.len() >= MAX_EPISODES && !self.episodes.contains_key(&ep.inc.incident_id) {
+            let done = self
+                .episodes
+                .iter()
+                .find(|(_, e)| matches!(e.phase, Phase::Done { .. }))
+                .map(|(k, _)| k.clone());
+            if let Some(k) = done.or_else(|| self.episodes.keys().next().cloned()) {
+                self.episodes.remove(&k);
+            }
+        }
+        self.episodes.insert(ep.inc.incident_id.clone(), ep);
     }
 }
 
@@ -282,6 +1071,34 @@ impl Stage for RecoveryStage {
 
     fn process(&mut self, inc: Incident, out: &mut Vec<RecoveryOutput>) {
         if inc.status == IncidentStatus::Resolved {
+            // Diagnosis saw the incident go quiet: during verification that
+            // is a recovery; otherwise the episode simply ends.
+            if let Some(mut ep) = self.episodes.remove(&inc.incident_id) {
+                ep.inc.status = IncidentStatus::Resolved;
+                if let Phase::Verifying { finished, end, .. } = ep.phase.clone() {
+                    let at = inc
+                        .resolved_at
+                        .unwrap_or(inc.updated_at)
+                        .max(self.watermark);
+                    self.finish_verification(&mut ep, Outcome::Recovered, finished, end, at, out);
+                    // Already resolved: nothing more to publish.
+                    self.resolutions
+                        .retain(|r| r.incident_id != inc.incident_id);
+                } else if let Phase::AwaitingResult { .. } = ep.phase {
+                    // The fault ended before any executor reported: nothing
+                    // left to verify or escalate (a late result is recorded).
+                    if let Some(a) = &ep.action {
+                        self.guards.release(&a.idempotency_key);
+                        tracing::info!(
+                            incident_id = %inc.incident_id,
+                            action_id = %a.action_id,
+                            "Incident resolved before the action's result arrived."
+                        );
+                    }
+                    ep.phase = Phase::Done { verified: false };
+                }
+                self.insert_episode(ep);
+            }
             return;
         }
         let key = (
@@ -289,16 +1106,107 @@ impl Stage for RecoveryStage {
             inc.root_cause_service.clone(),
             inc.category,
         );
-        if !self.handled.insert(key) {
+        let busy_same_root = self.episodes.get(&inc.incident_id).is_some_and(|e| {
+            e.inc.root_cause_service == inc.root_cause_service
+                && matches!(
+                    e.phase,
+                    Phase::AwaitingResult { .. } | Phase::Verifying { .. }
+                )
+                && !e.undo
+        });
+        if busy_same_root && !self.handled.contains(&key) {
+            if let Some(ep) = self.episodes.get_mut(&inc.incident_id) {
+                tracing::info!(
+                    incident_id = %inc.incident_id,
+                    category = %inc.category,
+                    "Re-diagnosed while an action is verified; the verification decides first."
+                );
+                ep.rediagnosed = Some(inc);
+            }
             return;
         }
-        let before = out.len();
-        self.plan(&inc, out);
-        for o in &out[before..] {
-            match o {
-                RecoveryOutput::Action(_) => Stats::add(&self.stats.actions, 1),
-                RecoveryOutput::Escalation(_) => Stats::add(&self.stats.escalations, 1),
+        if !self.handled.insert(key) {
+            // Same diagnosis: keep the latest record; a reopen after a
+            // verified fix is a relapse (the flap guard decides).
+            let relapse = inc.status == IncidentStatus::Open
+                && self
+                    .episodes
+                    .get(&inc.incident_id)
+                    .is_some_and(|e| e.phase == Phase::Done { verified: true });
+            if relapse {
+                self.start(inc, out);
+            } else if let Some(ep) = self.episodes.get_mut(&inc.incident_id) {
+                let services = ep.inc.services.clone();
+                ep.inc = inc;
+                for s in services {
+                    if !ep.inc.services.contains(&s) {
+                        ep.inc.services.push(s);
+                    }
+                }
             }
+            return;
+        }
+        self.start(inc, out);
+    }
+
+    fn on_watermark(&mut self, wm: EventTime, out: &mut Vec<RecoveryOutput>) {
+        if wm <= self.watermark {
+            return;
+        }
+        self.watermark = wm;
+        self.guards.on_watermark(wm);
+        // Bounded bookkeeping: forget the oldest handled diagnoses and
+        // decided approvals beyond the episode bound.
+        while self.handled.len() > 4 * MAX_EPISODES {
+            self.handled.pop_first();
+        }
+        while self.decided.len() > MAX_EPISODES {
+            self.decided.pop_first();
+        }
+        self.breaker_gauge();
+        self.signals.prune(wm);
+        let due: Vec<String> = self
+            .episodes
+            .iter()
+            .filter(|(_, e)| match &e.phase {
+                Phase::AwaitingResult { deadline } => *deadline <= wm,
+                Phase::Verifying { end, .. } => *end <= wm,
+                Phase::AwaitingApproval => e.action.as_ref().is_some_and(|a| a.expires_at <= wm),
+                Phase::Done { .. } => false,
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for id in due {
+            let Some(mut ep) = self.episodes.remove(&id) else {
+                continue;
+            };
+            match ep.phase.clone() {
+                Phase::AwaitingResult { deadline } => {
+                    self.finish_verification(
+                        &mut ep,
+                        Outcome::Timeout,
+                        deadline,
+                        deadline,
+                        wm,
+                        out,
+                    );
+                }
+                Phase::Verifying { .. } => self.conclude(&mut ep, wm, out),
+                Phase::AwaitingApproval => {
+                    if let Some(a) = &ep.action {
+                        self.pending.remove(&a.action_id);
+                        self.decided.insert(a.action_id.clone(), true);
+                        tracing::info!(
+                            incident_id = %ep.inc.incident_id,
+                            action_id = %a.action_id,
+                            "Approval request expired."
+                        );
+                    }
+                    ep.phase = Phase::Done { verified: false };
+                }
+                Phase::Done { .. } => {}
+            }
+            self.insert_episode(ep);
         }
     }
 }

@@ -10,9 +10,11 @@
 //! (`reflex run`) reading the exported file, so a replay of
 //! `events.jsonl` reproduces the incidents, actions and escalations record
 //! for record. The executor's results go back through
-//! [`Decider::action_result`], which records them without emitting, so they
-//! cannot make the live run differ from the replay; the effects of actions
-//! reach reflex only as the events the world publishes afterwards.
+//! [`Decider::action_result`] as soon as the executor has decided them;
+//! reflex applies each at the first watermark that reaches its
+//! `finished_at` (verification, ladders, undo), so exporting them
+//! (`action-results.jsonl`) and replaying with `reflex run
+//! --action-results` reproduces the live run record for record.
 //!
 //! No wall clock is read except to report throughput.
 
@@ -315,6 +317,8 @@ pub fn run(cfg: &Config, opts: &DemoOptions, out: &mut dyn Write) -> Result<Demo
     let mut story = Story::default();
     let mut outputs: Vec<Output> = Vec::new();
     let mut results: Vec<ActionResult> = Vec::new();
+    // Every result in the order reflex was given it (exported for replays).
+    let mut fed: Vec<ActionResult> = Vec::new();
     let narrate = opts.narrate;
     let say = |out: &mut dyn Write, line: String| -> Result<(), DemoError> {
         if narrate {
@@ -393,6 +397,10 @@ pub fn run(cfg: &Config, opts: &DemoOptions, out: &mut dyn Write) -> Result<Demo
                 &mut world,
                 &mut |l| say(out, l),
             )?;
+            for r in executor.take_decided() {
+                driver.decider.action_result(&r);
+                fed.push(r);
+            }
         }
         pending.drain(..start);
         let now = if done {
@@ -402,7 +410,6 @@ pub fn run(cfg: &Config, opts: &DemoOptions, out: &mut dyn Write) -> Result<Demo
         };
         for r in executor.completed(now) {
             narrate_result(&mut story, &r, &mut |l| say(out, l))?;
-            driver.decider.action_result(&r);
             results.push(r);
         }
     }
@@ -415,8 +422,11 @@ pub fn run(cfg: &Config, opts: &DemoOptions, out: &mut dyn Write) -> Result<Demo
         &mut world,
         &mut |l| say(out, l),
     )?;
-    for r in executor.remaining() {
+    for r in executor.take_decided() {
         driver.decider.action_result(&r);
+        fed.push(r);
+    }
+    for r in executor.remaining() {
         results.push(r);
     }
     drop(driver);
@@ -432,6 +442,18 @@ pub fn run(cfg: &Config, opts: &DemoOptions, out: &mut dyn Write) -> Result<Demo
             TruthRecord::of(f, ns)
         })
         .collect();
+    if let Some(dir) = &opts.export {
+        let p = dir.join("action-results.jsonl");
+        let mut buf = Vec::new();
+        for r in &fed {
+            serde_json::to_writer(&mut buf, r).map_err(|e| DemoError::Io {
+                path: p.display().to_string(),
+                source: e.into(),
+            })?;
+            buf.push(b'\n');
+        }
+        std::fs::write(&p, buf).map_err(io_err(&p))?;
+    }
     if let Some(dir) = &opts.export {
         let p = dir.join("truth.jsonl");
         let mut buf = Vec::new();
@@ -633,6 +655,13 @@ fn narrate_incident(story: &mut Story, i: &Incident, say: &mut Say<'_>) -> Resul
     let prev = story.incidents.insert(i.incident_id.clone(), i.clone());
     let at = clock(i.updated_at);
     match (i.status, prev) {
+        (IncidentStatus::Resolved, _) if i.evidence.first().is_some_and(|e| e.starts_with("verified:")) => {
+            say(format!(
+                "[{at}]     incident {} resolved -> VERIFIED by reflex ({})",
+                i.incident_id,
+                i.evidence.first().map(String::as_str).unwrap_or_default()
+            ))
+        }
         (IncidentStatus::Resolved, _) => {
             let verified = story.fixed.get(&i.incident_id);
             say(format!(

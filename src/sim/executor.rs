@@ -20,6 +20,8 @@ pub struct Executor {
     applied: BTreeSet<String>,
     /// Results not yet released, with their completion time.
     running: Vec<ActionResult>,
+    /// Results decided since the last [`Executor::take_decided`].
+    decided: Vec<ActionResult>,
 }
 
 impl Executor {
@@ -52,8 +54,17 @@ impl Executor {
             let ap = world.apply(a, start);
             result(ap.status, ap.detail, ap.finished_at)
         };
+        self.decided.push(r.clone());
         self.running.push(r);
         true
+    }
+
+    /// Results decided (not necessarily completed) since the last call, in
+    /// submission order. The demo hands them to reflex at once: reflex
+    /// applies each only when event time reaches its `finished_at`, so the
+    /// outcome does not depend on when they were handed over.
+    pub fn take_decided(&mut self) -> Vec<ActionResult> {
+        std::mem::take(&mut self.decided)
     }
 
     /// Results of actions completed by `now`, oldest first.

@@ -788,7 +788,13 @@ impl World {
             if !on_root {
                 continue;
             }
-            if f.plan.kind.heals().contains(&a.action_type) {
+            // Rolling forward (reflex undoing its own rollback) heals nothing.
+            let forward = a
+                .params
+                .args
+                .get("direction")
+                .is_some_and(|d| d == "forward");
+            if f.plan.kind.heals().contains(&a.action_type) && !forward {
                 if f.healed_at.is_none() {
                     f.healed_at = Some((
                         finished_at,

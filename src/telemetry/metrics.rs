@@ -43,7 +43,9 @@ pub const ESCALATIONS: &str = "reflex_escalations_total";
 /// Actions held back by a safety guard, by guard.
 pub const GUARD_HOLDS: &str = "reflex_guard_holds_total";
 /// Circuit breaker state (1 = open/tripped: automatic actions stopped).
-pub const BREAKER_OPEN: &str = "reflex_breaker_open";
+pub const BREAKER_OPEN: &str = "reflex_circuit_breaker_open";
+/// Verifications of executed actions, by outcome.
+pub const VERIFICATIONS: &str = "reflex_verifications_total";
 /// Input records received but not yet processed.
 pub const CONSUMER_LAG: &str = "reflex_consumer_lag_records";
 /// Wall-clock time a stage spends on one batch.
@@ -116,9 +118,20 @@ pub const ACTION_TYPES: [ActionType; 6] = [
 ];
 /// The `decision` label values.
 pub const DECISIONS: [Decision; 2] = [Decision::Auto, Decision::ApprovalRequired];
-/// The guards whose holds are counted (none exist yet: the family is
-/// declared so dashboards and alerts can rely on it).
-pub const GUARDS: [&str; 0] = [];
+/// The guards whose holds are counted (`recovery::guards::Guard::ALL`, same order).
+pub const GUARDS: [&str; 9] = [
+    "kill_switch",
+    "circuit_breaker",
+    "maintenance",
+    "flap",
+    "cooldown",
+    "max_in_flight",
+    "disruption_budget",
+    "rate_budget",
+    "dry_run",
+];
+/// The `outcome` label values of verifications (`recovery::verify::Outcome::ALL`, same order).
+pub const VERIFICATION_OUTCOMES: [&str; 4] = ["recovered", "not_recovered", "worse", "timeout"];
 /// The breakers whose state is exported.
 pub const BREAKERS: [&str; 1] = ["recovery"];
 
@@ -387,8 +400,24 @@ pub fn render(stats: &Stats, out: &OutputCounters, g: &Gauges) -> String {
         "counter",
         "Actions held back by a safety guard, by guard.",
     );
-    for guard in GUARDS {
-        w.sample(GUARD_HOLDS, &[("guard", guard)], 0);
+    for (i, guard) in GUARDS.iter().enumerate() {
+        w.sample(
+            GUARD_HOLDS,
+            &[("guard", *guard)],
+            Stats::get(&stats.guard_holds[i]),
+        );
+    }
+    w.family(
+        VERIFICATIONS,
+        "counter",
+        "Verifications of executed actions, by outcome.",
+    );
+    for (i, o) in VERIFICATION_OUTCOMES.iter().enumerate() {
+        w.sample(
+            VERIFICATIONS,
+            &[("outcome", *o)],
+            Stats::get(&stats.verifications[i]),
+        );
     }
     w.family(
         BREAKER_OPEN,
@@ -396,7 +425,11 @@ pub fn render(stats: &Stats, out: &OutputCounters, g: &Gauges) -> String {
         "Circuit breaker state: 1 = tripped (automatic actions stopped), 0 = closed.",
     );
     for b in BREAKERS {
-        w.sample(BREAKER_OPEN, &[("breaker", b)], 0);
+        w.sample(
+            BREAKER_OPEN,
+            &[("breaker", b)],
+            Stats::get(&stats.breaker_open),
+        );
     }
     w.family(
         CONSUMER_LAG,
