@@ -66,7 +66,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::OnceLock;
 
-
 /// Below this probability for its own answer the model defers to a
 /// category the signature rules found.
 pub const UNSURE_MODEL: f64 = 0.5;
