@@ -307,3 +307,45 @@ fn an_intermittent_fault_with_a_long_pause_stays_one_incident() {
     );
     assert!(records.iter().all(|i| i.root_cause_service == "payments"));
 }
+
+#[test]
+fn dependencies_are_learned_from_shared_traces_without_upstream_fields() {
+    // The callers' errors do not say whom they called (no `upstream`, no
+    // catalog edge for these names): only the shared trace ids, where the
+    // callee erred first, tell that checkout depends on payments.
+    let mut cfg = GenConfig::shop(25, 3 * 3_600_000);
+    let s = |n: &str, d: &[&str]| (n.to_string(), d.iter().map(|x| x.to_string()).collect());
+    cfg.services = vec![
+        s("web-a", &["svc-b"]),
+        s("svc-b", &["svc-c"]),
+        s("svc-c", &[]),
+    ];
+    cfg.faults.push(fault(
+        "svc-c",
+        cfg.start.plus_ms(3_600_000),
+        8,
+        "worker {id} failed: panic in handler",
+        None,
+    ));
+    let mut events = generate(&cfg);
+    for e in &mut events {
+        e.upstream = None;
+        if e.message.starts_with("call to svc-c failed") {
+            e.message = "request failed: internal error".into();
+            e.http_status = Some(500);
+        }
+    }
+    let outs = run(&events);
+    assert!(
+        outs.iter().any(|o| matches!(o, Output::Detection(d)
+            if d.rule == "trace_cascade"
+                && d.service == "svc-b"
+                && d.upstreams.first().is_some_and(|u| u.value == "svc-c"))),
+        "the trace order makes svc-c an upstream of svc-b"
+    );
+    let incs = incidents(&outs);
+    assert_eq!(incs.len(), 1, "{incs:#?}");
+    let i = incs.values().next().unwrap();
+    assert_eq!(i.root_cause_service, "svc-c", "{i:#?}");
+    assert!(i.services.iter().any(|s| s == "svc-b"), "{i:#?}");
+}

@@ -414,49 +414,58 @@ impl PatternStream {
             };
             out.push(facts.into_detection(&self.meta, head));
         }
-        // Traces crossing services: who erred first in each. One detection
-        // per first-failing service per window (not per ordering of the
-        // rest), with the services its traces reached.
-        let mut chains: BTreeMap<String, (u64, String, EventTime, BTreeSet<String>)> =
-            BTreeMap::new();
+        // Traces crossing services: who erred first in each. A service that
+        // erred later in a trace than another was (directly or through
+        // others) calling it: one detection per (later, first) pair per
+        // window, on the later service, naming the first as its upstream
+        // with the number of such traces. This is how dependencies are
+        // learned from traces when events carry no `upstream` field.
+        let mut pairs: BTreeMap<(String, String), (u64, String, EventTime)> = BTreeMap::new();
+        let mut per_first: BTreeMap<String, usize> = BTreeMap::new();
         for (trace, mut svcs) in w.traces {
             if svcs.len() < 2 {
                 continue;
             }
             svcs.sort();
-            let (first_time, first) = svcs[0].clone();
-            let e = chains
-                .entry(first)
-                .or_insert_with(|| (0, trace, first_time, BTreeSet::new()));
-            e.0 += 1;
-            e.2 = e.2.min(first_time);
-            for (_, s) in svcs.into_iter().skip(1) {
-                if e.3.len() < MAX_TRACE_SERVICES {
-                    e.3.insert(s);
+            let first = svcs[0].1.clone();
+            let mut seen = BTreeSet::new();
+            for (t, s) in svcs.into_iter().skip(1) {
+                if s == first || !seen.insert(s.clone()) {
+                    continue;
                 }
+                let key = (s, first.clone());
+                if !pairs.contains_key(&key) {
+                    let k = per_first.entry(first.clone()).or_default();
+                    if *k >= MAX_TRACE_SERVICES {
+                        continue;
+                    }
+                    *k += 1;
+                }
+                let e = pairs.entry(key).or_insert_with(|| (0, trace.clone(), t));
+                e.0 += 1;
+                e.2 = e.2.min(t);
             }
         }
-        for (first, (n, example, first_time, reached)) in chains {
-            let reached: Vec<String> = reached.into_iter().collect();
+        for ((later, first), (n, example, first_time)) in pairs {
             let head = Head {
                 detector: "pattern",
                 rule: "trace_cascade".into(),
-                key: format!("trace_cascade,first={first}"),
+                key: format!("trace_cascade,{later}->{first}"),
                 score: 0.3,
                 window,
                 evidence: format!(
-                    "{n} trace(s) erred first in {first}, then in {} (e.g. trace {})",
-                    reached.join(", "),
+                    "{n} trace(s) erred first in {first}, then in {later} (e.g. trace {})",
                     truncate(&example, 32)
                 ),
             };
             let mut facts = Facts::default();
-            facts.service = first;
+            facts.service = later;
             facts.matched = n;
             let mut d = facts.into_detection(&self.meta, head);
-            // The order is evidence (in the text); the shared trace id links
-            // the services in diagnosis. No `upstreams`: the first service
-            // does not call itself.
+            d.upstreams = vec![crate::model::Counted {
+                value: first,
+                count: n as i64,
+            }];
             d.trace_ids = vec![example];
             d.first_seen = first_time;
             out.push(d);
@@ -794,7 +803,11 @@ mod tests {
         assert_eq!(c[0].upstreams[0].value, "api");
         let t = r.rules("trace_cascade");
         assert_eq!(t.len(), 1, "{:?}", r.out);
-        assert_eq!(t[0].service, "api", "api erred first in the shared traces");
+        assert_eq!(
+            t[0].service, "web",
+            "web erred after api in the shared traces"
+        );
+        assert_eq!(t[0].upstreams[0].value, "api", "so web depends on api");
         assert!(
             t[0].evidence.contains("erred first in api, then in web"),
             "{}",
