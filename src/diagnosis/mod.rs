@@ -4,21 +4,33 @@
 //! Correlation: a detection joins an open incident when it starts within
 //! `correlation_gap` of the incident's last activity and is connected to it —
 //! same service, adjacent in the dependency graph (catalog + learned from
-//! `upstream`), naming an affected service as its upstream, sharing an
+//! `upstream` fields and from trace order, see the pattern detector's
+//! `trace_cascade`), naming an affected service as its upstream, sharing an
 //! external upstream, sharing trace ids, or failing mostly on the same node
-//! with network errors. Otherwise a strong enough
-//! detection opens a new incident.
+//! with network errors — or when it is the open incident's root cause
+//! failing again for the same reason, however long the pause. Otherwise a
+//! strong enough detection opens a new incident.
 //!
 //! Lifecycle (event time): an incident is *pending* for `settle` after its
 //! first detection so that the callers' detections of the same fault can
 //! arrive before anyone acts on a premature root cause; then `open`;
 //! `updated` when its root cause, category or services change; `resolved`
-//! after `resolve_after` without detections; a detection on its root-cause
-//! service (unless it now fails because of a dependency or shows strong
-//! evidence of another category), or naming it as upstream in a third of its
-//! failing events or more, within `reopen_within` of resolution
-//! reopens it (same id) — a relapse; former victims failing again start a
-//! new incident.
+//! after `resolve_after` without detections (or when recovery verified a
+//! fix, [`DiagnosisStage::resolve`]).
+//!
+//! Relapses: a strong detection on a resolved incident's root (unless it now
+//! fails because of a dependency or for another category), or naming that
+//! root as upstream in a third of its failing events, within `reopen_within`
+//! of resolution starts a pending incident that *may* be a relapse. When it
+//! settles, it reopens the old incident (same id) only if its own diagnosis
+//! names the same root; otherwise it is a new incident — callers still
+//! shouting about yesterday's culprit must not pull a new fault elsewhere
+//! into the old incident.
+//!
+//! Duplicates: a pending incident whose diagnosis names the root of an open
+//! incident joins that incident instead of opening; two open incidents that
+//! come to name the same root are merged into the older one, and the younger
+//! is published `resolved` with a "duplicate of …" evidence line.
 //!
 //! Keying: state is per correlation domain (everything the stage sees), so
 //! in Kafka mode detections are keyed by namespace/cluster.
