@@ -262,6 +262,10 @@ pub fn create_consumer(
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "true")
         .set("queued.max.messages.kbytes", "65536")
+        // When the prefetch queue is full, librdkafka postpones the next
+        // fetch by this much (default 1 s): a runtime that drains the queue
+        // in well under a second would then sit idle for most of it.
+        .set("fetch.queue.backoff.ms", "10")
         .set("session.timeout.ms", "45000");
     for (k, v) in &kafka.consumer {
         cc.set(k, v);
