@@ -21,9 +21,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use reflex::executors::kafka_loop::{self, KafkaSettings};
-use reflex::executors::kube::{KubeExecutor, KubeSettings, Selector};
-use reflex::executors::runbook::Runbooks;
-use reflex::executors::{Gate, Ledger, ManualClock, Runner};
+use reflex::executors::ManualClock;
 use reflex::model::{ActionResult, ActionStatus, ActionType, RecoveryAction};
 use serde_json::json;
 use std::process::Command;
@@ -75,30 +73,6 @@ async fn create_topics(brokers: &str, names: &[&str]) {
         .unwrap()
     {
         r.unwrap();
-    }
-}
-
-fn runner(f: &FakeKube, clock: Arc<ManualClock>) -> Runner<KubeExecutor, Arc<ManualClock>> {
-    let settings = KubeSettings {
-        name: "kube-e2e".into(),
-        workload_selector: Selector::parse("reflex.io/managed=true").unwrap(),
-        node_selector: Selector::default(),
-        api_timeout: Duration::from_secs(5),
-        rollout_timeout: Duration::from_secs(5),
-        drain_timeout: Duration::from_secs(5),
-        poll_interval: Duration::from_millis(10),
-    };
-    Runner {
-        gate: Gate {
-            key: Some(KEY.as_bytes().to_vec()),
-            namespaces: vec!["shop".into()],
-            types: vec![ActionType::Restart, ActionType::Scale, ActionType::Rollback],
-            ..Default::default()
-        },
-        ledger: Ledger::new(1000),
-        executor: KubeExecutor::new(f.client(), settings, clock.clone(), Runbooks::default()),
-        clock,
-        dry_run: false,
     }
 }
 
@@ -174,7 +148,7 @@ async fn reflex_action_is_executed_once_and_its_result_flows_back() {
     let since = chrono::Utc::now().timestamp_millis() - 3_600_000;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let s2 = settings.clone();
-    let mut r = runner(&f, clock.clone());
+    let mut r = exec_support::kube_runner(&f, clock.clone(), Some(KEY.as_bytes()));
     let exec = tokio::spawn(async move {
         let n = kafka_loop::run(&s2, &mut r, since, async {
             let _ = stopped.await;
@@ -226,7 +200,7 @@ async fn reflex_action_is_executed_once_and_its_result_flows_back() {
         .await
         .unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let mut r = runner(&f, clock);
+    let mut r = exec_support::kube_runner(&f, clock, Some(KEY.as_bytes()));
     let s3 = settings.clone();
     let exec = tokio::spawn(async move {
         let n = kafka_loop::run(&s3, &mut r, since, async {

@@ -16,61 +16,15 @@ mod exec_support;
 use common::*;
 use exec_support::fake_kube::{self, FakeKube};
 use reflex::executors::kafka_loop::{self, KafkaSettings};
-use reflex::executors::kube::{KubeExecutor, KubeSettings, Selector};
-use reflex::executors::runbook::Runbooks;
-use reflex::executors::{Gate, Ledger, ManualClock, Runner};
+use reflex::executors::ManualClock;
 use reflex::model::{ActionStatus, ActionType, EventTime, RecoveryAction};
 use reflex::sim::gen::{generate, Fault, GenConfig};
 use serde_json::{json, Value};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const TOKEN: &str = "approve-me-please";
-
-fn http(addr: SocketAddr, method: &str, path: &str, auth: Option<&str>) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(20))).ok()?;
-    let auth = auth
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).ok()?;
-    let text = String::from_utf8_lossy(&raw).to_string();
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    let status = head.split_whitespace().nth(1)?.parse().ok()?;
-    Some((status, body.to_string()))
-}
-
-/// Polls `f` until it returns `Some`, or fails after `limit`.
-fn within<T>(limit: Duration, what: &str, log: &Reflex, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; log:\n{}",
-            log.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn counter(metrics: &str, name: &str) -> f64 {
-    metrics
-        .lines()
-        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
 
 /// Three hours of the small shop with an OOM burst on payments from the
 /// first hour, lasting `fault_ms`; events as JSON lines with their times.
@@ -115,36 +69,18 @@ fn start_reflex(
     );
     let log = dir.join(format!("{prefix}.log"));
     let r = Reflex::start_with_env(brokers, &config, "all", log, &[("REFLEX_API_TOKEN", TOKEN)]);
-    let addr: SocketAddr = within(Duration::from_secs(60), "the http address", &r, || {
-        r.log_text()
-            .lines()
-            .find_map(|l| l.strip_prefix("reflex: http listening on "))
-            .and_then(|a| a.trim().parse().ok())
-    });
-    (r, addr)
-}
-
-fn kube_runner(f: &FakeKube, clock: Arc<ManualClock>) -> Runner<KubeExecutor, Arc<ManualClock>> {
-    let settings = KubeSettings {
-        name: "kube-feedback".into(),
-        workload_selector: Selector::parse("reflex.io/managed=true").unwrap(),
-        node_selector: Selector::default(),
-        api_timeout: Duration::from_secs(5),
-        rollout_timeout: Duration::from_secs(5),
-        drain_timeout: Duration::from_secs(5),
-        poll_interval: Duration::from_millis(10),
-    };
-    Runner {
-        gate: Gate {
-            namespaces: vec!["shop".into()],
-            types: vec![ActionType::Restart, ActionType::Scale, ActionType::Rollback],
-            ..Default::default()
+    let addr: SocketAddr = within(
+        Duration::from_secs(60),
+        "the http address",
+        &|| r.log_text(),
+        || {
+            r.log_text()
+                .lines()
+                .find_map(|l| l.strip_prefix("reflex: http listening on "))
+                .and_then(|a| a.trim().parse().ok())
         },
-        ledger: Ledger::new(1000),
-        executor: KubeExecutor::new(f.client(), settings, clock.clone(), Runbooks::default()),
-        clock,
-        dry_run: false,
-    }
+    );
+    (r, addr)
 }
 
 #[test]
@@ -205,7 +141,7 @@ fn executor_result_flows_back_and_verification_resolves_the_incident() {
         health: None,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let mut runner = kube_runner(&f, clock);
+    let mut runner = exec_support::kube_runner(&f, clock, None);
     let since = chrono::Utc::now().timestamp_millis() - 3_600_000;
     let exec = rt.spawn(async move {
         kafka_loop::run(&settings, &mut runner, since, async {
@@ -235,7 +171,7 @@ fn executor_result_flows_back_and_verification_resolves_the_incident() {
     within(
         Duration::from_secs(60),
         "reflex to count the result",
-        &reflex,
+        &|| reflex.log_text(),
         || {
             let (_, m) = http(addr, "GET", "/metrics", None)?;
             (counter(&m, "reflex_action_results_total") >= 1.0).then_some(())
