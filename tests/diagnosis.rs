@@ -349,3 +349,62 @@ fn dependencies_are_learned_from_shared_traces_without_upstream_fields() {
     assert_eq!(i.root_cause_service, "svc-c", "{i:#?}");
     assert!(i.services.iter().any(|s| s == "svc-b"), "{i:#?}");
 }
+
+/// A threshold-style detection of `count` failing events on `svc` in the
+/// minute starting at `minute`, naming `upstream` in all of them if given.
+fn burst(svc: &str, minute: i64, count: i64, upstream: Option<&str>) -> reflex::model::Detection {
+    let start = 1_767_225_600_000 + minute * 60_000;
+    serde_json::from_value(serde_json::json!({
+        "detection_id": format!("det-{svc}-{minute}"),
+        "detector": "threshold", "rule": "error_burst",
+        "key": format!("service={svc}"), "service": svc, "namespace": "shop",
+        "score": 0.9,
+        "window": {"start": start, "end": start + 60_000},
+        "evidence": format!("{svc}: {count} errors"), "count": count,
+        "first_seen": start + 100,
+        "upstreams": upstream.map(|u| vec![serde_json::json!({"value": u, "count": count})]).unwrap_or_default(),
+    }))
+    .expect("detection")
+}
+
+#[test]
+fn a_late_caller_blaming_an_open_incidents_root_joins_it() {
+    use reflex::pipeline::Stage;
+    // api fails; its incident opens. Seven minutes after api's last
+    // detection (beyond the 5 minute correlation gap, within the 10 minute
+    // resolve hold) a caller starts failing on api: its pending incident
+    // names api as root, so it is the open incident's fault, not a new one.
+    let cfg = Config::embedded().expect("embedded config");
+    let mut stage = reflex::diagnosis::DiagnosisStage::new(
+        cfg.diagnosis.clone(),
+        std::sync::Arc::new(Default::default()),
+        std::sync::Arc::default(),
+    );
+    let mut out = Vec::new();
+    let wm = |m: i64| EventTime(1_767_225_600_000 + m * 60_000);
+    for m in 0..3 {
+        stage.process(burst("api", m, 40, None), &mut out);
+        stage.on_watermark(wm(m + 1), &mut out);
+    }
+    for m in 3..10 {
+        stage.on_watermark(wm(m + 1), &mut out);
+    }
+    for m in 10..12 {
+        stage.process(burst("web", m, 60, Some("api")), &mut out);
+        stage.on_watermark(wm(m + 1), &mut out);
+    }
+    for m in 12..40 {
+        stage.on_watermark(wm(m + 1), &mut out);
+    }
+    let ids: std::collections::BTreeSet<&str> =
+        out.iter().map(|i| i.incident_id.as_str()).collect();
+    assert_eq!(ids.len(), 1, "{out:#?}");
+    assert!(
+        out.iter().all(|i| i.root_cause_service == "api"),
+        "{out:#?}"
+    );
+    assert!(
+        out.iter().any(|i| i.services.iter().any(|s| s == "web")),
+        "web joined the incident: {out:#?}"
+    );
+}

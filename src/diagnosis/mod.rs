@@ -433,30 +433,37 @@ impl DiagnosisStage {
     /// fault: the younger is folded into the older and published as
     /// resolved, its evidence saying where it went.
     fn merge_published_duplicates(&self, incidents: &mut Vec<Tracked>, out: &mut Vec<Incident>) {
-        let mut i = 0;
-        while i < incidents.len() {
-            let t = &incidents[i];
-            let root = match (&t.last, t.resolved_at, t.publish_at) {
-                (Some(l), None, None) => l.0.clone(),
-                _ => {
-                    i += 1;
-                    continue;
+        // The oldest open, published incident per root (one pass), then
+        // every younger one with that root folds into it.
+        let live = |t: &Tracked| t.resolved_at.is_none() && t.publish_at.is_none();
+        let mut oldest: BTreeMap<&str, (EventTime, &str)> = BTreeMap::new();
+        for t in incidents.iter().filter(|t| live(t)) {
+            if let Some(l) = &t.last {
+                let e = oldest
+                    .entry(l.0.as_str())
+                    .or_insert((t.opened_at, t.id.as_str()));
+                if (t.opened_at, t.id.as_str()) < *e {
+                    *e = (t.opened_at, t.id.as_str());
                 }
-            };
-            let older = incidents.iter().enumerate().position(|(k, q)| {
-                k != i
-                    && q.resolved_at.is_none()
-                    && q.publish_at.is_none()
-                    && q.last.as_ref().is_some_and(|l| l.0 == root)
-                    && (q.opened_at, &q.id) < (incidents[i].opened_at, &incidents[i].id)
-            });
-            let Some(j) = older else {
-                i += 1;
+            }
+        }
+        let merges: Vec<(String, String, String)> = incidents
+            .iter()
+            .filter(|t| live(t))
+            .filter_map(|t| {
+                let root = &t.last.as_ref()?.0;
+                let (_, keep) = oldest.get(root.as_str())?;
+                (*keep != t.id).then(|| (t.id.clone(), keep.to_string(), root.clone()))
+            })
+            .collect();
+        for (dup, into, root) in merges {
+            let (Some(i), Some(_)) = (
+                incidents.iter().position(|t| t.id == dup),
+                incidents.iter().position(|t| t.id == into),
+            ) else {
                 continue;
             };
             let mut t = incidents.remove(i);
-            let j = if j > i { j - 1 } else { j };
-            let into = incidents[j].id.clone();
             t.resolved_at = Some(self.watermark);
             if let Some(mut rec) = self.publish(&mut t, IncidentStatus::Resolved, true) {
                 rec.evidence.insert(
@@ -466,9 +473,11 @@ impl DiagnosisStage {
                 rec.summary = format!("Merged into {into}: {}", rec.summary);
                 out.push(rec);
             }
-            Self::absorb(&mut incidents[j], t);
-            if let Some(rec) = self.publish(&mut incidents[j], IncidentStatus::Updated, false) {
-                out.push(rec);
+            if let Some(j) = incidents.iter().position(|q| q.id == into) {
+                Self::absorb(&mut incidents[j], t);
+                if let Some(rec) = self.publish(&mut incidents[j], IncidentStatus::Updated, false) {
+                    out.push(rec);
+                }
             }
         }
     }
