@@ -46,7 +46,7 @@ fn shop_stream(fault_ms: i64) -> (GenConfig, Vec<(EventTime, Vec<u8>)>) {
     (cfg, events)
 }
 
-fn produce_until(brokers: &str, topic: &str, events: &[(EventTime, Vec<u8>)]) {
+fn produce_all(brokers: &str, topic: &str, events: &[(EventTime, Vec<u8>)]) {
     let p = producer(brokers);
     let outs: Vec<Out> = events
         .iter()
@@ -98,7 +98,7 @@ fn executor_result_flows_back_and_verification_resolves_the_incident() {
     // emits its remedy.
     let input = format!("{prefix}.errors");
     let split = events.partition_point(|(t, _)| *t < fault_end);
-    produce_until(&brokers, &input, &events[..split]);
+    produce_all(&brokers, &input, &events[..split]);
     let actions_topic = format!("{prefix}.reflex.actions");
     let mut actions = Reader::new(&brokers, &actions_topic);
     assert!(
@@ -180,7 +180,7 @@ fn executor_result_flows_back_and_verification_resolves_the_incident() {
 
     // Part 2: the quiet rest. Verification sees the errors stopped after the
     // fix and resolves the incident as verified.
-    produce_until(&brokers, &input, &events[split..]);
+    produce_all(&brokers, &input, &events[split..]);
     let mut incidents = Reader::new(&brokers, &format!("{prefix}.reflex.incidents"));
     let verified = |recs: &[Rec]| {
         recs.iter().map(Rec::json).any(|i| {
@@ -225,7 +225,7 @@ fn approvals_over_http_need_the_token_and_reemit_the_action_as_auto() {
         dir.path(),
         "\n[recovery]\nauto_max_risk = 0.0\napproval_max_risk = 1.0\n",
     );
-    produce_until(&brokers, &format!("{prefix}.errors"), events);
+    produce_all(&brokers, &format!("{prefix}.errors"), events);
     let mut actions = Reader::new(&brokers, &format!("{prefix}.reflex.actions"));
     assert!(
         actions.until(Duration::from_secs(120), |r| !r.is_empty()),

@@ -164,6 +164,14 @@ impl DiagnosisStage {
         victim || other
     }
 
+    /// `d` is `t`'s published root cause failing again for the same reason
+    /// (not because of a dependency, not for another category).
+    fn root_again(t: &Tracked, d: &Detection) -> bool {
+        t.last.as_ref().is_some_and(|(root, category, ..)| {
+            d.service == *root && !Self::other_trouble(d, *category)
+        })
+    }
+
     /// Both fail mostly on the same node with network errors (node-local trouble).
     fn same_troubled_node(t: &Tracked, d: &Detection) -> bool {
         let w = d
@@ -527,10 +535,7 @@ impl Stage for DiagnosisStage {
             t.resolved_at.is_none()
                 && ((d.first_seen.millis() <= t.last_activity.millis() + gap
                     && self.related(t, &d))
-                    || (d.score >= self.cfg.min_open_score
-                        && t.last.as_ref().is_some_and(|(root, category, ..)| {
-                            d.service == *root && !Self::other_trouble(&d, *category)
-                        })))
+                    || (d.score >= self.cfg.min_open_score && Self::root_again(t, &d)))
         });
         // A relapse of the same root cause reopens; a new failure of one of
         // its former victims is a new incident. Only a detection strong
@@ -542,12 +547,12 @@ impl Stage for DiagnosisStage {
                     !t.relapse_pending
                         && d.first_seen.millis() <= r.millis() + reopen
                         && d.score >= self.cfg.min_open_score
-                        && t.last.as_ref().is_some_and(|(root, category, ..)| {
-                            (d.service == *root && !Self::other_trouble(&d, *category))
-                                || d.upstreams
+                        && (Self::root_again(t, &d)
+                            || t.last.as_ref().is_some_and(|(root, ..)| {
+                                d.upstreams
                                     .iter()
                                     .any(|u| u.value == *root && 3 * u.count >= d.count)
-                        })
+                            }))
                 })
             })
         };

@@ -85,7 +85,7 @@ impl ResultsFollower {
         if parts.is_empty() {
             return Ok(()); // not created yet: try again later
         }
-        let since = chrono_now_ms() - self.lookback_ms;
+        let since = now_ms() - self.lookback_ms;
         let mut times = TopicPartitionList::new();
         for p in &parts {
             times.add_partition_offset(&self.topic, *p, Offset::Offset(since))?;
@@ -164,7 +164,7 @@ impl ResultsFollower {
     }
 }
 
-fn chrono_now_ms() -> i64 {
+fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
