@@ -408,3 +408,274 @@ fn a_late_caller_blaming_an_open_incidents_root_joins_it() {
         "web joined the incident: {out:#?}"
     );
 }
+
+/// A detection on `svc` for the minute starting at `minute`: `count`
+/// failing events naming `upstreams` (with counts), one category hint
+/// (`(category, weight, about)`), scored `score` (strong ≥ 0.5).
+fn det(
+    svc: &str,
+    minute: i64,
+    rule: &str,
+    score: f64,
+    count: i64,
+    upstreams: &[(&str, i64)],
+    hint: Option<(&str, f64, &str)>,
+) -> reflex::model::Detection {
+    let start = 1_767_225_600_000 + minute * 60_000;
+    let (detector, rule) = rule.split_once('/').unwrap_or(("threshold", rule));
+    serde_json::from_value(serde_json::json!({
+        "detection_id": format!("det-{svc}-{rule}-{minute}"),
+        "detector": detector, "rule": rule,
+        "key": format!("{rule},service={svc}"), "service": svc, "namespace": "shop",
+        "score": score,
+        "window": {"start": start, "end": start + 60_000},
+        "evidence": format!("{svc}: {count} errors ({rule})"), "count": count,
+        "first_seen": start + 100,
+        "upstreams": upstreams.iter().map(|(u, c)| serde_json::json!({"value": u, "count": c})).collect::<Vec<_>>(),
+        "hints": hint.map(|(c, w, a)| vec![serde_json::json!({"category": c, "weight": w, "source": "test", "about": a})]).unwrap_or_default(),
+    }))
+    .expect("detection")
+}
+
+fn wm(minute: i64) -> EventTime {
+    EventTime(1_767_225_600_000 + minute * 60_000)
+}
+
+fn stage() -> reflex::diagnosis::DiagnosisStage {
+    let cfg = Config::embedded().expect("embedded config");
+    reflex::diagnosis::DiagnosisStage::new(
+        cfg.diagnosis.clone(),
+        std::sync::Arc::new(Default::default()),
+        std::sync::Arc::default(),
+    )
+}
+
+/// Latest record per incident id from a list of records.
+fn latest(out: &[Incident]) -> BTreeMap<String, Incident> {
+    let mut m = BTreeMap::new();
+    for i in out {
+        m.insert(i.incident_id.clone(), i.clone());
+    }
+    m
+}
+
+const OOM: Option<(&str, f64, &str)> = Some(("memory_exhaustion", 0.8, "self"));
+const FILES: Option<(&str, f64, &str)> = Some(("resource_exhaustion", 0.8, "self"));
+const REFUSED: Option<(&str, f64, &str)> = Some(("unavailable", 0.6, "dependency"));
+
+#[test]
+fn chronic_cascade_noise_does_not_keep_an_incident_open() {
+    use reflex::pipeline::Stage;
+    // api fails for 3 minutes. Afterwards its caller keeps failing a few
+    // calls to it all day (a weak cascade every minute) and api keeps
+    // logging never-seen templates: background, not the fault.
+    let mut s = stage();
+    let mut out = Vec::new();
+    for m in 0..3 {
+        s.process(det("api", m, "error_burst", 0.9, 40, &[], OOM), &mut out);
+        s.on_watermark(wm(m + 1), &mut out);
+    }
+    for m in 3..180 {
+        s.process(
+            det("web", m, "pattern/cascade", 0.3, 6, &[("api", 6)], REFUSED),
+            &mut out,
+        );
+        s.process(
+            det("api", m, "pattern/new_template", 0.3, 2, &[], None),
+            &mut out,
+        );
+        s.on_watermark(wm(m + 1), &mut out);
+    }
+    let incs = latest(&out);
+    assert_eq!(incs.len(), 1, "{incs:#?}");
+    let i = incs.values().next().expect("one incident");
+    assert_eq!(i.root_cause_service, "api");
+    assert_eq!(i.status, reflex::model::IncidentStatus::Resolved, "{i:#?}");
+    // Resolved `resolve_after` (10 minutes) after the last burst.
+    assert_eq!(i.resolved_at, Some(wm(3).plus_ms(10 * 60_000)), "{i:#?}");
+    assert_eq!(
+        i.services,
+        ["api"],
+        "weak evidence adds no services: {i:#?}"
+    );
+}
+
+#[test]
+fn a_second_independent_fault_during_an_open_incident_gets_its_own_incident() {
+    use reflex::pipeline::Stage;
+    // api runs out of memory for 20 minutes; web fails calling it. api
+    // also calls payments (a few background failures name it). At minute
+    // 8 payments runs out of file descriptors: another fault, its own
+    // incident, although the graph connects it to the open one.
+    let mut s = stage();
+    let mut out = Vec::new();
+    for m in 0..20 {
+        s.process(
+            det("api", m, "error_burst", 0.9, 40, &[("payments", 3)], OOM),
+            &mut out,
+        );
+        if m >= 1 {
+            s.process(
+                det("web", m, "error_burst", 0.9, 60, &[("api", 60)], REFUSED),
+                &mut out,
+            );
+        }
+        if m >= 8 {
+            s.process(
+                det("payments", m, "error_burst", 0.9, 50, &[], FILES),
+                &mut out,
+            );
+        }
+        s.on_watermark(wm(m + 1), &mut out);
+    }
+    let incs = latest(&out);
+    let mut roots: Vec<(String, Category)> = incs
+        .values()
+        .map(|i| (i.root_cause_service.clone(), i.category))
+        .collect();
+    roots.sort();
+    assert_eq!(
+        roots,
+        [
+            ("api".to_string(), Category::MemoryExhaustion),
+            ("payments".to_string(), Category::ResourceExhaustion),
+        ],
+        "{incs:#?}"
+    );
+    // No record of the first incident ever named payments.
+    let first = &incs
+        .values()
+        .find(|i| i.root_cause_service == "api")
+        .expect("api incident")
+        .incident_id;
+    assert!(
+        out.iter()
+            .filter(|i| &i.incident_id == first)
+            .all(|i| i.root_cause_service == "api" && !i.services.iter().any(|s| s == "payments")),
+        "{out:#?}"
+    );
+}
+
+#[test]
+fn two_overlapping_faults_sharing_a_caller_are_two_incidents() {
+    use reflex::pipeline::Stage;
+    // web calls api and search; both fail at once for their own reasons,
+    // and web fails calling both (louder than either).
+    let mut s = stage();
+    let mut out = Vec::new();
+    for m in 0..8 {
+        s.process(det("api", m, "error_burst", 0.9, 40, &[], OOM), &mut out);
+        s.process(
+            det(
+                "web",
+                m,
+                "error_burst",
+                0.9,
+                100,
+                &[("api", 50), ("search", 50)],
+                REFUSED,
+            ),
+            &mut out,
+        );
+        s.process(
+            det("search", m, "error_burst", 0.9, 40, &[], FILES),
+            &mut out,
+        );
+        s.on_watermark(wm(m + 1), &mut out);
+    }
+    let incs = latest(&out);
+    let mut roots: Vec<(String, Category)> = incs
+        .values()
+        .map(|i| (i.root_cause_service.clone(), i.category))
+        .collect();
+    roots.sort();
+    assert_eq!(
+        roots,
+        [
+            ("api".to_string(), Category::MemoryExhaustion),
+            ("search".to_string(), Category::ResourceExhaustion),
+        ],
+        "{incs:#?}"
+    );
+    for i in incs.values() {
+        let other = if i.root_cause_service == "api" {
+            "search"
+        } else {
+            "api"
+        };
+        assert!(!i.services.iter().any(|s| s == other), "{i:#?}");
+    }
+    // The shared caller counts toward the roots it calls.
+    assert!(
+        incs.values().all(|i| i.services.iter().any(|s| s == "web")),
+        "{incs:#?}"
+    );
+}
+
+#[test]
+fn an_acted_on_incident_is_not_re_rooted() {
+    use reflex::model::ActionType;
+    // api runs out of memory; its incident opens and recovery restarts
+    // api. Afterwards traces show api's errors following db's: evidence
+    // that would move the root to db, but the incident was acted on as
+    // api's fault and stays so.
+    let cfg = Config::embedded().expect("embedded config");
+    let mut sink = MemorySink::default();
+    let mut d = embedded::Decider::new(
+        &cfg,
+        &DecideOptions::default(),
+        &mut sink,
+        std::sync::Arc::default(),
+    );
+    for m in 0..4 {
+        d.run_batch(
+            vec![],
+            vec![det("api", m, "error_burst", 0.9, 40, &[], OOM)],
+            Some(wm(m + 1)),
+        )
+        .expect("batch");
+    }
+    for m in 4..8 {
+        d.run_batch(
+            vec![],
+            vec![
+                det("api", m, "error_burst", 0.9, 40, &[], OOM),
+                det(
+                    "api",
+                    m,
+                    "pattern/trace_cascade",
+                    0.3,
+                    400,
+                    &[("db", 400)],
+                    None,
+                ),
+            ],
+            Some(wm(m + 1)),
+        )
+        .expect("batch");
+    }
+    d.finish().expect("finish");
+    drop(d);
+    let acted: Vec<&reflex::model::RecoveryAction> = sink
+        .records
+        .iter()
+        .filter_map(|o| match o {
+            Output::Action(a) => Some(a),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        acted
+            .iter()
+            .any(|a| a.action_type == ActionType::Restart && a.target.service == "api"),
+        "recovery acted on api: {:#?}",
+        sink.records
+    );
+    let incs = incidents(&sink.records);
+    assert_eq!(incs.len(), 1, "{incs:#?}");
+    for o in &sink.records {
+        if let Output::Incident(i) = o {
+            assert_eq!(i.root_cause_service, "api", "{i:#?}");
+        }
+    }
+}

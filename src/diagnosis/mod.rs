@@ -1,22 +1,45 @@
 //! Diagnosis: turns detections into incidents with a root cause, a category
 //! (SPEC §3), a confidence and the evidence behind them.
 //!
-//! Correlation: a detection joins an open incident when it starts within
-//! `correlation_gap` of the incident's last activity and is connected to it —
-//! same service, adjacent in the dependency graph (catalog + learned from
-//! `upstream` fields and from trace order, see the pattern detector's
-//! `trace_cascade`), naming an affected service as its upstream, sharing an
-//! external upstream, sharing trace ids, or failing mostly on the same node
-//! with network errors — or when it is the open incident's root cause
-//! failing again for the same reason, however long the pause. Otherwise a
-//! strong enough detection opens a new incident.
+//! Incident identity is a root cause: an incident is one root and the
+//! services whose failure it explains, not everything connected to it.
+//! - Only a **strong** detection (score ≥ `min_open_score`: threshold and
+//!   anomaly detections, which are relative to each key's learned normal)
+//!   opens an incident, adds a service to one or keeps one open. **Weak**
+//!   evidence (cascades, trace cascades, new templates, sequences) is folded
+//!   as context into services an incident already holds, and nothing more:
+//!   on a real fleet callers fail a few calls to their upstreams all day,
+//!   and letting that connect incidents kept one incident open for hours
+//!   and swallowed every later fault.
+//! - A strong detection joins a published incident when the incident
+//!   explains it: it is the root failing again for the same reason (however
+//!   long the pause), or most of the calls it blames go to the root or to
+//!   services the incident explains (two thirds of its failures when it also
+//!   fails in its own way), or, without upstream data, it calls them and
+//!   shows no failure of its own, or it fails on the troubled node of a
+//!   node-local network incident. A caller failing on two incidents' roots
+//!   counts toward each with its calls to that root. Anything else — a
+//!   strong, independent failure — is a new incident.
+//! - While *pending* (`settle` after its first detection, so the callers'
+//!   detections can arrive before anyone acts on a premature root) an
+//!   incident gathers connected strong detections (same service, adjacent in
+//!   the dependency graph learned from the catalog, `upstream` fields and
+//!   trace order, shared upstreams or trace ids, the same troubled node).
+//!   When it settles, the services its root does not explain are split off
+//!   into their own incident (two faults at once on connected services).
+//! - The root of an incident that recovery acted on never changes; before
+//!   any action it moves only to a service that explains the old root's
+//!   failure (the old root fails mostly calling it).
+//! - Services other than the root that had no strong detection for
+//!   `resolve_after` leave the incident; an incident holds at most
+//!   `MAX_INCIDENT_SERVICES` services.
 //!
-//! Lifecycle (event time): an incident is *pending* for `settle` after its
-//! first detection so that the callers' detections of the same fault can
-//! arrive before anyone acts on a premature root cause; then `open`;
-//! `updated` when its root cause, category or services change; `resolved`
-//! after `resolve_after` without detections (or when recovery verified a
-//! fix, [`DiagnosisStage::resolve`]).
+//! Lifecycle (event time): `open` when it settles; `updated` when its root
+//! cause, category or services change; `resolved` when neither its root nor
+//! the services it explains had a strong detection for `resolve_after` (so
+//! other services' background and the root's baseline-level errors do not
+//! keep it open), or when recovery verified a fix
+//! ([`DiagnosisStage::resolve`]).
 //!
 //! Relapses: a strong detection on a resolved incident's root (unless it now
 //! fails because of a dependency or for another category), or naming that
@@ -58,6 +81,8 @@ use std::sync::Arc;
 const SETTLE_MS: i64 = 60_000;
 /// Recent changes kept for deploy correlation.
 const MAX_CHANGES: usize = 4096;
+/// Services one incident holds at most (its root and what it explains).
+const MAX_INCIDENT_SERVICES: usize = 64;
 /// Trace ids kept per incident for linking.
 const MAX_TRACES: usize = 256;
 
@@ -80,6 +105,50 @@ struct Tracked {
     /// (Resolved incidents) a pending incident is deciding whether it is a
     /// relapse of this one; no second candidate meanwhile.
     relapse_pending: bool,
+    /// Recovery emitted an action for this incident: its root is fixed.
+    acted: bool,
+    /// The verdict last published (kept when a pinned root is no longer
+    /// among the candidates, e.g. a node once its services left).
+    verdict: Option<rootcause::Verdict>,
+    /// Per service, the end of its last strong detection in this incident:
+    /// a service quiet for `resolve_after` leaves it again.
+    seen: BTreeMap<String, (EventTime, u32)>,
+}
+
+impl Tracked {
+    /// A new pending incident opened by the strong detection `d`.
+    fn open(d: &Detection, relapse_of: Option<String>) -> Tracked {
+        Tracked {
+            id: stable_id(
+                "inc-",
+                &[d.service.as_bytes(), &d.first_seen.millis().to_be_bytes()],
+            ),
+            opened_at: d.first_seen,
+            publish_at: Some(d.window.end.plus_ms(SETTLE_MS)),
+            last_activity: d.window.end,
+            resolved_at: None,
+            signals: BTreeMap::new(),
+            upstreams: BTreeSet::new(),
+            traces: BTreeSet::new(),
+            namespace: d.namespace.clone(),
+            last: None,
+            relapse_of,
+            relapse_pending: false,
+            acted: false,
+            verdict: None,
+            seen: BTreeMap::new(),
+        }
+    }
+
+    /// Published and not resolved.
+    fn live(&self) -> bool {
+        self.resolved_at.is_none() && self.publish_at.is_none()
+    }
+
+    /// The published root cause, if any.
+    fn root(&self) -> Option<&str> {
+        self.last.as_ref().map(|l| l.0.as_str())
+    }
 }
 
 /// Resolved incidents awaiting a relapse decision: id → (root, opened_at).
@@ -89,6 +158,62 @@ fn relapse_candidates(incidents: &[Tracked]) -> BTreeMap<String, (String, EventT
         .filter(|t| t.relapse_pending)
         .filter_map(|t| Some((t.id.clone(), (t.last.as_ref()?.0.clone(), t.opened_at))))
         .collect()
+}
+
+/// A self-describing hint this strong, of another category than the
+/// incident's, says a service fails "in its own way".
+const OWN_WAY: f64 = 0.3;
+
+/// A service fails "in its own way" for an incident of `category`: its
+/// strongest self-describing hint is of another category, at least
+/// [`OWN_WAY`] strong (a stray signature hit next to stronger evidence of the
+/// incident's own kind does not count).
+fn own_way(
+    self_hints: impl Iterator<Item = (crate::model::Category, f64)>,
+    category: crate::model::Category,
+) -> bool {
+    let (mut same, mut other) = (0.0f64, 0.0f64);
+    for (c, w) in self_hints {
+        if c == category {
+            same = same.max(w);
+        } else {
+            other = other.max(w);
+        }
+    }
+    other >= OWN_WAY && other > same
+}
+
+/// Whether a service's failure (`failing` events, `upstreams` it names with
+/// counts, `own_way`: evidence of a failure of its own of another kind) is
+/// explained by a set of failing services (`member`): most of the calls it
+/// blames go to members and they are a third of its failing events (two
+/// thirds when it also fails in its own way); without upstream data, it
+/// calls a member (`calls_member`) and shows nothing of its own. A caller
+/// failing a few calls to a member while failing mostly for other reasons
+/// is not explained: that is chronic background, not this fault.
+fn explained_by<'a>(
+    failing: i64,
+    upstreams: impl Iterator<Item = (&'a str, i64)>,
+    own_way: bool,
+    member: impl Fn(&str) -> bool,
+    calls_member: impl FnOnce() -> bool,
+) -> bool {
+    let (mut named, mut total) = (0i64, 0i64);
+    for (u, c) in upstreams {
+        total += c;
+        if member(u) {
+            named += c;
+        }
+    }
+    if total > 0 {
+        let failing = failing.max(total);
+        named > 0
+            && 2 * named >= total
+            && 3 * named >= failing
+            && (!own_way || 3 * named >= 2 * failing)
+    } else {
+        !own_way && calls_member()
+    }
 }
 
 /// The diagnosis stage.
@@ -196,7 +321,10 @@ impl DiagnosisStage {
         })
     }
 
-    fn fold(t: &mut Tracked, d: &Detection) {
+    /// Folds `d` into `t`. Only a strong detection (one that may open an
+    /// incident) counts as activity: weak evidence (cascades, new templates,
+    /// sequences) explains an incident but never keeps it open.
+    fn fold(t: &mut Tracked, d: &Detection, strong: bool) {
         let sig = t.signals.entry(d.service.clone()).or_default();
         sig.first_seen = Some(sig.first_seen.map_or(d.first_seen, |f| f.min(d.first_seen)));
         sig.score += d.score;
@@ -239,7 +367,12 @@ impl DiagnosisStage {
                 t.traces.insert(x.clone());
             }
         }
-        t.last_activity = t.last_activity.max(d.window.end);
+        if strong {
+            t.last_activity = t.last_activity.max(d.window.end);
+            let e = t.seen.entry(d.service.clone()).or_insert((d.window.end, 0));
+            e.0 = e.0.max(d.window.end);
+            e.1 += 1;
+        }
         if sig.namespace.is_none() {
             sig.namespace.clone_from(&d.namespace);
         }
@@ -250,16 +383,37 @@ impl DiagnosisStage {
 
     /// Diagnoses `t` and returns a record if something worth publishing changed.
     fn publish(&self, t: &mut Tracked, status: IncidentStatus, force: bool) -> Option<Incident> {
-        let mut v = rootcause::diagnose(
-            &t.signals,
-            &self.graph,
-            &self.changes,
-            self.cfg.change_window.0,
-            self.cfg.min_category_weight,
-        )?;
+        let diagnose = |pinned: Option<&str>| {
+            rootcause::diagnose_pinned(
+                &t.signals,
+                &self.graph,
+                &self.changes,
+                self.cfg.change_window.0,
+                self.cfg.min_category_weight,
+                pinned,
+            )
+        };
+        let mut v = diagnose(None)?;
+        // Incident identity is its root cause: an acted-on incident keeps
+        // its root, and before any action the root moves only to a service
+        // that explains the old root's failure.
+        if let Some(old) = t.root().filter(|r| *r != v.root) {
+            if t.acted || !Self::may_reroot(t, old, &v.root) {
+                match diagnose(Some(old)).filter(|p| p.root == old) {
+                    Some(p) => v = p,
+                    None => v = t.verdict.clone()?,
+                }
+            }
+        }
+        t.verdict = Some(v.clone());
         if let Some(m) = &self.model {
             let node_local = rootcause::node_local_network(&t.signals).is_some();
             m.refine(&mut v, &t.signals, node_local);
+        }
+        // The action was chosen for this root and category: later context
+        // does not turn the incident into another kind of fault.
+        if let (true, Some(last)) = (t.acted, &t.last) {
+            v.category = last.1;
         }
         let mut services: Vec<String> = t.signals.keys().cloned().collect();
         if !services.contains(&v.root) {
@@ -425,6 +579,11 @@ impl DiagnosisStage {
             into.signals.entry(svc).or_default().absorb(&sig);
         }
         into.upstreams.extend(other.upstreams);
+        for (svc, (at, n)) in other.seen {
+            let e = into.seen.entry(svc).or_insert((at, 0));
+            e.0 = e.0.max(at);
+            e.1 += n;
+        }
         for x in other.traces {
             if into.traces.len() < MAX_TRACES {
                 into.traces.insert(x);
@@ -490,6 +649,244 @@ impl DiagnosisStage {
         }
     }
 
+    /// Recovery emitted an action for `incident_id`: from now on its root
+    /// cause is fixed (acting on one service and then calling another the
+    /// cause would make the action's incident a different fault).
+    pub fn acted_on(&mut self, incident_id: &str) {
+        for t in self.incidents.iter_mut().filter(|t| t.id == incident_id) {
+            t.acted = true;
+        }
+    }
+
+    /// Folds `d` into `incidents[i]` and publishes the change, if any.
+    fn join(&mut self, i: usize, d: &Detection, strong: bool, out: &mut Vec<Incident>) {
+        let mut t = self.incidents.remove(i);
+        Self::fold(&mut t, d, strong);
+        if t.live() {
+            if let Some(rec) = self.publish(&mut t, IncidentStatus::Updated, false) {
+                out.push(rec);
+            }
+        }
+        self.incidents.insert(i, t);
+    }
+
+    /// The published incident `t` explains `d`'s failure: `d` fails calling
+    /// `t`'s root or the services it explains (see [`explained_by`]), or
+    /// fails on the same troubled node as a node-local network incident.
+    fn explains(&self, t: &Tracked, d: &Detection) -> bool {
+        let Some((root, category, ..)) = t.last.as_ref() else {
+            return false;
+        };
+        if *category == crate::model::Category::Network
+            && (Self::same_troubled_node(t, d)
+                || rootcause::network_node(
+                    d.nodes.iter().map(|n| (n.value.as_str(), n.count)),
+                    1.0,
+                )
+                .as_deref()
+                    == Some(root.as_str()))
+        {
+            return true;
+        }
+        if t.signals.len() >= MAX_INCIDENT_SERVICES && !t.signals.contains_key(&d.service) {
+            return false;
+        }
+        let member = |s: &str| s == root || t.signals.contains_key(s);
+        let ups = d.upstreams.iter().map(|u| (u.value.as_str(), u.count));
+        let own_way = own_way(
+            d.hints
+                .iter()
+                .filter(|h| h.about == crate::model::About::Itself)
+                .map(|h| (h.category, h.weight)),
+            *category,
+        );
+        explained_by(
+            d.count,
+            ups,
+            own_way,
+            |s| member(s),
+            || member(&d.service) || self.graph.calls(&d.service, root),
+        )
+    }
+
+    /// `d` restricted to its calls to `t`'s root and explained services (a
+    /// caller failing on several open incidents' roots).
+    fn share_for(t: &Tracked, d: &Detection) -> Detection {
+        let member = |s: &str| t.root() == Some(s) || t.signals.contains_key(s);
+        let mut part = d.clone();
+        part.upstreams.retain(|u| member(&u.value));
+        part.count = part.upstreams.iter().map(|u| u.count).sum::<i64>().max(1);
+        part
+    }
+
+    /// Splits off the services of a settling incident that its root does not
+    /// explain: they failed on their own (another fault at the same time,
+    /// connected only by the graph), so they form their own incident.
+    /// `None` when the root explains everything.
+    fn split_unexplained(&self, t: &mut Tracked) -> Option<Tracked> {
+        let v = rootcause::diagnose(
+            &t.signals,
+            &self.graph,
+            &self.changes,
+            self.cfg.change_window.0,
+            self.cfg.min_category_weight,
+        )?;
+        let mut explained: BTreeSet<String> = BTreeSet::new();
+        if t.signals.contains_key(&v.root) || v.external || v.silent {
+            explained.insert(v.root.clone());
+        } else {
+            // A node: the services failing mostly on it (with network
+            // errors of their own, or failing every call from there).
+            for (s, sig) in &t.signals {
+                if rootcause::network_node(sig.nodes.iter().map(|(k, c)| (k.as_str(), *c)), 1.0)
+                    .as_deref()
+                    == Some(v.root.as_str())
+                {
+                    explained.insert(s.clone());
+                }
+            }
+            explained.insert(v.root.clone());
+        }
+        loop {
+            let before = explained.len();
+            for (s, sig) in &t.signals {
+                if explained.contains(s) {
+                    continue;
+                }
+                let own_way = own_way(sig.self_hints.iter().map(|(c, w)| (*c, *w)), v.category);
+                let ups = sig.upstreams.iter().map(|(u, c)| (u.as_str(), *c));
+                if explained_by(
+                    sig.count,
+                    ups,
+                    own_way,
+                    |u| explained.contains(u),
+                    || explained.iter().any(|e| self.graph.calls(s, e)),
+                ) {
+                    explained.insert(s.clone());
+                }
+            }
+            if explained.len() == before {
+                break;
+            }
+        }
+        let rest: Vec<String> = t
+            .signals
+            .keys()
+            .filter(|s| !explained.contains(*s))
+            .cloned()
+            .collect();
+        if rest.is_empty() || rest.len() == t.signals.len() {
+            return None;
+        }
+        let (mut signals, mut seen) = (BTreeMap::new(), BTreeMap::new());
+        for s in rest {
+            if let Some(at) = t.seen.remove(&s) {
+                seen.insert(s.clone(), at);
+            }
+            if let Some(sig) = t.signals.remove(&s) {
+                signals.insert(s, sig);
+            }
+        }
+        let (first, service) = signals
+            .iter()
+            .filter_map(|(s, sig)| Some((sig.first_seen?, s.clone())))
+            .min()?;
+        let namespace = signals.values().find_map(|s| s.namespace.clone());
+        let upstreams = signals
+            .values()
+            .flat_map(|s| s.upstreams.keys().cloned())
+            .collect();
+        Some(Tracked {
+            id: stable_id("inc-", &[service.as_bytes(), &first.millis().to_be_bytes()]),
+            opened_at: first,
+            publish_at: None,
+            last_activity: t.last_activity,
+            resolved_at: None,
+            signals,
+            upstreams,
+            traces: BTreeSet::new(),
+            namespace,
+            last: None,
+            relapse_of: None,
+            relapse_pending: false,
+            acted: false,
+            verdict: None,
+            seen,
+        })
+    }
+
+    /// Opens the incidents split off settling ones (each may split again),
+    /// unless its root is already an open incident's root: then it joins it.
+    fn open_splits(
+        &self,
+        incidents: &mut Vec<Tracked>,
+        mut splits: Vec<Tracked>,
+        out: &mut Vec<Incident>,
+    ) {
+        while let Some(mut n) = splits.pop() {
+            splits.extend(self.split_unexplained(&mut n));
+            incidents.push(n);
+            let i = incidents.len() - 1;
+            if let Some(j) = self.duplicate_of(incidents, i) {
+                if let Some(t) = incidents.pop() {
+                    Self::absorb(&mut incidents[j], t);
+                    if let Some(rec) =
+                        self.publish(&mut incidents[j], IncidentStatus::Updated, false)
+                    {
+                        out.push(rec);
+                    }
+                }
+                continue;
+            }
+            Stats::add(&self.stats.incidents_opened, 1);
+            if let Some(rec) = self.publish(&mut incidents[i], IncidentStatus::Open, true) {
+                out.push(rec);
+            }
+        }
+    }
+
+    /// Services other than the root that joined with a single strong
+    /// detection and had none since for `resolve_after` leave the incident
+    /// (a blip of background that happened to name the root, not a victim
+    /// of the fault); the incident stays its root and what it explains.
+    /// Returns whether any left.
+    fn drop_quiet(&self, t: &mut Tracked, wm: EventTime) -> bool {
+        let horizon = wm.millis() - self.cfg.resolve_after.0;
+        let root = t.root().map(str::to_string);
+        let quiet: Vec<String> = t
+            .seen
+            .iter()
+            .filter(|(s, (at, n))| {
+                *n <= 1 && at.millis() < horizon && root.as_deref() != Some(s.as_str())
+            })
+            .map(|(s, _)| s.clone())
+            .collect();
+        // Never empty an incident: the last service is what it is about.
+        if quiet.is_empty() || quiet.len() >= t.signals.len() {
+            return false;
+        }
+        for s in &quiet {
+            t.seen.remove(s);
+            t.signals.remove(s);
+        }
+        true
+    }
+
+    /// Before any action, an incident's root may move from `old` to `new`
+    /// only when `new` explains `old`'s failure (`old` fails mostly calling
+    /// `new`). A root only its callers named (external, silent, a node)
+    /// stays: nothing of its own can show it was a victim.
+    fn may_reroot(t: &Tracked, old: &str, new: &str) -> bool {
+        match t.signals.get(old) {
+            None => false,
+            Some(sig) => {
+                let failing = sig.count.max(sig.upstreams.values().sum());
+                let named = sig.upstreams.get(new).copied().unwrap_or(0);
+                named > 0 && 3 * named >= failing
+            }
+        }
+    }
+
     /// The catalog this stage was built with.
     pub fn catalog(&self) -> &Catalog {
         &self.catalog
@@ -526,80 +923,87 @@ impl Stage for DiagnosisStage {
         }
         let gap = self.cfg.correlation_gap.0;
         let reopen = self.cfg.reopen_within.0;
-        // An open incident the detection belongs to comes first: a new fault
-        // already being tracked must not lose its detections to an old
-        // incident's relapse check.
-        // The root cause of an open incident failing again after a pause
-        // longer than the gap is still that incident (it is not resolved).
-        let open = self.incidents.iter().position(|t| {
-            t.resolved_at.is_none()
-                && ((d.first_seen.millis() <= t.last_activity.millis() + gap
-                    && self.related(t, &d))
-                    || (d.score >= self.cfg.min_open_score && Self::root_again(t, &d)))
-        });
-        // A relapse of the same root cause reopens; a new failure of one of
-        // its former victims is a new incident. Only a detection strong
-        // enough to open an incident can reopen one: evidence-only records
-        // (cascades, new templates) may not.
-        let relapse = || {
-            self.incidents.iter().position(|t| {
-                t.resolved_at.is_some_and(|r| {
-                    !t.relapse_pending
-                        && d.first_seen.millis() <= r.millis() + reopen
-                        && d.score >= self.cfg.min_open_score
-                        && (Self::root_again(t, &d)
-                            || t.last.as_ref().is_some_and(|(root, ..)| {
-                                d.upstreams
-                                    .iter()
-                                    .any(|u| u.value == *root && 3 * u.count >= d.count)
-                            }))
-                })
-            })
-        };
-        match open {
-            Some(i) => {
-                let mut t = self.incidents.remove(i);
-                Self::fold(&mut t, &d);
-                if t.publish_at.is_none() {
-                    if let Some(rec) = self.publish(&mut t, IncidentStatus::Updated, false) {
-                        out.push(rec);
-                    }
-                }
-                self.incidents.insert(i, t);
+        let within = |t: &Tracked| d.first_seen.millis() <= t.last_activity.millis() + gap;
+        if d.score < self.cfg.min_open_score {
+            // Weak evidence (cascades, new templates, sequences) is context
+            // for a service an incident already holds: it never opens an
+            // incident, adds a service to one or keeps one open. On a real
+            // fleet callers fail a little all day; letting that evidence
+            // connect incidents kept one incident open for hours.
+            if let Some(i) = self.incidents.iter().position(|t| {
+                t.resolved_at.is_none() && within(t) && t.signals.contains_key(&d.service)
+            }) {
+                self.join(i, &d, false, out);
             }
-            None if d.score >= self.cfg.min_open_score => {
-                // A possible relapse is tracked as a new pending incident
-                // that remembers the resolved one; when it settles, it takes
-                // over the old id only if it names the same root cause (see
-                // `settle`). Deciding at once would let the first detection
-                // (often a caller's, about the old root) decide for the whole
-                // fault.
-                let relapse_of = relapse().map(|i| {
-                    self.incidents[i].relapse_pending = true;
-                    self.incidents[i].id.clone()
-                });
-                let mut t = Tracked {
-                    id: stable_id(
-                        "inc-",
-                        &[d.service.as_bytes(), &d.first_seen.millis().to_be_bytes()],
-                    ),
-                    opened_at: d.first_seen,
-                    publish_at: Some(d.window.end.plus_ms(SETTLE_MS)),
-                    last_activity: d.window.end,
-                    resolved_at: None,
-                    signals: BTreeMap::new(),
-                    upstreams: BTreeSet::new(),
-                    traces: BTreeSet::new(),
-                    namespace: d.namespace.clone(),
-                    last: None,
-                    relapse_of,
-                    relapse_pending: false,
-                };
-                Self::fold(&mut t, &d);
-                self.incidents.push(t);
-            }
-            None => {}
+            return;
         }
+        // The root cause of an incident failing again for the same reason is
+        // that incident, however long the pause (it is not resolved).
+        if let Some(i) = self
+            .incidents
+            .iter()
+            .position(|t| t.resolved_at.is_none() && Self::root_again(t, &d))
+        {
+            self.join(i, &d, true, out);
+            return;
+        }
+        // A published incident is its root and the services whose failure
+        // it explains: a detection joins only when it is explained by it.
+        // A caller failing on two open incidents' roots counts toward each
+        // with the calls it makes to that root.
+        let explaining: Vec<usize> = self
+            .incidents
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.live() && within(t) && self.explains(t, &d))
+            .map(|(i, _)| i)
+            .collect();
+        if explaining.len() == 1 {
+            self.join(explaining[0], &d, true, out);
+            return;
+        }
+        if explaining.len() > 1 {
+            for i in explaining {
+                let part = Self::share_for(&self.incidents[i], &d);
+                self.join(i, &part, true, out);
+            }
+            return;
+        }
+        // A pending incident gathers what is connected to it while its root
+        // settles; what its root does not explain is split off when it
+        // settles (`split_unexplained`).
+        if let Some(i) = self.incidents.iter().position(|t| {
+            t.resolved_at.is_none() && t.publish_at.is_some() && within(t) && self.related(t, &d)
+        }) {
+            self.join(i, &d, true, out);
+            return;
+        }
+        // A relapse of the same root cause reopens; a new failure of one of
+        // its former victims is a new incident. A possible relapse is
+        // tracked as a new pending incident that remembers the resolved
+        // one; when it settles, it takes over the old id only if it names
+        // the same root cause (see `settle`). Deciding at once would let the
+        // first detection (often a caller's, about the old root) decide for
+        // the whole fault.
+        let relapse = self.incidents.iter().position(|t| {
+            t.resolved_at.is_some_and(|r| {
+                !t.relapse_pending
+                    && d.first_seen.millis() <= r.millis() + reopen
+                    && (Self::root_again(t, &d)
+                        || t.last.as_ref().is_some_and(|(root, ..)| {
+                            d.upstreams
+                                .iter()
+                                .any(|u| u.value == *root && 3 * u.count >= d.count)
+                        }))
+            })
+        });
+        let relapse_of = relapse.map(|i| {
+            self.incidents[i].relapse_pending = true;
+            self.incidents[i].id.clone()
+        });
+        let mut t = Tracked::open(&d, relapse_of);
+        Self::fold(&mut t, &d, true);
+        self.incidents.push(t);
     }
 
     fn on_watermark(&mut self, wm: EventTime, out: &mut Vec<Incident>) {
@@ -626,10 +1030,12 @@ impl Stage for DiagnosisStage {
             }
             i += 1;
         }
+        let mut splits = Vec::new();
         for t in &mut incidents {
             if let Some(p) = t.publish_at {
                 if wm >= p {
                     t.publish_at = None;
+                    splits.extend(self.split_unexplained(t));
                     if self.settle(t, &candidates, &mut adopted, &mut released) {
                         Stats::add(&self.stats.incidents_opened, 1);
                     }
@@ -639,6 +1045,11 @@ impl Stage for DiagnosisStage {
                 }
                 continue;
             }
+            if t.live() && self.drop_quiet(t, wm) {
+                if let Some(rec) = self.publish(t, IncidentStatus::Updated, false) {
+                    out.push(rec);
+                }
+            }
             if t.resolved_at.is_none() && wm.millis() > t.last_activity.millis() + resolve_after {
                 t.resolved_at = Some(t.last_activity.plus_ms(resolve_after));
                 if let Some(rec) = self.publish(t, IncidentStatus::Resolved, true) {
@@ -646,6 +1057,7 @@ impl Stage for DiagnosisStage {
                 }
             }
         }
+        self.open_splits(&mut incidents, splits, out);
         self.merge_published_duplicates(&mut incidents, out);
         incidents.retain(|t| {
             // A resolved incident whose relapse took over its id is gone.
@@ -675,8 +1087,10 @@ impl Stage for DiagnosisStage {
         let mut incidents = std::mem::take(&mut self.incidents);
         let candidates = relapse_candidates(&incidents);
         let (mut adopted, mut released) = (Vec::new(), Vec::new());
+        let mut splits = Vec::new();
         for t in &mut incidents {
             if t.publish_at.take().is_some() {
+                splits.extend(self.split_unexplained(t));
                 if self.settle(t, &candidates, &mut adopted, &mut released) {
                     Stats::add(&self.stats.incidents_opened, 1);
                 }
@@ -685,6 +1099,7 @@ impl Stage for DiagnosisStage {
                 }
             }
         }
+        self.open_splits(&mut incidents, splits, out);
         incidents.retain(|t| !(t.resolved_at.is_some() && adopted.contains(&t.id)));
         self.incidents = incidents;
     }

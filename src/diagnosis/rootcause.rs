@@ -212,6 +212,28 @@ pub fn diagnose(
     change_window_ms: i64,
     min_category_weight: f64,
 ) -> Option<Verdict> {
+    diagnose_pinned(
+        services,
+        graph,
+        changes,
+        change_window_ms,
+        min_category_weight,
+        None,
+    )
+}
+
+/// [`diagnose`], keeping `pinned` as the root whenever it is still a
+/// candidate (an incident whose root was acted on, or whose new leader does
+/// not explain the old root's failure, keeps its root: incident identity is
+/// its root cause). The ranking evidence is reported as usual.
+pub fn diagnose_pinned(
+    services: &BTreeMap<String, ServiceSignals>,
+    graph: &DependencyGraph,
+    changes: &std::collections::VecDeque<Change>,
+    change_window_ms: i64,
+    min_category_weight: f64,
+    pinned: Option<&str>,
+) -> Option<Verdict> {
     let onset = services.values().filter_map(|s| s.first_seen).min()?;
     let n = services.len();
     let others = (n.saturating_sub(1)).max(1) as f64;
@@ -373,7 +395,7 @@ pub fn diagnose(
     // Node-local network trouble: the failing events of several affected
     // services come mostly from one node and carry network evidence of their
     // own. The node is the root (SPEC §3: escalate, or drain it).
-    if let Some(node) = node_local_network(services) {
+    if let Some(node) = node_local_network(services).filter(|n| pinned.is_none_or(|p| p == n)) {
         let on_node: Vec<&String> = services
             .iter()
             .filter(|(_, s)| {
@@ -419,6 +441,10 @@ pub fn diagnose(
     }
 
     ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    if let Some(k) = pinned.and_then(|p| ranked.iter().position(|r| r.1 == p)) {
+        let r = ranked.remove(k);
+        ranked.insert(0, r);
+    }
     let (top_score, root, external, mut evidence) = ranked.first()?.clone();
     let runner_up = ranked.get(1).map_or(0.0, |r| r.0);
 

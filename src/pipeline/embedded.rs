@@ -268,6 +268,10 @@ impl<'s> Decider<'s> {
                 self.recover.process(inc, &mut self.outputs);
             }
             for o in std::mem::take(&mut self.outputs) {
+                if let RecoveryOutput::Action(a) = &o {
+                    // Acted on: the incident's root cause is now fixed.
+                    self.diagnose.acted_on(&a.incident_id);
+                }
                 self.sink.write(&match o {
                     RecoveryOutput::Action(a) => Output::Action(*a),
                     RecoveryOutput::Escalation(e) => Output::Escalation(e),

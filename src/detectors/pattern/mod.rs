@@ -54,6 +54,7 @@
 //! 0.87, Brain 0.98); about 1.3 M lines per CPU-second on the concatenated
 //! input, ≈14× the `drain3` PyPI package measured in the same run.
 
+pub mod baseline;
 pub mod cli;
 pub mod config;
 pub mod mask;

@@ -13,7 +13,10 @@
 //! - **Cascades**: failing calls of service A naming an `upstream` B that is
 //!   itself failing in the same window, and trace ids shared by the errors of
 //!   several services (ordered by first error) — recorded as evidence of who
-//!   failed because of whom.
+//!   failed because of whom. Each edge (and trace pair) is judged against
+//!   its own learned normal ([`super::baseline`]): a caller that fails a few
+//!   calls to an upstream all day is that edge's baseline, and only a rise
+//!   of 3× over it is reported.
 //!
 //! Per-template *rates* are judged by the threshold detector
 //! (`group_by = "template"`), with the same baseline and significance test
@@ -25,6 +28,7 @@
 //! (further starts are dropped and counted in `dropped_pending`). Per event
 //! the cost is O(rules), whatever the number of pending starts.
 
+use super::baseline::EdgeBaselines;
 use super::config::MinerConfig;
 use crate::detectors::facts::{Facts, Head, SignatureMeta};
 use crate::detectors::signature::Signatures;
@@ -39,6 +43,12 @@ use std::collections::{BTreeMap, BTreeSet};
 const MAX_PER_WINDOW: usize = 4096;
 const MAX_PENDING: usize = 10_000;
 const MAX_TRACE_SERVICES: usize = 8;
+/// Edges whose failing-call baselines are learned (cascades, trace pairs).
+const MAX_EDGES: usize = 100_000;
+/// Weight of the newest window in an edge's learned rate.
+const EDGE_ALPHA: f64 = 0.1;
+/// A cascade is a rise of this factor over the edge's own normal.
+const EDGE_FACTOR: f64 = 3.0;
 
 /// `[detectors.pattern]` section.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -225,6 +235,10 @@ pub struct PatternStream {
     pending_len: usize,
     open: BTreeMap<i64, PatternWindow>,
     first_event: Option<EventTime>,
+    /// Failing calls per window along each caller → upstream edge (cascade)
+    /// and per (later, first) trace pair (trace cascade), learned.
+    edges: EdgeBaselines,
+    traces: EdgeBaselines,
     /// Sequence starts dropped because `MAX_PENDING` was reached.
     pub dropped_pending: u64,
 }
@@ -251,6 +265,8 @@ impl PatternStream {
             pending_len: 0,
             open: BTreeMap::new(),
             first_event: None,
+            edges: EdgeBaselines::new(EDGE_ALPHA, EDGE_FACTOR, MAX_EDGES),
+            traces: EdgeBaselines::new(EDGE_ALPHA, EDGE_FACTOR, MAX_EDGES),
             dropped_pending: 0,
         }
     }
@@ -367,7 +383,7 @@ impl PatternStream {
         d
     }
 
-    fn close(&self, start: i64, w: PatternWindow, out: &mut Vec<Detection>) {
+    fn close(&mut self, start: i64, w: PatternWindow, out: &mut Vec<Detection>) {
         let window = Window {
             start: EventTime(start),
             end: EventTime(start + self.cfg.window.0),
@@ -397,8 +413,14 @@ impl PatternStream {
             .calls
             .into_iter()
             .flat_map(|(caller, m)| m.into_iter().map(move |(u, f)| ((caller.clone(), u), f)));
+        let span = self.cfg.window.0;
         for ((caller, upstream), facts) in edges {
-            if facts.matched < self.cfg.cascade_min_calls || !w.failing.contains(&upstream) {
+            // Learned on every window, judged against the edge's normal.
+            let rise = self
+                .edges
+                .observe(&caller, &upstream, start, span, facts.matched as f64);
+            if facts.matched < self.cfg.cascade_min_calls || !w.failing.contains(&upstream) || !rise
+            {
                 continue;
             }
             let head = Head {
@@ -447,6 +469,9 @@ impl PatternStream {
             }
         }
         for ((later, first), (n, example, first_time)) in pairs {
+            if !self.traces.observe(&later, &first, start, span, n as f64) {
+                continue;
+            }
             let head = Head {
                 detector: "pattern",
                 rule: "trace_cascade".into(),
