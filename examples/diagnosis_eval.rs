@@ -1,24 +1,54 @@
-//! Held-out evaluation of diagnosis: runs `reflex demo` (default options)
-//! over a range of seeds and prints category accuracy, root-cause accuracy,
-//! a confusion list, the calibration of the stated confidence
-//! (reliability per bin, Brier score), incidents per fault, time from onset
-//! to incident (event time), and false incidents per hour in fault-free runs
-//! (`REFLEX_EVAL_NOISE_HOURS`, default 24, three seeds; 0 skips them).
+//! Held-out evaluation of diagnosis: runs `reflex demo` (the profile's
+//! default options) over a range of seeds and prints the scorecard —
+//! faults with their own incident within 5 minutes of onset, category and
+//! root-cause accuracy, incidents per fault, false incidents per hour (in
+//! the faulty runs and in fault-free runs of the same profile), wrong
+//! automatic actions, remediable faults fixed without a human, median/p90
+//! time to detect, the largest incident, the longest-open incident and the
+//! incidents left open more than 30 minutes after their fault — then a
+//! confusion list and the calibration of the stated confidence
+//! (reliability per bin, Brier score).
 //!
-//! `cargo run --release --example diagnosis_eval -- 1 20`
-//! (`REFLEX_EVAL_MODEL=model.json` evaluates another model file,
-//! `REFLEX_EVAL_RULES=1` the signature rules alone).
+//! `cargo run --release --example diagnosis_eval -- 1 20` (profile demo)
+//! `cargo run --release --example diagnosis_eval -- --profile production 1 20`
+//! (or `REFLEX_EVAL_PROFILE=production`).
+//!
+//! Seeds: **101-110 are for tuning**; **1-20 (and 21-40) are for
+//! evaluation** — do not tune on them. The classifier's built-in model was
+//! trained on demo seeds 1001-1060.
+//!
+//! Fault-free runs: `REFLEX_EVAL_NOISE_HOURS` hours each (default 24 for
+//! demo, the profile's 7 for production; 0 skips them), three seeds (demo:
+//! 101-103; production: 901-903).
+//! `REFLEX_EVAL_MODEL=model.json` evaluates another model file,
+//! `REFLEX_EVAL_RULES=1` the signature rules alone.
 
 use reflex::config::Config;
 use reflex::model::Category;
-use reflex::sim::demo::{self, DemoOptions};
+use reflex::sim::demo::{self, DemoOptions, Profile};
 use std::collections::BTreeMap;
 
 fn main() {
-    let args: Vec<u64> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse().ok())
-        .collect();
+    let mut profile_name =
+        std::env::var("REFLEX_EVAL_PROFILE").unwrap_or_else(|_| "demo".to_string());
+    let mut args: Vec<u64> = Vec::new();
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        if a == "--profile" {
+            profile_name = it.next().unwrap_or_default();
+        } else if let Some(p) = a.strip_prefix("--profile=") {
+            profile_name = p.to_string();
+        } else if let Ok(n) = a.parse() {
+            args.push(n);
+        } else {
+            eprintln!("usage: diagnosis_eval [--profile demo|production] [FIRST_SEED LAST_SEED]");
+            std::process::exit(2);
+        }
+    }
+    let Some(profile) = Profile::parse(&profile_name) else {
+        eprintln!("unknown profile {profile_name:?} (expected demo or production)");
+        std::process::exit(2);
+    };
     let (lo, hi) = (
         args.first().copied().unwrap_or(1),
         args.get(1).copied().unwrap_or(20),
@@ -54,11 +84,14 @@ fn main() {
     // (confidence, category right, root and category right)
     let mut stated: Vec<(f64, bool, bool)> = Vec::new();
     let (mut incidents, mut ttd) = (0usize, Vec::<i64>::new());
+    let (mut own5, mut sim_hours, mut largest, mut longest_ms) = (0usize, 0.0f64, 0usize, 0i64);
+    let mut overstayed = 0usize;
+    println!("profile {}, seeds {lo}-{hi}", profile.as_str());
     for seed in lo..=hi {
         let opts = DemoOptions {
             seed,
             narrate: false,
-            ..DemoOptions::default()
+            ..DemoOptions::for_profile(profile)
         };
         let r = match demo::run(&cfg, &opts, &mut std::io::sink()) {
             Ok(r) => r.report,
@@ -78,6 +111,11 @@ fn main() {
         let (f, m) = r.auto_remediation();
         fixed += f;
         remediable += m;
+        own5 += r.own_within_5m();
+        sim_hours += r.sim_hours;
+        largest = largest.max(r.largest_incident);
+        longest_ms = longest_ms.max(r.longest_open_ms);
+        overstayed += r.overstayed.len();
         for row in &r.rows {
             n += 1;
             let got = row.diagnosed.as_ref().map(|d| d.1);
@@ -98,13 +136,25 @@ fn main() {
             }
         }
         println!(
-            "seed {seed:>4}: {} faults, category {sc}, root {sr}",
-            r.rows.len()
+            "seed {seed:>4}: {} faults, own incident <5m {}, category {sc}, root {sr}, incidents {} ({} false), largest {} services, longest open {:.0} min; {} events in {:.1}s",
+            r.rows.len(),
+            r.own_within_5m(),
+            r.incidents,
+            r.false_incidents.len(),
+            r.largest_incident,
+            r.longest_open_ms as f64 / 60_000.0,
+            r.events + r.dead_letters,
+            r.wall_secs
         );
     }
     let pct = |a: usize| 100.0 * a as f64 / n.max(1) as f64;
     println!();
+    println!("scorecard: profile {}, seeds {lo}-{hi}", profile.as_str());
     println!("faults {n}");
+    println!(
+        "own incident <= 5m  {own5}/{n} = {:.1}% (an incident that matches the fault and names its root)",
+        pct(own5)
+    );
     println!("category accuracy   {cat_ok}/{n} = {:.1}%", pct(cat_ok));
     println!("root-cause accuracy {root_ok}/{n} = {:.1}%", pct(root_ok));
     println!("both right          {both_ok}/{n} = {:.1}%", pct(both_ok));
@@ -123,19 +173,36 @@ fn main() {
         q(0.9),
         q(1.0)
     );
+    println!(
+        "false incidents     {false_inc} in {sim_hours:.0} simulated hours with faults = {:.3}/hour",
+        false_inc as f64 / sim_hours.max(1e-9)
+    );
+    println!("largest incident    {largest} services");
+    println!(
+        "longest open        {:.0} min; incidents open > fault end + 30 min: {overstayed}{}",
+        longest_ms as f64 / 60_000.0,
+        if overstayed > 0 { " (YES)" } else { " (no)" }
+    );
     let noise_hours: f64 = std::env::var("REFLEX_EVAL_NOISE_HOURS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(24.0);
+        .unwrap_or(match profile {
+            Profile::Demo => 24.0,
+            Profile::Production => profile.default_hours(),
+        });
+    let noise_seeds: [u64; 3] = match profile {
+        Profile::Demo => [101, 102, 103],
+        Profile::Production => [901, 902, 903],
+    };
     if noise_hours > 0.0 {
         let mut noise = 0usize;
-        for seed in [101u64, 102, 103] {
+        for seed in noise_seeds {
             let opts = DemoOptions {
                 seed,
                 faults: 0,
                 hours: noise_hours,
                 narrate: false,
-                ..DemoOptions::default()
+                ..DemoOptions::for_profile(profile)
             };
             match demo::run(&cfg, &opts, &mut std::io::sink()) {
                 Ok(r) => noise += r.report.incidents,
@@ -146,7 +213,7 @@ fn main() {
             }
         }
         println!(
-            "noise               {noise} incidents in {:.0} fault-free hours = {:.3}/hour",
+            "noise (fault-free)  {noise} incidents in {:.0} fault-free hours = {:.3}/hour",
             3.0 * noise_hours,
             noise as f64 / (3.0 * noise_hours)
         );

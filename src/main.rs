@@ -102,12 +102,17 @@ enum Command {
     Demo {
         #[arg(long, default_value_t = 1)]
         seed: u64,
-        /// Faults to inject (11 covers every category).
-        #[arg(long, default_value_t = 11)]
-        faults: usize,
-        /// Simulated hours.
-        #[arg(long, default_value_t = 8.0)]
-        hours: f64,
+        /// Faults to inject (default 11 for demo, covering every category; 12 for production).
+        #[arg(long)]
+        faults: Option<usize>,
+        /// Simulated hours (default 8 for demo, 7 for production).
+        #[arg(long)]
+        hours: Option<f64>,
+        /// Fleet profile: `demo` (small fleet, isolated steady noise) or
+        /// `production` (36 services, chronic background on every edge,
+        /// overlapping and intermittent faults).
+        #[arg(long, default_value = "demo")]
+        profile: String,
         /// Write events.jsonl (replayable with `reflex run`), truth.jsonl and demo-out/ here.
         #[arg(long)]
         export: Option<PathBuf>,
@@ -210,8 +215,9 @@ fn main() -> ExitCode {
             seed,
             faults,
             hours,
+            profile,
             export,
-        } => cmd_demo(seed, faults, hours, export),
+        } => cmd_demo(seed, faults, hours, &profile, export),
         Command::Train {
             input,
             output,
@@ -630,27 +636,36 @@ fn cmd_validate(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
 
 fn cmd_demo(
     seed: u64,
-    faults: usize,
-    hours: f64,
+    faults: Option<usize>,
+    hours: Option<f64>,
+    profile: &str,
     export: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
-    use reflex::sim::demo::{self, DemoError, DemoOptions};
+    use reflex::sim::demo::{self, DemoError, DemoOptions, Profile};
+    let Some(profile) = Profile::parse(profile) else {
+        eprintln!("reflex: unknown --profile {profile:?} (expected demo or production)");
+        return Ok(ExitCode::from(2));
+    };
     let cfg = match load_config(None) {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
+    let defaults = DemoOptions::for_profile(profile);
     let opts = DemoOptions {
         seed,
-        faults,
-        hours,
+        faults: faults.unwrap_or(defaults.faults),
+        hours: hours.unwrap_or(defaults.hours),
         export: export.clone(),
-        ..DemoOptions::default()
+        ..defaults
     };
     let mut stdout = std::io::stdout().lock();
     match demo::run(&cfg, &opts, &mut stdout) {
         Ok(run) => {
             use std::io::Write;
             writeln!(stdout, "\nreport\n{}", run.report)?;
+            if profile == Profile::Production {
+                writeln!(stdout, "{}", run.report.hostile_summary())?;
+            }
             if let Some(dir) = export {
                 writeln!(
                     stdout,

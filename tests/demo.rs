@@ -162,3 +162,117 @@ fn same_seed_same_run_and_bad_options_are_usage_errors() {
     let err = demo::run(&cfg, &too_many, &mut std::io::sink()).expect_err("must not fit");
     assert!(matches!(err, demo::DemoError::Usage(_)), "{err}");
 }
+
+/// The production profile's *shape* (no floors on diagnosis quality): a big
+/// fleet, at least ten faults over six hours or more with an overlapping
+/// pair, and a chronic background — most caller errors that name an
+/// upstream happen outside every fault window. Generates the events only
+/// (no pipeline), at half volume, so it stays fast in a debug build.
+#[test]
+fn production_profile_is_big_overlapping_and_chronically_noisy() {
+    use reflex::codec::json::decode_event;
+    use reflex::model::{EventKind, Severity};
+    use reflex::sim::demo::{Profile, START};
+    use std::collections::BTreeSet;
+
+    let opts = DemoOptions {
+        seed: 7,
+        narrate: false,
+        volume: 0.5,
+        ..DemoOptions::for_profile(Profile::Production)
+    };
+    let mut world = demo::world(&opts);
+    let fleet = world.fleet.clone();
+    assert!(
+        fleet.services.len() >= 30,
+        "{} services",
+        fleet.services.len()
+    );
+    let namespaces: BTreeSet<&str> = fleet
+        .services
+        .values()
+        .map(|s| s.namespace.as_str())
+        .collect();
+    assert!(namespaces.len() >= 4, "{namespaces:?}");
+    assert!(fleet.nodes.len() >= 6);
+    assert!(fleet.zones.values().collect::<BTreeSet<_>>().len() >= 2);
+    assert!(fleet.externals.len() >= 5);
+
+    let end = START.plus_ms((opts.hours * 3_600_000.0) as i64);
+    let mut lines = Vec::new();
+    let mut t = START;
+    while t < end {
+        t = t.plus_ms(60_000).min(end);
+        world.advance(t, &mut lines);
+    }
+    world.drain(&mut lines);
+
+    let faults: Vec<(i64, i64)> = world
+        .faults
+        .iter()
+        .map(|f| (f.plan.onset.millis(), f.end().0.millis()))
+        .collect();
+    assert!(
+        opts.hours >= 6.0 && faults.len() >= 10,
+        "{} faults",
+        faults.len()
+    );
+    let overlapping = faults
+        .iter()
+        .enumerate()
+        .any(|(i, a)| faults[i + 1..].iter().any(|b| b.0 < a.1 && a.0 < b.1));
+    assert!(overlapping, "no two faults overlap: {faults:?}");
+    let cats: BTreeSet<_> = world
+        .faults
+        .iter()
+        .map(|f| f.plan.kind.category())
+        .collect();
+    assert_eq!(
+        cats.len(),
+        Category::ALL.len(),
+        "every category once at least"
+    );
+
+    let (mut bad, mut stacks, mut upstream_errors, mut outside) = (0usize, 0usize, 0usize, 0usize);
+    let mut events = Vec::new();
+    for l in &lines {
+        match decode_event(l) {
+            Ok(e) => events.push(e),
+            Err(_) => bad += 1,
+        }
+    }
+    for e in &events {
+        stacks += e.stack_trace.is_some() as usize;
+        if e.kind == EventKind::Error && e.severity >= Severity::Error && e.upstream.is_some() {
+            upstream_errors += 1;
+            let m = e.time.millis();
+            let in_fault = faults
+                .iter()
+                .any(|(a, b)| m >= a - 60_000 && m <= b + 5 * 60_000);
+            outside += (!in_fault) as usize;
+        }
+    }
+    let n = events.len();
+    assert!(n > 50_000, "{n} events");
+    assert!(bad > 0 && bad * 500 < n, "{bad} malformed of {n}");
+    assert!(stacks * 20 > n, "stack traces on {stacks} of {n}");
+    assert!(
+        outside * 2 > upstream_errors,
+        "chronic edge noise: {outside} of {upstream_errors} caller errors naming an upstream are outside fault windows"
+    );
+    let text = |needle: &str| {
+        lines
+            .iter()
+            .any(|l| l.windows(needle.len()).any(|w| w == needle.as_bytes()))
+    };
+    for needle in [
+        "+02:00\"",
+        "\"@timestamp\"",
+        "\"time\":17",
+        "\"WARN\"",
+        "\"zone\"",
+        "\"reason\":\"BackOff\"",
+    ] {
+        assert!(text(needle), "no event carries {needle}");
+    }
+}

@@ -22,6 +22,7 @@ use super::executor::Executor;
 use super::faults::{self, FaultKind, RootKind};
 use super::fleet::Fleet;
 use super::gen::Rng;
+pub use super::production::Profile;
 use super::report::{self, Report};
 use super::truth::TruthRecord;
 use super::world::{FixedBy, Note, World, WorldConfig};
@@ -69,6 +70,20 @@ pub struct DemoOptions {
     pub narrate: bool,
     /// Inject only these categories, cycling in this order (empty: all, seeded order).
     pub categories: Vec<crate::model::Category>,
+    /// Which fleet and background (see [`Profile`]).
+    pub profile: Profile,
+}
+
+impl DemoOptions {
+    /// The defaults of `profile` (its hours and number of faults).
+    pub fn for_profile(profile: Profile) -> DemoOptions {
+        DemoOptions {
+            faults: profile.default_faults(),
+            hours: profile.default_hours(),
+            profile,
+            ..DemoOptions::default()
+        }
+    }
 }
 
 impl Default for DemoOptions {
@@ -82,6 +97,7 @@ impl Default for DemoOptions {
             volume: 1.0,
             narrate: true,
             categories: Vec::new(),
+            profile: Profile::Demo,
         }
     }
 }
@@ -230,6 +246,47 @@ struct Story {
     action_incident: BTreeMap<String, (String, String)>,
 }
 
+/// The simulated world of `opts` (fleet, fault plan, background) before
+/// the first step: what [`run`] drives, usable alone to inspect the events
+/// a profile produces without running the pipeline.
+pub fn world(opts: &DemoOptions) -> World {
+    let mut rng = Rng::new(opts.seed ^ 0x5eed_0f4e_71e7);
+    let fleet = match opts.profile {
+        Profile::Demo => Fleet::new(&mut rng.fork(10), opts.volume),
+        Profile::Production => super::production::fleet(&mut rng.fork(10), opts.volume),
+    };
+    let plan = match opts.profile {
+        Profile::Demo => faults::plan(
+            &mut rng.fork(11),
+            &fleet,
+            START,
+            opts.hours,
+            opts.faults,
+            &opts.categories,
+        ),
+        Profile::Production => super::production::plan(
+            &mut rng.fork(11),
+            &fleet,
+            START,
+            opts.hours,
+            opts.faults,
+            &opts.categories,
+        ),
+    };
+    World::new(
+        fleet,
+        plan,
+        WorldConfig {
+            start: START,
+            end: START.plus_ms((opts.hours * 3_600_000.0) as i64),
+            malformed_rate: opts.malformed_rate,
+            volume: opts.volume,
+            profile: opts.profile,
+        },
+        &mut rng.fork(12),
+    )
+}
+
 /// Runs the demo. The narrative goes to `out` (when `opts.narrate`).
 pub fn run(cfg: &Config, opts: &DemoOptions, out: &mut dyn Write) -> Result<DemoRun, DemoError> {
     if !(opts.hours.is_finite() && opts.hours >= 1.0 && opts.hours <= 72.0) {
@@ -239,7 +296,16 @@ pub fn run(cfg: &Config, opts: &DemoOptions, out: &mut dyn Write) -> Result<Demo
         )));
     }
     let usable_min = opts.hours * 60.0 - (faults::WARMUP_MIN + faults::TAIL_MIN) as f64;
-    let max_faults = (usable_min / faults::MIN_SLOT_MIN as f64).floor().max(0.0) as usize;
+    let max_faults = match opts.profile {
+        Profile::Demo => (usable_min / faults::MIN_SLOT_MIN as f64).floor().max(0.0) as usize,
+        Profile::Production => super::production::max_faults(opts.hours),
+    };
+    if opts.faults > max_faults && opts.profile == Profile::Production {
+        return Err(DemoError::Usage(format!(
+            "--faults {} does not fit in --hours {} of the production profile: at most {max_faults}",
+            opts.faults, opts.hours
+        )));
+    }
     if opts.faults > max_faults {
         return Err(DemoError::Usage(format!(
             "--faults {} does not fit in --hours {}: at most {max_faults} (each fault needs {} simulated minutes, plus {} of warm-up and {} at the end)",
@@ -256,28 +322,8 @@ pub fn run(cfg: &Config, opts: &DemoOptions, out: &mut dyn Write) -> Result<Demo
         ));
     }
     let wall = Instant::now();
-    let mut rng = Rng::new(opts.seed ^ 0x5eed_0f4e_71e7);
-    let fleet = Fleet::new(&mut rng.fork(10), opts.volume);
     let end = START.plus_ms((opts.hours * 3_600_000.0) as i64);
-    let plan = faults::plan(
-        &mut rng.fork(11),
-        &fleet,
-        START,
-        opts.hours,
-        opts.faults,
-        &opts.categories,
-    );
-    let mut world = World::new(
-        fleet,
-        plan,
-        WorldConfig {
-            start: START,
-            end,
-            malformed_rate: opts.malformed_rate,
-            volume: opts.volume,
-        },
-        &mut rng.fork(12),
-    );
+    let mut world = world(opts);
 
     let mut events_file = None;
     let mut files = None;
@@ -351,6 +397,17 @@ pub fn run(cfg: &Config, opts: &DemoOptions, out: &mut dyn Write) -> Result<Demo
             opts.faults
         ),
     )?;
+    if opts.profile == Profile::Production {
+        let zones: BTreeSet<&String> = world.fleet.zones.values().collect();
+        say(
+            out,
+            format!(
+                "profile production: {} zones; chronic background on every dependency edge, proxies logging upstream 5xx, retry storms, cron batch jobs, Kubernetes warnings, noisy services ({}); overlapping and intermittent faults",
+                zones.len(),
+                super::production::noisy_services().collect::<Vec<_>>().join(", ")
+            ),
+        )?;
+    }
     say(
         out,
         format!(
@@ -467,7 +524,7 @@ pub fn run(cfg: &Config, opts: &DemoOptions, out: &mut dyn Write) -> Result<Demo
         std::fs::write(&p, buf).map_err(io_err(&p))?;
         write_labelled(dir, &truth)?;
     }
-    let mut report = report::score(&truth, &outputs, &results);
+    let mut report = report::score_until(&truth, &outputs, &results, Some(end));
     report.events = Stats::get(&stats.events_in);
     report.dead_letters = Stats::get(&stats.dead_letters);
     report.wall_secs = wall.elapsed().as_secs_f64();

@@ -204,6 +204,42 @@ pub struct FaultPlan {
     pub human_fix_at: EventTime,
     /// Root failures per second at full traffic.
     pub rate: f64,
+    /// How it presents (the demo profile uses the default throughout).
+    pub shape: Shape,
+}
+
+/// How a fault presents beyond its kind: intermittency, how much the root
+/// itself logs, how loudly the callers retry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Shape {
+    /// On/off phases (ms on, ms off) from the onset; `None`: continuous.
+    pub intermittent: Option<(i64, i64)>,
+    /// Share of the root's failures the root itself logs (1.0: all).
+    pub root_share: f64,
+    /// Lines each direct caller logs per failed call (retries), at least 1.
+    pub caller_repeat: u32,
+}
+
+impl Default for Shape {
+    fn default() -> Self {
+        Shape {
+            intermittent: None,
+            root_share: 1.0,
+            caller_repeat: 1,
+        }
+    }
+}
+
+impl FaultPlan {
+    /// Whether the fault is in an "on" phase at `t` (always, unless intermittent).
+    pub fn on_at(&self, t: EventTime) -> bool {
+        match self.shape.intermittent {
+            None => true,
+            Some((on, off)) => {
+                (t.millis() - self.onset.millis()).rem_euclid((on + off).max(1)) < on
+            }
+        }
+    }
 }
 
 // ---------------------------------------------------------------- phrasings
@@ -778,6 +814,7 @@ pub fn plan(
             natural_end,
             human_fix_at,
             rate: rng.range(1.2, 2.5),
+            shape: Shape::default(),
         });
     }
     out

@@ -33,6 +33,12 @@ pub enum Encoding {
     /// Epoch-millisecond time, upper-case severity aliases (`WARN`, `FATAL`),
     /// extra unknown fields.
     Legacy,
+    /// RFC 3339 in local time with an offset (`+02:00`) and microseconds,
+    /// lower-case runtime severities (`warn`, `panic`) — a Go logger.
+    Zoned,
+    /// What a log shipper (Filebeat, Fluent Bit) forwards: `@timestamp`,
+    /// nested `kubernetes`/`log`/`agent` objects, `Error`/`WARN`/`FATAL`.
+    Shipper,
 }
 
 /// One pod of a service.
@@ -72,6 +78,8 @@ pub struct Fleet {
     pub nodes: Vec<String>,
     /// External host → the services that call it.
     pub externals: BTreeMap<String, Vec<String>>,
+    /// Node → its availability zone (empty in the demo profile).
+    pub zones: BTreeMap<String, String>,
 }
 
 struct Spec {
@@ -312,6 +320,7 @@ impl Fleet {
             services,
             nodes,
             externals,
+            zones: BTreeMap::new(),
         }
     }
 

@@ -9,6 +9,8 @@
 //! - [`executor`]: the simulated executor (actions in, results out).
 //! - [`demo`]: the closed loop, narrative and report; [`report`] scores a
 //!   run against its ground truth ([`truth`]).
+//! - [`production`]: the `production` profile — a bigger fleet with the
+//!   chronic background of a real one, overlapping and intermittent faults.
 //! - [`gen`]: the seeded RNG and the small stream generator used by tests.
 //!
 //! Guarantees: everything is a function of the seed and the options (a
@@ -21,6 +23,7 @@ pub mod faults;
 pub mod fleet;
 pub mod gen;
 pub mod noise;
+pub mod production;
 pub mod report;
 pub mod text;
 pub mod truth;

@@ -4,9 +4,13 @@
 //! Definitions (the acceptance floors are stated in these terms):
 //! - an incident **matches** a fault when it opened between 2 minutes
 //!   before the onset and 12 minutes after the fault ended, and its services
-//!   or root include the fault's root or a service the fault affected (the
-//!   latest such fault wins); an incident that matches no fault is a **false
-//!   incident**;
+//!   or root include the fault's root or a service the fault affected; when
+//!   several faults qualify (overlapping faults), one whose root the incident
+//!   names as its root cause wins over one it merely touches, then the
+//!   latest; an incident that matches no fault is a **false incident**;
+//! - a fault has **its own incident** when an incident matches it and names
+//!   its root (an incident opened for another fault cannot match it: it
+//!   opened before this onset);
 //! - a fault is **detected** when an incident matches it; time to detect is
 //!   from onset to the first record of its first incident;
 //! - the **root cause is found** when that incident's latest record names the
@@ -46,6 +50,16 @@ pub struct FaultRow {
     pub outcome: String,
     /// Whether the category has an automatic remedy.
     pub remediable: bool,
+    /// Onset to the first record of its own incident (one that matches it
+    /// and names its root), if any.
+    pub own_time_to_detect_ms: Option<i64>,
+}
+
+impl FaultRow {
+    /// Its own incident appeared within 5 minutes of onset.
+    pub fn own_incident_within_5m(&self) -> bool {
+        self.own_time_to_detect_ms.is_some_and(|t| t <= 5 * 60_000)
+    }
 }
 
 /// The whole report.
@@ -62,6 +76,14 @@ pub struct Report {
     pub dead_letters: u64,
     pub wall_secs: f64,
     pub sim_hours: f64,
+    /// The most services any incident record listed.
+    pub largest_incident: usize,
+    /// The longest an incident stayed open (to its resolution, or to the
+    /// end of the run), in ms.
+    pub longest_open_ms: i64,
+    /// Incidents still open more than 30 minutes after the end of the fault
+    /// they match (`id: open until ..., fault F.. ended ...`).
+    pub overstayed: Vec<String>,
 }
 
 impl Report {
@@ -110,8 +132,20 @@ fn mmss(ms: i64) -> String {
     format!("{}m{:02}s", s / 60, s % 60)
 }
 
-/// Scores reflex's `outputs` against `truth`.
+/// Scores reflex's `outputs` against `truth`; incidents never resolved count
+/// as open until the latest time in the outputs (see [`score_until`]).
 pub fn score(truth: &[TruthRecord], outputs: &[Output], results: &[ActionResult]) -> Report {
+    score_until(truth, outputs, results, None)
+}
+
+/// Scores reflex's `outputs` against `truth` for a run that ended at `end`
+/// (incidents never resolved count as open until then).
+pub fn score_until(
+    truth: &[TruthRecord],
+    outputs: &[Output],
+    results: &[ActionResult],
+    end: Option<EventTime>,
+) -> Report {
     let mut incs: BTreeMap<String, Inc> = BTreeMap::new();
     let mut order: Vec<String> = Vec::new();
     let mut actions: Vec<&RecoveryAction> = Vec::new();
@@ -136,6 +170,26 @@ pub fn score(truth: &[TruthRecord], outputs: &[Output], results: &[ActionResult]
             _ => {}
         }
     }
+    let run_end = end.unwrap_or_else(|| {
+        incs.values()
+            .map(|i| {
+                i.last
+                    .updated_at
+                    .max(i.last.resolved_at.unwrap_or_default())
+            })
+            .max()
+            .unwrap_or_default()
+    });
+    let closed_at = |inc: &Inc| match (inc.last.status, inc.last.resolved_at) {
+        (IncidentStatus::Resolved, Some(r)) => r,
+        _ => run_end.max(inc.last.updated_at),
+    };
+    let names_root = |inc: &Inc, t: &TruthRecord| {
+        [&inc.first, &inc.last].iter().any(|r| {
+            r.root_cause_service == t.root
+                || (t.root_kind == RootKind::Node && r.category == Category::Network)
+        })
+    };
     // Incident → fault.
     let mut fault_of: BTreeMap<String, usize> = BTreeMap::new();
     let mut false_incidents = Vec::new();
@@ -161,7 +215,7 @@ pub fn score(truth: &[TruthRecord], outputs: &[Output], results: &[ActionResult]
                     && opened.millis() <= t.end.millis() + 12 * 60_000
                     && touches(t)
             })
-            .max_by_key(|(_, t)| t.onset);
+            .max_by_key(|(_, t)| (names_root(inc, t), t.onset));
         match best {
             Some((i, _)) => {
                 fault_of.insert(id.clone(), i);
@@ -208,6 +262,28 @@ pub fn score(truth: &[TruthRecord], outputs: &[Output], results: &[ActionResult]
             ));
         }
     }
+    let mut largest_incident = 0;
+    let mut longest_open_ms = 0;
+    let mut overstayed = Vec::new();
+    for id in &order {
+        let Some(inc) = incs.get(id) else { continue };
+        largest_incident = largest_incident
+            .max(inc.first.services.len())
+            .max(inc.last.services.len());
+        let closed = closed_at(inc);
+        longest_open_ms = longest_open_ms.max(closed.millis() - inc.first.opened_at.millis());
+        if let Some(t) = fault_of.get(id).and_then(|&i| truth.get(i)) {
+            if closed.millis() > t.end.millis() + 30 * 60_000 {
+                overstayed.push(format!(
+                    "{id}: open {} to {closed} ({} services); fault {} ended {}",
+                    inc.first.opened_at,
+                    inc.last.services.len(),
+                    t.id,
+                    t.end
+                ));
+            }
+        }
+    }
     let mut rows = Vec::new();
     for (i, t) in truth.iter().enumerate() {
         let mine: Vec<&Inc> = order
@@ -216,6 +292,11 @@ pub fn score(truth: &[TruthRecord], outputs: &[Output], results: &[ActionResult]
             .filter_map(|id| incs.get(id))
             .collect();
         let first = mine.first();
+        let own_time_to_detect_ms = mine
+            .iter()
+            .filter(|m| names_root(m, t))
+            .map(|m| m.first.updated_at.millis() - t.onset.millis())
+            .min();
         let diagnosed = first.map(|m| (m.last.root_cause_service.clone(), m.last.category));
         let confidence = first.map(|m| m.last.confidence);
         let root_found = diagnosed.as_ref().is_some_and(|(r, c)| {
@@ -282,6 +363,7 @@ pub fn score(truth: &[TruthRecord], outputs: &[Output], results: &[ActionResult]
             fixed_automatically: t.fixed_by == "reflex",
             outcome: outcome.into(),
             remediable: t.expected_action != "escalate",
+            own_time_to_detect_ms,
         });
     }
     Report {
@@ -292,7 +374,40 @@ pub fn score(truth: &[TruthRecord], outputs: &[Output], results: &[ActionResult]
         auto_actions,
         wrong_actions: wrong,
         escalations: escalations.len(),
+        largest_incident,
+        longest_open_ms,
+        overstayed,
         ..Report::default()
+    }
+}
+
+impl Report {
+    /// Faults with their own incident within 5 minutes of onset.
+    pub fn own_within_5m(&self) -> usize {
+        self.rows
+            .iter()
+            .filter(|r| r.own_incident_within_5m())
+            .count()
+    }
+
+    /// The figures that matter on a hostile fleet (printed after the report
+    /// by `reflex demo --profile production`).
+    pub fn hostile_summary(&self) -> String {
+        let n = self.rows.len();
+        let hours = self.sim_hours.max(1e-9);
+        let mut s = format!(
+            "own incident within 5m   {}/{n}\nincidents per fault      {:.2}\nfalse incidents          {:.2}/hour\nlargest incident         {} services\nlongest open incident    {:.0} min\nopen > fault end + 30m   {}",
+            self.own_within_5m(),
+            (self.incidents - self.false_incidents.len()) as f64 / n.max(1) as f64,
+            self.false_incidents.len() as f64 / hours,
+            self.largest_incident,
+            self.longest_open_ms as f64 / 60_000.0,
+            self.overstayed.len()
+        );
+        for o in &self.overstayed {
+            s.push_str(&format!("\n  overstayed: {o}"));
+        }
+        s
     }
 }
 

@@ -22,6 +22,7 @@ use super::faults::{
 use super::fleet::{daily_traffic, Encoding, Fleet, Instance, Lang, Service};
 use super::gen::Rng;
 use super::noise::{self, Tpl};
+use super::production::{self, Chronic, Profile};
 use super::text::{fill, k8s_suffix, span_id, trace_id, uuid, Ctx};
 use crate::model::{
     ActionStatus, ActionType, ErrorEvent, EventKind, EventTime, RecoveryAction, Severity,
@@ -115,6 +116,9 @@ pub struct WorldConfig {
     pub malformed_rate: f64,
     /// Scales every background rate.
     pub volume: f64,
+    /// Which fleet and background ([`Profile::Production`] adds the chronic
+    /// background of [`super::production`]).
+    pub profile: Profile,
 }
 
 /// A harmless change scheduled in advance.
@@ -145,7 +149,7 @@ struct Burst {
 pub struct World {
     pub fleet: Fleet,
     pub faults: Vec<FaultState>,
-    rng: Rng,
+    pub(super) rng: Rng,
     now: EventTime,
     cfg: WorldConfig,
     planned: Vec<Planned>,
@@ -157,7 +161,9 @@ pub struct World {
     /// Events generated (good and malformed).
     pub generated: u64,
     pub malformed: u64,
-    buf: Vec<ErrorEvent>,
+    pub(super) buf: Vec<ErrorEvent>,
+    /// The chronic background of the production profile.
+    pub(super) chronic: Option<Box<Chronic>>,
 }
 
 /// How the executor's action went.
@@ -231,6 +237,30 @@ impl World {
             });
             t = t.plus_ms(rng_plan.int(30, 90) * 60_000);
         }
+        let mut chronic = None;
+        if cfg.profile == Profile::Production {
+            // Its own stream, so the demo profile's draws are untouched.
+            let mut rng_prod = rng.fork(3);
+            let plans: Vec<&FaultPlan> = faults.iter().map(|f| &f.plan).collect();
+            for (at, service, what) in
+                production::changes(&mut rng_prod, &fleet, &plans, cfg.start, cfg.end)
+            {
+                let what = match what {
+                    "deploy" => ChangeKind::Deploy,
+                    "config" => ChangeKind::Config,
+                    _ => ChangeKind::ScaleUp,
+                };
+                planned.push(Planned { at, service, what });
+            }
+            planned.sort_by_key(|p| p.at);
+            chronic = Some(Box::new(Chronic::new(
+                &mut rng_prod,
+                &fleet,
+                cfg.start,
+                cfg.end,
+                cfg.volume,
+            )));
+        }
         World {
             fleet,
             faults,
@@ -245,6 +275,7 @@ impl World {
             generated: 0,
             malformed: 0,
             buf: Vec::new(),
+            chronic,
         }
     }
 
@@ -271,6 +302,9 @@ impl World {
         let dt_s = (t1.millis() - t0.millis()) as f64 / 1000.0;
         self.lifecycle(t0, t1);
         self.background(t0, t1, dt_s);
+        if self.chronic.is_some() {
+            self.chronic_background(t0, t1, dt_s);
+        }
         self.fault_events(t0, t1, dt_s);
         let evs = std::mem::take(&mut self.buf);
         for ev in evs {
@@ -520,7 +554,7 @@ impl World {
                 .poisson(f.plan.rate * traffic * spike * worse * dt_s);
             for _ in 0..n {
                 let t = uniform_time(&mut self.rng, t0, t1);
-                if !self.faults[i].active(t) {
+                if !self.faults[i].active(t) || !self.faults[i].plan.on_at(t) {
                     continue;
                 }
                 self.one_failure(i, t);
@@ -555,7 +589,16 @@ impl World {
                 ev.upstream = Some(plan.root.clone());
                 evs.push(ev);
                 let cname = c.name.clone();
-                self.cascade(&cname, Symptom::ServerError, t, &trace, 0.6, &mut evs);
+                let repeat = plan.shape.caller_repeat;
+                self.cascade(
+                    &cname,
+                    Symptom::ServerError,
+                    t,
+                    &trace,
+                    0.6,
+                    repeat,
+                    &mut evs,
+                );
             }
             RootKind::Node => {
                 let on_node: Vec<(&Service, &Instance)> = self
@@ -595,7 +638,8 @@ impl World {
                 let Some(root) = self.fleet.get(&plan.root) else {
                     return;
                 };
-                if !plan.kind.silent_root() {
+                let logs = plan.shape.root_share >= 1.0 || self.rng.chance(plan.shape.root_share);
+                if !plan.kind.silent_root() && logs {
                     let lines = if self.rng.chance(0.25) && !platform_lines(plan.kind).is_empty() {
                         platform_lines(plan.kind)
                     } else {
@@ -623,7 +667,8 @@ impl World {
                     }
                 }
                 if plan.kind != FaultKind::PoisonMessages {
-                    self.cascade(&plan.root, plan.kind.symptom(), t, &trace, 0.75, &mut evs);
+                    let (sym, repeat) = (plan.kind.symptom(), plan.shape.caller_repeat);
+                    self.cascade(&plan.root, sym, t, &trace, 0.75, repeat, &mut evs);
                 }
             }
         }
@@ -637,7 +682,10 @@ impl World {
         self.buf.extend(evs);
     }
 
-    /// Errors at the callers of `failed` (and at their callers) for one failure.
+    /// Errors at the callers of `failed` (and at their callers) for one
+    /// failure; each direct caller logs `repeat` lines (its retries). In the
+    /// production profile proxies log every 5xx they pass on.
+    #[allow(clippy::too_many_arguments)]
     fn cascade(
         &mut self,
         failed: &str,
@@ -645,8 +693,10 @@ impl World {
         t: EventTime,
         trace: &str,
         p: f64,
+        repeat: u32,
         out: &mut Vec<ErrorEvent>,
     ) {
+        let prod = self.chronic.is_some();
         let failed_ns = self.fleet.namespace_of(failed).to_string();
         let callers: Vec<String> = self
             .fleet
@@ -678,7 +728,25 @@ impl World {
                 ev.upstream = Some(failed.to_string());
             }
             out.push(ev);
+            for _ in 1..repeat {
+                let tr = tc.plus_ms(self.rng.int(200, 4_000));
+                let tpl = *self.rng.pick(caller_lines(symptom, cs.lang));
+                let inst = pick_instance(&mut self.rng, cs);
+                let mut ev = make(
+                    &mut self.rng,
+                    tr,
+                    cs,
+                    inst,
+                    &tpl,
+                    failed,
+                    &failed_ns,
+                    Some(trace.to_string()),
+                );
+                ev.upstream = Some(failed.to_string());
+                out.push(ev);
+            }
             // Second hop: the caller's callers see it fail (5xx), less often.
+            let c_ns = cs.namespace.clone();
             let grand: Vec<String> = self
                 .fleet
                 .callers(c)
@@ -686,7 +754,8 @@ impl World {
                 .map(|s| s.name.clone())
                 .collect();
             for g in &grand {
-                if !self.rng.chance(p * 0.5) {
+                let proxy = prod && self.fleet.get(g).is_some_and(|s| s.lang == Lang::Proxy);
+                if !proxy && !self.rng.chance(p * 0.5) {
                     continue;
                 }
                 let Some(gs) = self.fleet.get(g) else {
@@ -695,7 +764,6 @@ impl World {
                 let tg = tc.plus_ms(self.rng.int(CASCADE_DELAY_MS.0, CASCADE_DELAY_MS.1));
                 let tpl = *self.rng.pick(caller_lines(Symptom::ServerError, gs.lang));
                 let inst = pick_instance(&mut self.rng, gs);
-                let c_ns = cs.namespace.clone();
                 let mut ev = make(
                     &mut self.rng,
                     tg,
@@ -710,13 +778,19 @@ impl World {
                     ev.upstream = Some(c.clone());
                 }
                 out.push(ev);
+                if prod {
+                    self.proxies_log(g, tg, trace, 0.8, out);
+                }
             }
         }
     }
 
     /// Encodes `ev` (maybe malformed) and queues it for delivery.
-    fn publish(&mut self, ev: ErrorEvent) {
+    fn publish(&mut self, mut ev: ErrorEvent) {
         self.generated += 1;
+        if self.chronic.is_some() {
+            production::decorate(&mut ev, &self.fleet);
+        }
         let enc = self
             .fleet
             .get(&ev.service)
@@ -852,7 +926,7 @@ impl World {
     }
 }
 
-fn uniform_time(rng: &mut Rng, t0: EventTime, t1: EventTime) -> EventTime {
+pub(super) fn uniform_time(rng: &mut Rng, t0: EventTime, t1: EventTime) -> EventTime {
     EventTime(t0.millis() + rng.below((t1.millis() - t0.millis()).max(1) as u64) as i64)
 }
 
@@ -865,7 +939,7 @@ fn bump(v: &str, rng: &mut Rng) -> String {
     }
 }
 
-fn pick_instance<'a>(rng: &mut Rng, s: &'a Service) -> Option<&'a Instance> {
+pub(super) fn pick_instance<'a>(rng: &mut Rng, s: &'a Service) -> Option<&'a Instance> {
     if s.instances.is_empty() {
         None
     } else {
@@ -874,7 +948,7 @@ fn pick_instance<'a>(rng: &mut Rng, s: &'a Service) -> Option<&'a Instance> {
 }
 
 /// A dependency of `s` (internal or external), or `""` when it has none.
-fn pick_dep(rng: &mut Rng, s: &Service) -> String {
+pub(super) fn pick_dep(rng: &mut Rng, s: &Service) -> String {
     let n = s.calls.len() + s.externals.len();
     if n == 0 {
         return String::new();
@@ -889,7 +963,7 @@ fn pick_dep(rng: &mut Rng, s: &Service) -> String {
 
 /// Builds one event from a template.
 #[allow(clippy::too_many_arguments)]
-fn make(
+pub(super) fn make(
     rng: &mut Rng,
     t: EventTime,
     s: &Service,
@@ -997,6 +1071,8 @@ fn encode(ev: &ErrorEvent, enc: Encoding, rng: &mut Rng) -> Vec<u8> {
             logger: if rng.chance(0.5) { "app" } else { "root" },
             attributes: &ev.attributes,
         }),
+        Encoding::Zoned => production::encode_zoned(ev),
+        Encoding::Shipper => production::encode_shipper(ev, rng),
     };
     r.unwrap_or_default()
 }
