@@ -106,6 +106,21 @@ fn main() {
             println!("seed {seed}: wrong action: {w}");
         }
         false_inc += r.false_incidents.len();
+        if std::env::var("REFLEX_EVAL_VERBOSE").is_ok_and(|v| v == "1") {
+            for x in &r.false_incidents {
+                println!("seed {seed}: {x}");
+            }
+            for row in r.rows.iter().filter(|x| !x.root_found || !x.own_incident_within_5m() || x.diagnosed.as_ref().map(|d| d.1) != Some(x.category)) {
+                println!(
+                    "seed {seed}: miss {} {} {} -> {:?} own5 {}",
+                    row.id,
+                    row.category.as_str(),
+                    row.root,
+                    row.diagnosed,
+                    row.own_incident_within_5m()
+                );
+            }
+        }
         incidents += r.incidents - r.false_incidents.len();
         ttd.extend(r.rows.iter().filter_map(|x| x.time_to_detect_ms));
         let (f, m) = r.auto_remediation();

@@ -64,6 +64,15 @@ impl DependencyGraph {
         self.services.contains(name)
     }
 
+    /// The known callers of `callee` (a scan over all callers: for
+    /// occasional questions, not per event).
+    pub fn callers<'a>(&'a self, callee: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.edges
+            .iter()
+            .filter(move |(_, o)| o.contains_key(callee))
+            .map(|(c, _)| c.as_str())
+    }
+
     /// What `caller` depends on.
     pub fn callees(&self, caller: &str) -> impl Iterator<Item = &str> {
         self.edges

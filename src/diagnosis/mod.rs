@@ -34,6 +34,22 @@
 //!   `resolve_after` leave the incident; an incident holds at most
 //!   `MAX_INCIDENT_SERVICES` services.
 //!
+//! - A pending incident opens only when **confirmed**: strong evidence in a
+//!   second window or on a second service (or weak network evidence from a
+//!   second service on the same troubled node, the only weak evidence that
+//!   may add a service, and only while the incident settles). A one-window blip (a harmless
+//!   retry storm on one edge) that does not come back within the settle time
+//!   is dropped; its detections remain on the detections topic.
+//! - A settling incident whose every failing service repeats an earlier
+//!   short episode of its own a whole number of hours later (± 5 minutes,
+//!   up to a day; [`recurrence`]) is a scheduled job failing on schedule,
+//!   not a new fault: it is logged and not opened (it opens once it
+//!   outlasts the earlier run).
+//! - A lone witness (one caller's complaints about a silent or external
+//!   dependency) must persist for three windows; and when that dependency
+//!   has other callers, none of which fails on it, the trouble is that one
+//!   edge's (a retry storm, a batch job's heavy queries), not an incident.
+//!
 //! Lifecycle (event time): `open` when it settles; `updated` when its root
 //! cause, category or services change; `resolved` when neither its root nor
 //! the services it explains had a strong detection for `resolve_after` (so
@@ -63,6 +79,7 @@ pub mod classify;
 pub mod config;
 pub mod features;
 pub mod graph;
+pub mod recurrence;
 pub mod rootcause;
 
 pub use config::DiagnosisConfig;
@@ -76,6 +93,7 @@ use graph::DependencyGraph;
 use rootcause::{add_hint, Change, ServiceSignals};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
+use tracing::{debug, info};
 
 /// Pending time before an incident is first published (event time).
 const SETTLE_MS: i64 = 60_000;
@@ -83,6 +101,12 @@ const SETTLE_MS: i64 = 60_000;
 const MAX_CHANGES: usize = 4096;
 /// Services one incident holds at most (its root and what it explains).
 const MAX_INCIDENT_SERVICES: usize = 64;
+/// Strong-detection windows remembered per incident (enough to confirm).
+const MAX_WINDOWS: usize = 8;
+/// Windows of strong evidence a lone witness needs (see
+/// [`DiagnosisStage::lone_witness`]): one caller's complaints about a
+/// dependency nobody else sees failing must outlast a retry storm.
+const LONE_WITNESS_WINDOWS: usize = 3;
 /// Trace ids kept per incident for linking.
 const MAX_TRACES: usize = 256;
 
@@ -107,6 +131,12 @@ struct Tracked {
     relapse_pending: bool,
     /// Recovery emitted an action for this incident: its root is fixed.
     acted: bool,
+    /// End of the first strong detection's window: a pending incident is
+    /// confirmed by a strong detection in a later window or on a second
+    /// service (a one-window blip such as a retry storm is not a fault).
+    first_end: EventTime,
+    /// Ends of the windows with strong detections (the first few).
+    windows: BTreeSet<i64>,
     /// The verdict last published (kept when a pinned root is no longer
     /// among the candidates, e.g. a node once its services left).
     verdict: Option<rootcause::Verdict>,
@@ -135,9 +165,17 @@ impl Tracked {
             relapse_of,
             relapse_pending: false,
             acted: false,
+            first_end: d.window.end,
+            windows: BTreeSet::new(),
             verdict: None,
             seen: BTreeMap::new(),
         }
+    }
+
+    /// Strong evidence in two windows, or two services (the second may be
+    /// a quiet one on the same troubled node).
+    fn confirmed(&self) -> bool {
+        self.signals.len() >= 2 || self.seen.values().any(|(end, _)| *end != self.first_end)
     }
 
     /// Published and not resolved.
@@ -230,7 +268,17 @@ pub struct DiagnosisStage {
     /// Namespace last reported per service (any detection, changes included),
     /// so an incident rooted at a silent service still targets the right one.
     namespaces: BTreeMap<String, String>,
+    /// Episodes of strong detections per service (scheduled failures).
+    episodes: recurrence::Episodes,
+    /// Per upstream, the callers whose detections (weak ones included)
+    /// mostly blamed it, with when they last did: whether a dependency's
+    /// other callers fail too.
+    blame: BTreeMap<String, BTreeMap<String, EventTime>>,
 }
+
+/// Bound on upstreams and callers per upstream remembered in `blame`.
+const MAX_BLAME: usize = 65_536;
+const MAX_BLAME_CALLERS: usize = 256;
 
 /// Bound on remembered service namespaces.
 const MAX_NAMESPACES: usize = 65_536;
@@ -259,7 +307,89 @@ impl DiagnosisStage {
             watermark: EventTime(i64::MIN),
             stats,
             namespaces: BTreeMap::new(),
+            episodes: recurrence::Episodes::default(),
+            blame: BTreeMap::new(),
         }
+    }
+
+    /// Remembers which upstreams `d` mostly blames (a third of its failing
+    /// events or more).
+    fn note_blame(&mut self, d: &Detection) {
+        for u in d.upstreams.iter().filter(|u| 3 * u.count >= d.count) {
+            if self.blame.len() >= MAX_BLAME && !self.blame.contains_key(&u.value) {
+                continue;
+            }
+            let callers = self.blame.entry(u.value.clone()).or_default();
+            if callers.len() < MAX_BLAME_CALLERS || callers.contains_key(&d.service) {
+                let at = callers.entry(d.service.clone()).or_insert(d.window.end);
+                *at = (*at).max(d.window.end);
+            }
+        }
+    }
+
+    /// The lone witness of a settling incident: its root is silent or
+    /// external (known only from complaints), and exactly one service fails,
+    /// mostly calling it. Returns that caller and the root.
+    fn lone_witness<'a>(&self, t: &'a Tracked) -> Option<(&'a str, &'a ServiceSignals, String)> {
+        if t.signals.len() != 1 {
+            return None;
+        }
+        let v = rootcause::diagnose(
+            &t.signals,
+            &self.graph,
+            &self.changes,
+            self.cfg.change_window.0,
+            self.cfg.min_category_weight,
+        )?;
+        if !(v.silent || v.external) || v.root_changed {
+            return None;
+        }
+        let (caller, sig) = t.signals.iter().next()?;
+        let named = sig.upstreams.get(&v.root).copied().unwrap_or(0);
+        (3 * named >= sig.count.max(1)).then_some((caller.as_str(), sig, v.root))
+    }
+
+    /// A settling incident is one caller failing its calls to a dependency
+    /// that is fine for everyone else: a lone witness (see
+    /// [`Self::lone_witness`]) of a dependency with at least two other known
+    /// callers, none of which blamed it since shortly before the onset,
+    /// while the caller neither changed recently nor fails in a way of its
+    /// own. If the dependency were down, its other callers would fail too:
+    /// this is trouble on one edge (a retry storm, a batch job's heavy
+    /// queries), not a fault of the dependency.
+    fn one_edge_only(&self, t: &Tracked) -> bool {
+        let Some((caller, sig, root)) = self.lone_witness(t) else {
+            return false;
+        };
+        let since = t.opened_at.millis() - self.cfg.change_window.0;
+        if self
+            .changes
+            .iter()
+            .any(|c| c.service == caller && c.time.millis() >= since)
+        {
+            return false;
+        }
+        // Evidence of a failure of the caller's own (not a description of
+        // failing calls: timeouts, refusals, 5xx and overload are what a
+        // failing dependency looks like from its caller).
+        use crate::model::Category as C;
+        let own = sig.self_hints.iter().any(|(c, w)| {
+            *w >= OWN_WAY
+                && !matches!(
+                    c,
+                    C::Overload | C::Unavailable | C::Network | C::DependencyFailure | C::Unknown
+                )
+        });
+        if own {
+            return false;
+        }
+        let others = self.graph.callers(&root).filter(|c| *c != caller).count();
+        let recent = t.opened_at.millis() - SETTLE_MS;
+        let others_failing = self.blame.get(&root).is_some_and(|m| {
+            m.iter()
+                .any(|(c, at)| c != caller && at.millis() >= recent)
+        });
+        others >= 2 && !others_failing
     }
 
     fn related(&self, t: &Tracked, d: &Detection) -> bool {
@@ -368,6 +498,9 @@ impl DiagnosisStage {
             }
         }
         if strong {
+            if t.windows.len() < MAX_WINDOWS {
+                t.windows.insert(d.window.end.millis());
+            }
             t.last_activity = t.last_activity.max(d.window.end);
             let e = t.seen.entry(d.service.clone()).or_insert((d.window.end, 0));
             e.0 = e.0.max(d.window.end);
@@ -810,6 +943,8 @@ impl DiagnosisStage {
             relapse_of: None,
             relapse_pending: false,
             acted: false,
+            first_end: EventTime(i64::MIN),
+            windows: BTreeSet::new(),
             verdict: None,
             seen,
         })
@@ -872,6 +1007,13 @@ impl DiagnosisStage {
         true
     }
 
+    /// A settling incident is a scheduled failure recurring: every service
+    /// failing in it is in an episode that repeats an earlier short one of
+    /// its own a whole number of hours later (see [`recurrence`]).
+    fn recurring(&self, t: &Tracked) -> bool {
+        !t.seen.is_empty() && t.seen.keys().all(|s| self.episodes.recurs(s))
+    }
+
     /// Before any action, an incident's root may move from `old` to `new`
     /// only when `new` explains `old`'s failure (`old` fails mostly calling
     /// `new`). A root only its callers named (external, silent, a node)
@@ -921,6 +1063,18 @@ impl Stage for DiagnosisStage {
         for u in &d.upstreams {
             self.graph.add_edge(&d.service, &u.value, u.count as u64);
         }
+        self.note_blame(&d);
+        if d.score >= self.cfg.min_open_score {
+            let prints = d.samples.iter().map(|m| {
+                crate::util::stable_hash(&[features::template(m).as_bytes()])
+            });
+            self.episodes.observe(
+                &d.service,
+                d.first_seen.millis(),
+                d.window.end.millis(),
+                prints,
+            );
+        }
         let gap = self.cfg.correlation_gap.0;
         let reopen = self.cfg.reopen_within.0;
         let within = |t: &Tracked| d.first_seen.millis() <= t.last_activity.millis() + gap;
@@ -933,6 +1087,14 @@ impl Stage for DiagnosisStage {
             if let Some(i) = self.incidents.iter().position(|t| {
                 t.resolved_at.is_none() && within(t) && t.signals.contains_key(&d.service)
             }) {
+                self.join(i, &d, false, out);
+            } else if let Some(i) = self.incidents.iter().position(|t| {
+                t.publish_at.is_some() && within(t) && Self::same_troubled_node(t, &d)
+            }) {
+                // The one exception: while an incident settles, services
+                // failing with network errors on the same node as it are
+                // the node's trouble spreading, each too quiet to fire
+                // alone (a node-local network fault).
                 self.join(i, &d, false, out);
             }
             return;
@@ -1031,8 +1193,40 @@ impl Stage for DiagnosisStage {
             i += 1;
         }
         let mut splits = Vec::new();
+        let mut dropped: Vec<String> = Vec::new();
         for t in &mut incidents {
             if let Some(p) = t.publish_at {
+                let unconfirmed = !t.confirmed()
+                    || (t.windows.len() < LONE_WITNESS_WINDOWS && self.lone_witness(t).is_some());
+                if wm >= p && unconfirmed {
+                    // Unconfirmed: wait for the next window; a blip that
+                    // did not come back is dropped (its detections stay
+                    // published on the detections topic).
+                    if wm.millis() > t.last_activity.millis() + SETTLE_MS {
+                        debug!(incident_id = %t.id, "Unconfirmed pending incident dropped.");
+                        dropped.push(t.id.clone());
+                        if let Some(old) = t.relapse_of.take() {
+                            released.push(old);
+                        }
+                    }
+                    continue;
+                }
+                if wm >= p && self.one_edge_only(t) {
+                    debug!(incident_id = %t.id, "One caller failing on a dependency that is fine for others, not an incident.");
+                    dropped.push(t.id.clone());
+                    if let Some(old) = t.relapse_of.take() {
+                        released.push(old);
+                    }
+                    continue;
+                }
+                if wm >= p && self.recurring(t) {
+                    info!(incident_id = %t.id, "Recurring self-resolving failure, not an incident.");
+                    dropped.push(t.id.clone());
+                    if let Some(old) = t.relapse_of.take() {
+                        released.push(old);
+                    }
+                    continue;
+                }
                 if wm >= p {
                     t.publish_at = None;
                     splits.extend(self.split_unexplained(t));
@@ -1057,6 +1251,7 @@ impl Stage for DiagnosisStage {
                 }
             }
         }
+        incidents.retain(|t| !(t.publish_at.is_some() && dropped.contains(&t.id)));
         self.open_splits(&mut incidents, splits, out);
         self.merge_published_duplicates(&mut incidents, out);
         incidents.retain(|t| {

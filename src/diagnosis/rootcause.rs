@@ -285,50 +285,64 @@ pub fn diagnose_pinned(
     // names, in proportion; external and silent candidates keep all of it.
     // Without this, the middle of a chain (web → api → silent auth) outranks
     // the silent end: its callers blame it fully.
-    let edges: BTreeMap<&str, Vec<(&str, f64)>> = services
-        .iter()
-        .map(|(name, sig)| {
-            let out: Vec<(&str, f64)> = candidates
-                .keys()
-                .filter(|c| *c != name)
-                .map(|c| (c.as_str(), blame(name, sig, c)))
-                .filter(|(_, b)| *b > 0.0)
-                .collect();
-            (name.as_str(), out)
-        })
-        .collect();
-    let mut received: BTreeMap<&str, f64> = BTreeMap::new();
-    let mut callers_of: BTreeMap<&str, usize> = BTreeMap::new();
-    for (name, out) in &edges {
-        for (c, _) in out {
-            *callers_of.entry(*c).or_default() += 1;
+    // Dense indices over the candidates: the propagation below runs for
+    // every affected service on every diagnosis, so it works on vectors
+    // (masses reaching the same node in a hop are summed, which keeps the
+    // work linear in the edges instead of growing with every path).
+    let names: Vec<&str> = candidates.keys().map(String::as_str).collect();
+    let index: BTreeMap<&str, usize> = names.iter().enumerate().map(|(i, n)| (*n, i)).collect();
+    let k = names.len();
+    let mut out_edges: Vec<Vec<(usize, f64)>> = vec![Vec::new(); k];
+    for (name, sig) in services {
+        let Some(&i) = index.get(name.as_str()) else {
+            continue;
+        };
+        out_edges[i] = names
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c != name.as_str())
+            .map(|(j, c)| (j, blame(name, sig, c)))
+            .filter(|(_, b)| *b > 0.0)
+            .collect();
+    }
+    let mut received = vec![0.0f64; k];
+    let mut callers_of = vec![0usize; k];
+    let (mut mass, mut next) = (vec![0.0f64; k], vec![0.0f64; k]);
+    for name in services.keys() {
+        let Some(&src) = index.get(name.as_str()) else {
+            continue;
+        };
+        mass.fill(0.0);
+        for &(c, b) in &out_edges[src] {
+            callers_of[c] += 1;
+            mass[c] += b;
         }
-        let mut mass: Vec<(&str, f64)> = out.clone();
         // Chains are short; a few hops bound the work and break cycles.
         for hop in 0..BLAME_HOPS {
-            let mut next: Vec<(&str, f64)> = Vec::new();
-            for (node, m) in mass {
-                if hop + 1 == BLAME_HOPS {
-                    // The last hop keeps what it got: blame is never lost.
-                    *received.entry(node).or_default() += m;
+            next.fill(0.0);
+            let mut pushed = false;
+            for node in 0..k {
+                let m = mass[node];
+                if m == 0.0 {
                     continue;
                 }
-                let fwd = edges.get(node).map(|v| v.as_slice()).unwrap_or(&[]);
-                let passed: f64 = fwd
-                    .iter()
-                    .filter(|(c, _)| c != name)
-                    .map(|(_, b)| b)
-                    .sum::<f64>()
-                    .min(1.0);
-                *received.entry(node).or_default() += m * (1.0 - passed);
-                for (c, b) in fwd.iter().filter(|(c, _)| c != name) {
-                    next.push((c, m * b));
+                if hop + 1 == BLAME_HOPS {
+                    // The last hop keeps what it got: blame is never lost.
+                    received[node] += m;
+                    continue;
+                }
+                let fwd = out_edges[node].iter().filter(|(c, _)| *c != src);
+                let passed: f64 = fwd.clone().map(|(_, b)| b).sum::<f64>().min(1.0);
+                received[node] += m * (1.0 - passed);
+                for &(c, b) in fwd {
+                    next[c] += m * b;
+                    pushed = true;
                 }
             }
-            if next.is_empty() {
+            if !pushed {
                 break;
             }
-            mass = next;
+            std::mem::swap(&mut mass, &mut next);
         }
     }
 
@@ -336,8 +350,9 @@ pub fn diagnose_pinned(
     for (cand, &outside) in &candidates {
         let external = outside && !graph.is_service(cand);
         let mut why = Vec::new();
-        let callers = callers_of.get(cand.as_str()).copied().unwrap_or(0);
-        let blamed = received.get(cand.as_str()).copied().unwrap_or(0.0);
+        let ci = index.get(cand.as_str()).copied();
+        let callers = ci.map_or(0, |i| callers_of[i]);
+        let blamed = ci.map_or(0.0, |i| received[i]);
         let callers_share = if outside {
             blamed / n as f64
         } else {

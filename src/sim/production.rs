@@ -919,9 +919,12 @@ const CRON_INDEXER: &[Tpl] = &[
     t(W, "reindex of products: {n} documents, {n3} failures so far"),
 ];
 
-/// Cron jobs: (service, every N hours, at minute, minutes long (lo, hi),
+/// One cron job: (service, every N hours, at minute, minutes long (lo, hi),
 /// errors/s while running, lines).
-const CRONS: &[(&str, i64, i64, (i64, i64), f64, &[Tpl])] = &[
+type Cron = (&'static str, i64, i64, (i64, i64), f64, &'static [Tpl]);
+
+/// The cron jobs of the fleet.
+const CRONS: &[Cron] = &[
     ("reporting-batch", 1, 5, (3, 6), 2.0, CRON_REPORTING),
     ("ledger-reconcile", 2, 45, (4, 8), 1.2, CRON_RECONCILE),
     ("search-indexer", 3, 20, (4, 8), 1.5, CRON_INDEXER),
@@ -996,12 +999,12 @@ fn drift(rng: &mut Rng) -> [(f64, f64, f64); 2] {
         (
             rng.range(0.3, 0.7),
             rng.range(60.0, 240.0) * 60_000.0,
-            rng.range(0.0, 6.283),
+            rng.range(0.0, std::f64::consts::TAU),
         ),
         (
             rng.range(0.15, 0.35),
             rng.range(10.0, 30.0) * 60_000.0,
-            rng.range(0.0, 6.283),
+            rng.range(0.0, std::f64::consts::TAU),
         ),
     ]
 }
@@ -1637,7 +1640,7 @@ mod tests {
     #[test]
     fn every_encoding_decodes_to_the_same_event() {
         let mut ev = ErrorEvent::new(
-            "id-1".into(),
+            "id-1",
             EventTime(1_772_431_200_123),
             "cart",
             Severity::Critical,
