@@ -110,6 +110,17 @@ fn main() {
             for x in &r.false_incidents {
                 println!("seed {seed}: {x}");
             }
+            for row in r.rows.iter().filter(|x| x.remediable && !x.fixed_automatically) {
+                println!(
+                    "seed {seed}: not auto-fixed {} {} {} -> {:?}: {} ({})",
+                    row.id,
+                    row.category.as_str(),
+                    row.root,
+                    row.diagnosed,
+                    row.action,
+                    row.outcome
+                );
+            }
             for row in r.rows.iter().filter(|x| !x.root_found || !x.own_incident_within_5m() || x.diagnosed.as_ref().map(|d| d.1) != Some(x.category)) {
                 println!(
                     "seed {seed}: miss {} {} {} -> {:?} own5 {}",

@@ -553,6 +553,18 @@ impl DiagnosisStage {
             services.push(v.root.clone());
         }
         services.sort();
+        // A service nothing is known to depend on, failing alone: nothing
+        // corroborates the diagnosis and nobody is hurt yet, so a human
+        // confirms before anything acts (the first run of a noisy batch
+        // job looks just like it). Lifts as soon as others are affected.
+        if !t.acted && !v.external && services.len() == 1 && self.graph.callers(&v.root).next().is_none()
+        {
+            v.confidence = v.confidence.min(rootcause::SILENT_ROOT_CAP);
+            v.evidence.push(format!(
+                "no other service is affected and none is known to depend on {}: confidence capped for a human to confirm",
+                v.root
+            ));
+        }
         let key = (v.root.clone(), v.category, services.clone(), v.confidence);
         let changed = match &t.last {
             None => true,
