@@ -630,7 +630,10 @@ fn an_acted_on_incident_is_not_re_rooted() {
     for m in 0..4 {
         d.run_batch(
             vec![],
-            vec![det("api", m, "error_burst", 0.9, 40, &[], OOM)],
+            vec![
+                det("api", m, "error_burst", 0.9, 40, &[], OOM),
+                det("web", m, "error_burst", 0.9, 60, &[("api", 60)], REFUSED),
+            ],
             Some(wm(m + 1)),
         )
         .expect("batch");
@@ -677,5 +680,148 @@ fn an_acted_on_incident_is_not_re_rooted() {
         if let Output::Incident(i) = o {
             assert_eq!(i.root_cause_service, "api", "{i:#?}");
         }
+    }
+}
+
+/// Weak cascades from each of `callers` to `upstream` at minute `minute`:
+/// background that teaches the dependency graph who calls whom.
+fn teach(s: &mut reflex::diagnosis::DiagnosisStage, callers: &[&str], upstream: &str, minute: i64) {
+    use reflex::pipeline::Stage;
+    let mut out = Vec::new();
+    for c in callers {
+        s.process(
+            det(c, minute, "pattern/cascade", 0.3, 6, &[(upstream, 6)], REFUSED),
+            &mut out,
+        );
+    }
+    assert!(out.is_empty(), "weak evidence opens nothing: {out:#?}");
+}
+
+#[test]
+fn a_lone_caller_failing_on_a_dependency_others_use_fine_is_not_an_incident() {
+    use reflex::pipeline::Stage;
+    // store has three callers. Long after they were seen calling it, one
+    // of them (auth) fails loudly calling store for five minutes while the
+    // others are fine and store logs nothing: auth's edge is in trouble
+    // (a retry storm, a heavy batch), store is not down.
+    let mut s = stage();
+    teach(&mut s, &["auth", "cart", "orders"], "store", 0);
+    let mut out = Vec::new();
+    for m in 30..35 {
+        s.process(
+            det("auth", m, "error_burst", 0.9, 50, &[("store", 50)], REFUSED),
+            &mut out,
+        );
+        s.on_watermark(wm(m + 1), &mut out);
+    }
+    for m in 35..60 {
+        s.on_watermark(wm(m + 1), &mut out);
+    }
+    assert!(out.is_empty(), "{out:#?}");
+
+    // The same, but a second caller fails on store too: store is down.
+    let mut s = stage();
+    teach(&mut s, &["auth", "cart", "orders"], "store", 0);
+    let mut out = Vec::new();
+    for m in 30..35 {
+        s.process(
+            det("auth", m, "error_burst", 0.9, 50, &[("store", 50)], REFUSED),
+            &mut out,
+        );
+        s.process(
+            det("cart", m, "error_burst", 0.9, 30, &[("store", 30)], REFUSED),
+            &mut out,
+        );
+        s.on_watermark(wm(m + 1), &mut out);
+    }
+    let incs = latest(&out);
+    assert_eq!(incs.len(), 1, "{incs:#?}");
+    let i = incs.values().next().expect("one incident");
+    assert_eq!(i.root_cause_service, "store", "{i:#?}");
+}
+
+#[test]
+fn a_short_retry_storm_on_one_edge_is_not_an_incident() {
+    use reflex::pipeline::Stage;
+    // One caller hammers an external API for two minutes (a retry storm):
+    // one witness, gone before it could be confirmed. The same for four
+    // minutes is the dependency failing.
+    for (minutes, expected) in [(2, 0usize), (4, 1)] {
+        let mut s = stage();
+        let mut out = Vec::new();
+        for m in 0..minutes {
+            s.process(
+                det("shop", m, "error_burst", 0.9, 40, &[("api.psp.example", 40)], REFUSED),
+                &mut out,
+            );
+            s.on_watermark(wm(m + 1), &mut out);
+        }
+        for m in minutes..30 {
+            s.on_watermark(wm(m + 1), &mut out);
+        }
+        let incs = latest(&out);
+        assert_eq!(incs.len(), expected, "{minutes} minutes: {incs:#?}");
+        if let Some(i) = incs.values().next() {
+            assert_eq!(i.root_cause_service, "api.psp.example", "{i:#?}");
+        }
+    }
+}
+
+/// `det` with sampled messages (what recurrence compares).
+fn det_saying(svc: &str, minute: i64, hint: Option<(&str, f64, &str)>, samples: &[&str]) -> reflex::model::Detection {
+    let mut d = det(svc, minute, "error_burst", 0.9, 60, &[], hint);
+    d.samples = samples.iter().map(|x| x.to_string()).collect();
+    d
+}
+
+#[test]
+fn a_batch_job_failing_on_its_schedule_is_one_incident_but_a_new_failure_is_new() {
+    use reflex::pipeline::Stage;
+    // reconcile exhausts its pool for four minutes at 00:05, 01:06, 02:04
+    // (an hourly job): the first run is an incident, the repeats are its
+    // schedule. At 03:05 it fails differently (out of memory): new.
+    const POOL: &str = "HikariPool-1 - Connection is not available, request timed out after 30000ms.";
+    const HEAP: &str = "java.lang.OutOfMemoryError: Java heap space";
+    let mut s = stage();
+    let mut out = Vec::new();
+    let mut opened = Vec::new();
+    for (start, hint, msg) in [(5, FILES, POOL), (66, FILES, POOL), (124, FILES, POOL), (185, OOM, HEAP)] {
+        for m in start..start + 4 {
+            s.process(det_saying("reconcile", m, hint, &[msg]), &mut out);
+            s.on_watermark(wm(m + 1), &mut out);
+        }
+        for m in start + 4..start + 40 {
+            s.on_watermark(wm(m + 1), &mut out);
+        }
+        opened.push(latest(&out).len());
+    }
+    assert_eq!(opened, [1, 1, 1, 2], "{:#?}", latest(&out));
+    let cats: Vec<Category> = latest(&out).values().map(|i| i.category).collect();
+    assert!(cats.contains(&Category::MemoryExhaustion), "{cats:?}");
+}
+
+#[test]
+fn a_service_nothing_depends_on_failing_alone_waits_for_a_human() {
+    use reflex::pipeline::Stage;
+    // worker (no known callers) runs out of memory alone: the incident's
+    // confidence stays below the automatic-action threshold. api, which
+    // web is known to call, failing the same way is trusted as usual.
+    for (svc, capped) in [("worker", true), ("api", false)] {
+        let mut s = stage();
+        teach(&mut s, &["web"], "api", 0);
+        let mut out = Vec::new();
+        for m in 30..34 {
+            s.process(det(svc, m, "error_burst", 0.9, 40, &[], OOM), &mut out);
+            s.on_watermark(wm(m + 1), &mut out);
+        }
+        let incs = latest(&out);
+        let i = incs.values().next().expect("an incident");
+        assert_eq!(i.category, Category::MemoryExhaustion, "{i:#?}");
+        assert_eq!(i.confidence <= 0.55, capped, "{svc}: {i:#?}");
+        assert_eq!(
+            i.evidence.iter().any(|e| e.contains("no other service is known to depend")),
+            capped,
+            "{i:#?}"
+        );
     }
 }

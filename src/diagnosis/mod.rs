@@ -270,9 +270,9 @@ pub struct DiagnosisStage {
     namespaces: BTreeMap<String, String>,
     /// Episodes of strong detections per service (scheduled failures).
     episodes: recurrence::Episodes,
-    /// Per upstream, the callers whose detections (weak ones included)
-    /// mostly blamed it, with when they last did: whether a dependency's
-    /// other callers fail too.
+    /// Per upstream, the callers whose strong detections mostly blamed it,
+    /// with when they last did: whether a dependency's other callers fail
+    /// too (weak cascades are chronic background on a real fleet).
     blame: BTreeMap<String, BTreeMap<String, EventTime>>,
 }
 
@@ -383,13 +383,26 @@ impl DiagnosisStage {
         if own {
             return false;
         }
-        let others = self.graph.callers(&root).filter(|c| *c != caller).count();
         let recent = t.opened_at.millis() - SETTLE_MS;
-        let others_failing = self.blame.get(&root).is_some_and(|m| {
-            m.iter()
-                .any(|(c, at)| c != caller && at.millis() >= recent)
-        });
-        others >= 2 && !others_failing
+        let failing_elsewhere = |u: &str| {
+            self.blame.get(u).is_some_and(|m| {
+                m.iter()
+                    .any(|(c, at)| c != caller && at.millis() >= recent)
+            })
+        };
+        // Every dependency it blames for a quarter of its failures or more.
+        let named: Vec<&str> = sig
+            .upstreams
+            .iter()
+            .filter(|(_, c)| 4 * **c >= sig.count.max(1))
+            .map(|(u, _)| u.as_str())
+            .collect();
+        if named.iter().any(|u| failing_elsewhere(u)) || failing_elsewhere(&root) {
+            return false;
+        }
+        // Failing on several dependencies at once while nobody else fails
+        // on any of them: the common factor is the caller.
+        named.len() >= 2 || self.graph.callers(&root).filter(|c| *c != caller).count() >= 2
     }
 
     fn related(&self, t: &Tracked, d: &Detection) -> bool {
@@ -553,15 +566,18 @@ impl DiagnosisStage {
             services.push(v.root.clone());
         }
         services.sort();
-        // A service nothing is known to depend on, failing alone: nothing
-        // corroborates the diagnosis and nobody is hurt yet, so a human
-        // confirms before anything acts (the first run of a noisy batch
-        // job looks just like it). Lifts as soon as others are affected.
-        if !t.acted && !v.external && services.len() == 1 && self.graph.callers(&v.root).next().is_none()
+        // A service nothing is known to depend on (no caller ever named
+        // it): nothing corroborates the diagnosis and nobody is hurt, so a
+        // human confirms before anything acts (the first run of a noisy
+        // batch job looks just like it). Lifts once a caller is seen.
+        if !t.acted
+            && !v.external
+            && self.graph.is_service(&v.root)
+            && self.graph.callers(&v.root).next().is_none()
         {
             v.confidence = v.confidence.min(rootcause::SILENT_ROOT_CAP);
             v.evidence.push(format!(
-                "no other service is affected and none is known to depend on {}: confidence capped for a human to confirm",
+                "no other service is known to depend on {}: confidence capped for a human to confirm",
                 v.root
             ));
         }
@@ -1075,8 +1091,8 @@ impl Stage for DiagnosisStage {
         for u in &d.upstreams {
             self.graph.add_edge(&d.service, &u.value, u.count as u64);
         }
-        self.note_blame(&d);
         if d.score >= self.cfg.min_open_score {
+            self.note_blame(&d);
             let prints = d.samples.iter().map(|m| {
                 crate::util::stable_hash(&[features::template(m).as_bytes()])
             });
