@@ -110,7 +110,11 @@ fn main() {
             for x in &r.false_incidents {
                 println!("seed {seed}: {x}");
             }
-            for row in r.rows.iter().filter(|x| x.remediable && !x.fixed_automatically) {
+            for row in r
+                .rows
+                .iter()
+                .filter(|x| x.remediable && !x.fixed_automatically)
+            {
                 println!(
                     "seed {seed}: not auto-fixed {} {} {} -> {:?}: {} ({})",
                     row.id,
@@ -121,7 +125,11 @@ fn main() {
                     row.outcome
                 );
             }
-            for row in r.rows.iter().filter(|x| !x.root_found || !x.own_incident_within_5m() || x.diagnosed.as_ref().map(|d| d.1) != Some(x.category)) {
+            for row in r.rows.iter().filter(|x| {
+                !x.root_found
+                    || !x.own_incident_within_5m()
+                    || x.diagnosed.as_ref().map(|d| d.1) != Some(x.category)
+            }) {
                 println!(
                     "seed {seed}: miss {} {} {} -> {:?} own5 {}",
                     row.id,

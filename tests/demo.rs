@@ -165,8 +165,8 @@ fn same_seed_same_run_and_bad_options_are_usage_errors() {
 
 /// The production profile's *shape* (no floors on diagnosis quality): a big
 /// fleet, at least ten faults over six hours or more with an overlapping
-/// pair, and a chronic background — most caller errors that name an
-/// upstream happen outside every fault window. Generates the events only
+/// pair, and a chronic background — thousands of caller errors that name
+/// an upstream happen outside every fault window. Generates the events only
 /// (no pipeline), at half volume, so it stays fast in a debug build.
 #[test]
 fn production_profile_is_big_overlapping_and_chronically_noisy() {
@@ -256,8 +256,10 @@ fn production_profile_is_big_overlapping_and_chronically_noisy() {
     assert!(n > 50_000, "{n} events");
     assert!(bad > 0 && bad * 500 < n, "{bad} malformed of {n}");
     assert!(stacks * 20 > n, "stack traces on {stacks} of {n}");
+    // Faults are loud, so most such errors fall in fault windows; the
+    // chronic share is still thousands of errors, all day.
     assert!(
-        outside * 2 > upstream_errors,
+        outside * 10 >= upstream_errors && outside > 2_000,
         "chronic edge noise: {outside} of {upstream_errors} caller errors naming an upstream are outside fault windows"
     );
     let text = |needle: &str| {
@@ -275,4 +277,53 @@ fn production_profile_is_big_overlapping_and_chronically_noisy() {
     ] {
         assert!(text(needle), "no event carries {needle}");
     }
+}
+
+/// Floors on the production profile (chronic edge noise, cron jobs, retry
+/// storms, overlapping faults), shortened to three hours at half volume so
+/// a debug build stays within a few minutes. Seeds 31 and 32 are test seeds:
+/// neither tuned on (101-110) nor among the scorecard's evaluation seeds
+/// (1-20). The full scorecard is `examples/diagnosis_eval.rs`.
+#[test]
+fn production_profile_floors_hold() {
+    use reflex::sim::demo::Profile;
+    let (mut faults, mut own, mut roots, mut false_incidents, mut hours) = (0, 0, 0, 0, 0.0);
+    for seed in [31, 32] {
+        let opts = DemoOptions {
+            seed,
+            faults: 5,
+            hours: 3.0,
+            narrate: false,
+            volume: 0.5,
+            ..DemoOptions::for_profile(Profile::Production)
+        };
+        let r = run(&opts).report;
+        let shown = format!("seed {seed}:\n{r}");
+        assert!(
+            r.rows.iter().all(|x| x.detected),
+            "a fault went undetected; {shown}"
+        );
+        assert!(
+            r.overstayed.is_empty(),
+            "an incident stayed open 30 minutes past its fault; {shown}"
+        );
+        assert!(r.largest_incident <= 30, "{shown}");
+        faults += r.rows.len();
+        own += r.own_within_5m();
+        roots += r.roots_found();
+        false_incidents += r.false_incidents.len();
+        hours += r.sim_hours;
+    }
+    assert!(
+        own * 10 >= faults * 8,
+        "own incident within 5 minutes for {own}/{faults}"
+    );
+    assert!(
+        roots * 10 >= faults * 8,
+        "root cause found for {roots}/{faults}"
+    );
+    assert!(
+        (false_incidents as f64) <= 1.5 * hours,
+        "{false_incidents} false incidents in {hours} hours"
+    );
 }

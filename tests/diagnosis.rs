@@ -690,7 +690,15 @@ fn teach(s: &mut reflex::diagnosis::DiagnosisStage, callers: &[&str], upstream: 
     let mut out = Vec::new();
     for c in callers {
         s.process(
-            det(c, minute, "pattern/cascade", 0.3, 6, &[(upstream, 6)], REFUSED),
+            det(
+                c,
+                minute,
+                "pattern/cascade",
+                0.3,
+                6,
+                &[(upstream, 6)],
+                REFUSED,
+            ),
             &mut out,
         );
     }
@@ -751,7 +759,15 @@ fn a_short_retry_storm_on_one_edge_is_not_an_incident() {
         let mut out = Vec::new();
         for m in 0..minutes {
             s.process(
-                det("shop", m, "error_burst", 0.9, 40, &[("api.psp.example", 40)], REFUSED),
+                det(
+                    "shop",
+                    m,
+                    "error_burst",
+                    0.9,
+                    40,
+                    &[("api.psp.example", 40)],
+                    REFUSED,
+                ),
                 &mut out,
             );
             s.on_watermark(wm(m + 1), &mut out);
@@ -768,7 +784,12 @@ fn a_short_retry_storm_on_one_edge_is_not_an_incident() {
 }
 
 /// `det` with sampled messages (what recurrence compares).
-fn det_saying(svc: &str, minute: i64, hint: Option<(&str, f64, &str)>, samples: &[&str]) -> reflex::model::Detection {
+fn det_saying(
+    svc: &str,
+    minute: i64,
+    hint: Option<(&str, f64, &str)>,
+    samples: &[&str],
+) -> reflex::model::Detection {
     let mut d = det(svc, minute, "error_burst", 0.9, 60, &[], hint);
     d.samples = samples.iter().map(|x| x.to_string()).collect();
     d
@@ -780,12 +801,18 @@ fn a_batch_job_failing_on_its_schedule_is_one_incident_but_a_new_failure_is_new(
     // reconcile exhausts its pool for four minutes at 00:05, 01:06, 02:04
     // (an hourly job): the first run is an incident, the repeats are its
     // schedule. At 03:05 it fails differently (out of memory): new.
-    const POOL: &str = "HikariPool-1 - Connection is not available, request timed out after 30000ms.";
+    const POOL: &str =
+        "HikariPool-1 - Connection is not available, request timed out after 30000ms.";
     const HEAP: &str = "java.lang.OutOfMemoryError: Java heap space";
     let mut s = stage();
     let mut out = Vec::new();
     let mut opened = Vec::new();
-    for (start, hint, msg) in [(5, FILES, POOL), (66, FILES, POOL), (124, FILES, POOL), (185, OOM, HEAP)] {
+    for (start, hint, msg) in [
+        (5, FILES, POOL),
+        (66, FILES, POOL),
+        (124, FILES, POOL),
+        (185, OOM, HEAP),
+    ] {
         for m in start..start + 4 {
             s.process(det_saying("reconcile", m, hint, &[msg]), &mut out);
             s.on_watermark(wm(m + 1), &mut out);
@@ -819,7 +846,9 @@ fn a_service_nothing_depends_on_failing_alone_waits_for_a_human() {
         assert_eq!(i.category, Category::MemoryExhaustion, "{i:#?}");
         assert_eq!(i.confidence <= 0.55, capped, "{svc}: {i:#?}");
         assert_eq!(
-            i.evidence.iter().any(|e| e.contains("no other service is known to depend")),
+            i.evidence
+                .iter()
+                .any(|e| e.contains("no other service is known to depend")),
             capped,
             "{i:#?}"
         );

@@ -1572,7 +1572,25 @@ pub(crate) mod tests {
                 std::sync::Arc::new(crate::pipeline::stats::Stats::default()),
             );
             let mut out = Vec::new();
+            // Two windows of the fault (one window alone is a blip), and a
+            // caller failing on it (a service nobody calls is capped).
+            let mut again = det.clone();
+            again.window = Window {
+                start: EventTime(T0 + 60_000),
+                end: EventTime(T0 + 120_000),
+            };
+            let mut caller = det.clone();
+            caller.service = "checkout".into();
+            caller.hints.clear();
+            caller.error_types.clear();
+            caller.samples = vec!["upstream payments returned 503".into()];
+            caller.upstreams = vec![Counted {
+                value: "payments".into(),
+                count: 40,
+            }];
             st.process(det.clone(), &mut out);
+            st.process(caller, &mut out);
+            st.process(again, &mut out);
             st.on_watermark(EventTime(T0 + 10 * 60_000), &mut out);
             out.into_iter().next().expect("an incident")
         };

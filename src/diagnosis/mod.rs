@@ -270,6 +270,8 @@ pub struct DiagnosisStage {
     namespaces: BTreeMap<String, String>,
     /// Episodes of strong detections per service (scheduled failures).
     episodes: recurrence::Episodes,
+    /// Services some caller named as its `upstream` (something depends on them).
+    called: BTreeSet<String>,
     /// Per upstream, the callers whose strong detections mostly blamed it,
     /// with when they last did: whether a dependency's other callers fail
     /// too (weak cascades are chronic background on a real fleet).
@@ -308,6 +310,7 @@ impl DiagnosisStage {
             stats,
             namespaces: BTreeMap::new(),
             episodes: recurrence::Episodes::default(),
+            called: BTreeSet::new(),
             blame: BTreeMap::new(),
         }
     }
@@ -385,10 +388,9 @@ impl DiagnosisStage {
         }
         let recent = t.opened_at.millis() - SETTLE_MS;
         let failing_elsewhere = |u: &str| {
-            self.blame.get(u).is_some_and(|m| {
-                m.iter()
-                    .any(|(c, at)| c != caller && at.millis() >= recent)
-            })
+            self.blame
+                .get(u)
+                .is_some_and(|m| m.iter().any(|(c, at)| c != caller && at.millis() >= recent))
         };
         // Every dependency it blames for a quarter of its failures or more.
         let named: Vec<&str> = sig
@@ -573,7 +575,12 @@ impl DiagnosisStage {
         if !t.acted
             && !v.external
             && self.graph.is_service(&v.root)
-            && self.graph.callers(&v.root).next().is_none()
+            && !self.called.contains(&v.root)
+            && !self
+                .catalog
+                .services
+                .values()
+                .any(|e| e.depends_on.contains(&v.root))
         {
             v.confidence = v.confidence.min(rootcause::SILENT_ROOT_CAP);
             v.evidence.push(format!(
@@ -1091,11 +1098,21 @@ impl Stage for DiagnosisStage {
         for u in &d.upstreams {
             self.graph.add_edge(&d.service, &u.value, u.count as u64);
         }
+        // Callers named in `upstream` fields (not inferred from trace order,
+        // which also pairs a batch job with the services it hammers).
+        if d.rule != "trace_cascade" {
+            for u in &d.upstreams {
+                if self.called.len() < MAX_NAMESPACES && !self.called.contains(&u.value) {
+                    self.called.insert(u.value.clone());
+                }
+            }
+        }
         if d.score >= self.cfg.min_open_score {
             self.note_blame(&d);
-            let prints = d.samples.iter().map(|m| {
-                crate::util::stable_hash(&[features::template(m).as_bytes()])
-            });
+            let prints = d
+                .samples
+                .iter()
+                .map(|m| crate::util::stable_hash(&[features::template(m).as_bytes()]));
             self.episodes.observe(
                 &d.service,
                 d.first_seen.millis(),

@@ -181,7 +181,10 @@ mod tests {
         run(&mut e, "c", HOUR_MS, 5);
         assert!(e.recurs("c"));
         run(&mut e, "c", HOUR_MS + 5 * MIN, 6);
-        assert!(!e.recurs("c"), "it has outlasted the scheduled run: a fault");
+        assert!(
+            !e.recurs("c"),
+            "it has outlasted the scheduled run: a fault"
+        );
 
         let mut e = Episodes::default();
         run(&mut e, "d", 0, 5);
