@@ -93,7 +93,7 @@ use graph::DependencyGraph;
 use rootcause::{add_hint, Change, ServiceSignals};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
-use tracing::{debug, info};
+use tracing::debug;
 
 /// Pending time before an incident is first published (event time).
 const SETTLE_MS: i64 = 60_000;
@@ -1241,46 +1241,42 @@ impl Stage for DiagnosisStage {
         let mut dropped: Vec<String> = Vec::new();
         for t in &mut incidents {
             if let Some(p) = t.publish_at {
+                if wm < p {
+                    continue;
+                }
                 let unconfirmed = !t.confirmed()
                     || (t.windows.len() < LONE_WITNESS_WINDOWS && self.lone_witness(t).is_some());
-                if wm >= p && unconfirmed {
-                    // Unconfirmed: wait for the next window; a blip that
-                    // did not come back is dropped (its detections stay
-                    // published on the detections topic).
-                    if wm.millis() > t.last_activity.millis() + SETTLE_MS {
-                        debug!(incident_id = %t.id, "Unconfirmed pending incident dropped.");
-                        dropped.push(t.id.clone());
-                        if let Some(old) = t.relapse_of.take() {
-                            released.push(old);
-                        }
-                    }
+                if unconfirmed && wm.millis() <= t.last_activity.millis() + SETTLE_MS {
+                    // Unconfirmed: wait for the next window.
                     continue;
                 }
-                if wm >= p && self.one_edge_only(t) {
-                    debug!(incident_id = %t.id, "One caller failing on a dependency that is fine for others, not an incident.");
+                // A blip that did not come back, one edge's trouble, or a
+                // job failing on its schedule: not opened (its detections
+                // stay published on the detections topic).
+                let not_opened = if unconfirmed {
+                    Some("unconfirmed")
+                } else if self.one_edge_only(t) {
+                    Some("one caller failing on a dependency that is fine for others")
+                } else if self.recurring(t) {
+                    Some("a failure recurring on an hourly schedule")
+                } else {
+                    None
+                };
+                if let Some(reason) = not_opened {
+                    debug!(incident_id = %t.id, reason, "Pending incident not opened.");
                     dropped.push(t.id.clone());
                     if let Some(old) = t.relapse_of.take() {
                         released.push(old);
                     }
                     continue;
                 }
-                if wm >= p && self.recurring(t) {
-                    info!(incident_id = %t.id, "Recurring self-resolving failure, not an incident.");
-                    dropped.push(t.id.clone());
-                    if let Some(old) = t.relapse_of.take() {
-                        released.push(old);
-                    }
-                    continue;
+                t.publish_at = None;
+                splits.extend(self.split_unexplained(t));
+                if self.settle(t, &candidates, &mut adopted, &mut released) {
+                    Stats::add(&self.stats.incidents_opened, 1);
                 }
-                if wm >= p {
-                    t.publish_at = None;
-                    splits.extend(self.split_unexplained(t));
-                    if self.settle(t, &candidates, &mut adopted, &mut released) {
-                        Stats::add(&self.stats.incidents_opened, 1);
-                    }
-                    if let Some(rec) = self.publish(t, IncidentStatus::Open, true) {
-                        out.push(rec);
-                    }
+                if let Some(rec) = self.publish(t, IncidentStatus::Open, true) {
+                    out.push(rec);
                 }
                 continue;
             }
