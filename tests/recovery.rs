@@ -724,6 +724,11 @@ fn pending_approval(w: &World, d: &mut Decider<'_>) -> RecoveryAction {
     drive(d, &w.sink, 0, 14, &failing, &mut |_| None, &mut seen);
     let inc = w.sink.incidents();
     assert!(!inc.is_empty());
+    assert!(
+        inc[0].confidence < 0.6,
+        "low confidence: {}",
+        inc[0].confidence
+    );
     let acts = w.sink.actions();
     assert_eq!(acts.len(), 1, "{acts:?}");
     assert_eq!(acts[0].decision, Decision::ApprovalRequired, "not auto");
@@ -733,10 +738,7 @@ fn pending_approval(w: &World, d: &mut Decider<'_>) -> RecoveryAction {
 
 #[test]
 fn low_confidence_diagnosis_needs_approval_and_approval_reemits_it_auto() {
-    let mut w = World::new(|c| {
-        c.catalog = Catalog::default();
-        c.recovery.min_confidence = 0.95;
-    });
+    let mut w = World::new(|c| c.catalog = Catalog::default());
     w.opts.signing_key = Some(b"secret".to_vec());
     let mut sink = w.sink.clone();
     let mut d = Decider::new(&w.cfg, &w.opts, &mut sink, Arc::new(Stats::default()));
@@ -765,13 +767,8 @@ fn low_confidence_diagnosis_needs_approval_and_approval_reemits_it_auto() {
 }
 
 #[test]
-#[ignore = "its scenario gets an automatic action since the leaf-service cap; rebuild the scenario (issue 14 note)"]
 fn rejection_is_escalated_and_learned_and_expiry_is_event_time() {
-    let w = World::new(|c| {
-        c.catalog = Catalog::default();
-        // Every action needs a human here (the path under test is rejection).
-        c.recovery.auto_max_risk = 0.0;
-    });
+    let w = World::new(|c| c.catalog = Catalog::default());
     let mut sink = w.sink.clone();
     let mut d = Decider::new(&w.cfg, &w.opts, &mut sink, Arc::new(Stats::default()));
     let pending = pending_approval(&w, &mut d);
@@ -793,7 +790,7 @@ fn rejection_is_escalated_and_learned_and_expiry_is_event_time() {
     assert_eq!(c.failures + o.failures, 1);
 
     // Expiry: judged against the watermark.
-    let w = World::new(|_| {});
+    let w = World::new(|c| c.catalog = Catalog::default());
     let mut sink = w.sink.clone();
     let mut d = Decider::new(&w.cfg, &w.opts, &mut sink, Arc::new(Stats::default()));
     let pending = pending_approval(&w, &mut d);

@@ -131,11 +131,9 @@ struct Tracked {
     relapse_pending: bool,
     /// Recovery emitted an action for this incident: its root is fixed.
     acted: bool,
-    /// End of the first strong detection's window: a pending incident is
-    /// confirmed by a strong detection in a later window or on a second
-    /// service (a one-window blip such as a retry storm is not a fault).
-    first_end: EventTime,
-    /// Ends of the windows with strong detections (the first few).
+    /// Ends of the windows with strong detections (the first few): a
+    /// pending incident is confirmed by a second window or a second service
+    /// (a one-window blip such as a retry storm is not a fault).
     windows: BTreeSet<i64>,
     /// The verdict last published (kept when a pinned root is no longer
     /// among the candidates, e.g. a node once its services left).
@@ -165,7 +163,6 @@ impl Tracked {
             relapse_of,
             relapse_pending: false,
             acted: false,
-            first_end: d.window.end,
             windows: BTreeSet::new(),
             verdict: None,
             seen: BTreeMap::new(),
@@ -175,7 +172,7 @@ impl Tracked {
     /// Strong evidence in two windows, or two services (the second may be
     /// a quiet one on the same troubled node).
     fn confirmed(&self) -> bool {
-        self.signals.len() >= 2 || self.seen.values().any(|(end, _)| *end != self.first_end)
+        self.signals.len() >= 2 || self.windows.len() >= 2
     }
 
     /// Published and not resolved.
@@ -278,6 +275,8 @@ pub struct DiagnosisStage {
     blame: BTreeMap<String, BTreeMap<String, EventTime>>,
 }
 
+/// Bound on services remembered in `called`.
+const MAX_CALLED: usize = 65_536;
 /// Bound on upstreams and callers per upstream remembered in `blame`.
 const MAX_BLAME: usize = 65_536;
 const MAX_BLAME_CALLERS: usize = 256;
@@ -315,6 +314,18 @@ impl DiagnosisStage {
         }
     }
 
+    /// The diagnosis of `signals` with this stage's graph, changes and
+    /// settings (no root pinned).
+    fn verdict(&self, signals: &BTreeMap<String, ServiceSignals>) -> Option<rootcause::Verdict> {
+        rootcause::diagnose(
+            signals,
+            &self.graph,
+            &self.changes,
+            self.cfg.change_window.0,
+            self.cfg.min_category_weight,
+        )
+    }
+
     /// Remembers which upstreams `d` mostly blames (a third of its failing
     /// events or more).
     fn note_blame(&mut self, d: &Detection) {
@@ -337,13 +348,7 @@ impl DiagnosisStage {
         if t.signals.len() != 1 {
             return None;
         }
-        let v = rootcause::diagnose(
-            &t.signals,
-            &self.graph,
-            &self.changes,
-            self.cfg.change_window.0,
-            self.cfg.min_category_weight,
-        )?;
+        let v = self.verdict(&t.signals)?;
         if !(v.silent || v.external) || v.root_changed {
             return None;
         }
@@ -360,10 +365,11 @@ impl DiagnosisStage {
     /// own. If the dependency were down, its other callers would fail too:
     /// this is trouble on one edge (a retry storm, a batch job's heavy
     /// queries), not a fault of the dependency.
-    fn one_edge_only(&self, t: &Tracked) -> bool {
-        let Some((caller, sig, root)) = self.lone_witness(t) else {
-            return false;
-        };
+    fn one_edge_only(
+        &self,
+        t: &Tracked,
+        (caller, sig, root): (&str, &ServiceSignals, String),
+    ) -> bool {
         let since = t.opened_at.millis() - self.cfg.change_window.0;
         if self
             .changes
@@ -700,16 +706,9 @@ impl DiagnosisStage {
         let Some(old) = t.relapse_of.take() else {
             return true;
         };
-        let same_root = candidates.get(&old).is_some_and(|(root, _)| {
-            rootcause::diagnose(
-                &t.signals,
-                &self.graph,
-                &self.changes,
-                self.cfg.change_window.0,
-                self.cfg.min_category_weight,
-            )
-            .is_some_and(|v| v.root == *root)
-        });
+        let same_root = candidates
+            .get(&old)
+            .is_some_and(|(root, _)| self.verdict(&t.signals).is_some_and(|v| v.root == *root));
         if same_root {
             if let Some((_, opened_at)) = candidates.get(&old) {
                 t.opened_at = *opened_at;
@@ -726,13 +725,7 @@ impl DiagnosisStage {
     /// The open, published incident (other than `incidents[i]`) whose root
     /// cause is the root `incidents[i]` would be published with.
     fn duplicate_of(&self, incidents: &[Tracked], i: usize) -> Option<usize> {
-        let v = rootcause::diagnose(
-            &incidents[i].signals,
-            &self.graph,
-            &self.changes,
-            self.cfg.change_window.0,
-            self.cfg.min_category_weight,
-        )?;
+        let v = self.verdict(&incidents[i].signals)?;
         incidents.iter().enumerate().position(|(k, q)| {
             k != i
                 && q.resolved_at.is_none()
@@ -892,13 +885,7 @@ impl DiagnosisStage {
     /// connected only by the graph), so they form their own incident.
     /// `None` when the root explains everything.
     fn split_unexplained(&self, t: &mut Tracked) -> Option<Tracked> {
-        let v = rootcause::diagnose(
-            &t.signals,
-            &self.graph,
-            &self.changes,
-            self.cfg.change_window.0,
-            self.cfg.min_category_weight,
-        )?;
+        let v = self.verdict(&t.signals)?;
         let mut explained: BTreeSet<String> = BTreeSet::new();
         if t.signals.contains_key(&v.root) || v.external || v.silent {
             explained.insert(v.root.clone());
@@ -978,7 +965,6 @@ impl DiagnosisStage {
             relapse_of: None,
             relapse_pending: false,
             acted: false,
-            first_end: EventTime(i64::MIN),
             windows: BTreeSet::new(),
             verdict: None,
             seen,
@@ -1102,7 +1088,7 @@ impl Stage for DiagnosisStage {
         // which also pairs a batch job with the services it hammers).
         if d.rule != "trace_cascade" {
             for u in &d.upstreams {
-                if self.called.len() < MAX_NAMESPACES && !self.called.contains(&u.value) {
+                if self.called.len() < MAX_CALLED && !self.called.contains(&u.value) {
                     self.called.insert(u.value.clone());
                 }
             }
@@ -1244,8 +1230,9 @@ impl Stage for DiagnosisStage {
                 if wm < p {
                     continue;
                 }
-                let unconfirmed = !t.confirmed()
-                    || (t.windows.len() < LONE_WITNESS_WINDOWS && self.lone_witness(t).is_some());
+                let witness = self.lone_witness(t);
+                let unconfirmed =
+                    !t.confirmed() || (t.windows.len() < LONE_WITNESS_WINDOWS && witness.is_some());
                 if unconfirmed && wm.millis() <= t.last_activity.millis() + SETTLE_MS {
                     // Unconfirmed: wait for the next window.
                     continue;
@@ -1255,7 +1242,7 @@ impl Stage for DiagnosisStage {
                 // stay published on the detections topic).
                 let not_opened = if unconfirmed {
                     Some("unconfirmed")
-                } else if self.one_edge_only(t) {
+                } else if witness.is_some_and(|w| self.one_edge_only(t, w)) {
                     Some("one caller failing on a dependency that is fine for others")
                 } else if self.recurring(t) {
                     Some("a failure recurring on an hourly schedule")
