@@ -846,3 +846,35 @@ fn a_service_nothing_depends_on_failing_alone_waits_for_a_human() {
         );
     }
 }
+
+#[test]
+fn a_cronjob_run_failing_alone_is_not_an_incident_but_a_deployment_is() {
+    use reflex::pipeline::Stage;
+    // The same four minutes of pool exhaustion, once from the pod of a
+    // CronJob run (named `<cronjob>-<scheduled minute>-<suffix>`, as the
+    // Job controller names it) and once from a Deployment's pods: the job's
+    // run failing is the job's outcome, the Deployment's is an incident.
+    const POOL: &str =
+        "HikariPool-1 - Connection is not available, request timed out after 30000ms.";
+    let scheduled = wm(30).millis() / 60_000;
+    for (pod, expected) in [
+        (format!("reconcile-{scheduled}-x7kq2"), 0),
+        ("reconcile-7d9f8c6b5-x7kq2".to_string(), 1),
+    ] {
+        let mut s = stage();
+        let mut out = Vec::new();
+        for m in 30..34 {
+            let mut d = det_saying("reconcile", m, FILES, &[POOL]);
+            d.instances = vec![reflex::model::Counted {
+                value: pod.clone(),
+                count: 60,
+            }];
+            s.process(d, &mut out);
+            s.on_watermark(wm(m + 1), &mut out);
+        }
+        for m in 34..50 {
+            s.on_watermark(wm(m + 1), &mut out);
+        }
+        assert_eq!(latest(&out).len(), expected, "{pod}: {:#?}", latest(&out));
+    }
+}

@@ -81,6 +81,7 @@ pub mod features;
 pub mod graph;
 pub mod recurrence;
 pub mod rootcause;
+pub mod workload;
 
 pub use config::DiagnosisConfig;
 
@@ -273,6 +274,9 @@ pub struct DiagnosisStage {
     /// with when they last did: whether a dependency's other callers fail
     /// too (weak cascades are chronic background on a real fleet).
     blame: BTreeMap<String, BTreeMap<String, EventTime>>,
+    /// Per service, the end of its last strong detection that came from a
+    /// batch job's run (ms): see [`Self::batch_only`].
+    batch_runs: BTreeMap<String, i64>,
 }
 
 /// Bound on services remembered in `called`.
@@ -280,6 +284,9 @@ const MAX_CALLED: usize = 65_536;
 /// Bound on upstreams and callers per upstream remembered in `blame`.
 const MAX_BLAME: usize = 65_536;
 const MAX_BLAME_CALLERS: usize = 256;
+
+/// Bound on services remembered as batch job runs.
+const MAX_BATCH_RUNS: usize = 65_536;
 
 /// Bound on remembered service namespaces.
 const MAX_NAMESPACES: usize = 65_536;
@@ -311,6 +318,7 @@ impl DiagnosisStage {
             episodes: recurrence::Episodes::default(),
             called: BTreeSet::new(),
             blame: BTreeMap::new(),
+            batch_runs: BTreeMap::new(),
         }
     }
 
@@ -981,6 +989,18 @@ impl DiagnosisStage {
     ) {
         while let Some(mut n) = splits.pop() {
             splits.extend(self.split_unexplained(&mut n));
+            // What split off is held to the same bar as a settling incident.
+            let not_opened = if self.batch_only(&n) {
+                Some("a batch job's run failing on its own")
+            } else if self.recurring(&n) {
+                Some("a failure recurring on an hourly schedule")
+            } else {
+                None
+            };
+            if let Some(reason) = not_opened {
+                debug!(incident_id = %n.id, reason, "Split incident not opened.");
+                continue;
+            }
             incidents.push(n);
             let i = incidents.len() - 1;
             if let Some(j) = self.duplicate_of(incidents, i) {
@@ -1026,6 +1046,43 @@ impl DiagnosisStage {
             t.signals.remove(s);
         }
         true
+    }
+
+    /// Remembers when `d` (strong) came from a batch job's run: a Job or
+    /// CronJob in the catalog, or mostly from pods named as CronJob runs
+    /// are (see [`workload`]).
+    fn note_batch_run(&mut self, d: &Detection) {
+        let declared = self
+            .catalog
+            .services
+            .get(&d.service)
+            .and_then(|e| e.kind.as_deref())
+            .is_some_and(|k| k.eq_ignore_ascii_case("cronjob") || k.eq_ignore_ascii_case("job"));
+        let runs = workload::mostly_cronjob_runs(
+            d.instances.iter().map(|i| (i.value.as_str(), i.count)),
+            d.window.end.millis(),
+        );
+        if !(declared || runs) {
+            return;
+        }
+        if self.batch_runs.len() >= MAX_BATCH_RUNS && !self.batch_runs.contains_key(&d.service) {
+            return;
+        }
+        let at = self.batch_runs.entry(d.service.clone()).or_insert(i64::MIN);
+        *at = (*at).max(d.window.end.millis());
+    }
+
+    /// Every service failing in a settling incident is a batch job's run
+    /// (failing during the incident): a job failing on its own, which its
+    /// Job controller retries and its owner reads about in the job's
+    /// report. Were a service it calls down, that service's other callers
+    /// would fail too and open an incident rooted there.
+    fn batch_only(&self, t: &Tracked) -> bool {
+        let since = t.opened_at.millis() - SETTLE_MS;
+        !t.seen.is_empty()
+            && t.seen
+                .keys()
+                .all(|s| self.batch_runs.get(s).is_some_and(|at| *at >= since))
     }
 
     /// A settling incident is a scheduled failure recurring: every service
@@ -1095,6 +1152,7 @@ impl Stage for DiagnosisStage {
         }
         if d.score >= self.cfg.min_open_score {
             self.note_blame(&d);
+            self.note_batch_run(&d);
             let prints = d
                 .samples
                 .iter()
@@ -1244,6 +1302,8 @@ impl Stage for DiagnosisStage {
                     Some("unconfirmed")
                 } else if witness.is_some_and(|w| self.one_edge_only(t, w)) {
                     Some("one caller failing on a dependency that is fine for others")
+                } else if self.batch_only(t) {
+                    Some("a batch job's run failing on its own")
                 } else if self.recurring(t) {
                     Some("a failure recurring on an hourly schedule")
                 } else {

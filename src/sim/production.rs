@@ -823,6 +823,11 @@ struct CronRun {
     start: EventTime,
     end: EventTime,
     rate: f64,
+    /// A Kubernetes CronJob run logs from a pod of its own, named as the Job
+    /// controller names it (`<cronjob>-<scheduled minute>-<5 chars>`); a
+    /// scheduled task inside a long-running service logs from that
+    /// service's pods (`None`).
+    pod: Option<Instance>,
 }
 
 /// A Kubernetes warning event repeating on one workload.
@@ -919,15 +924,24 @@ const CRON_INDEXER: &[Tpl] = &[
     t(W, "reindex of products: {n} documents, {n3} failures so far"),
 ];
 
-/// One cron job: (service, every N hours, at minute, minutes long (lo, hi),
-/// errors/s while running, lines).
-type Cron = (&'static str, i64, i64, (i64, i64), f64, &'static [Tpl]);
+/// One scheduled job: (service, every N hours, at minute, minutes long
+/// (lo, hi), errors/s while running, lines, a Kubernetes CronJob (its own
+/// pod per run) rather than a task inside the service's pods).
+type Cron = (
+    &'static str,
+    i64,
+    i64,
+    (i64, i64),
+    f64,
+    &'static [Tpl],
+    bool,
+);
 
-/// The cron jobs of the fleet.
+/// The scheduled jobs of the fleet.
 const CRONS: &[Cron] = &[
-    ("reporting-batch", 1, 5, (3, 6), 2.0, CRON_REPORTING),
-    ("ledger-reconcile", 2, 45, (4, 8), 1.2, CRON_RECONCILE),
-    ("search-indexer", 3, 20, (4, 8), 1.5, CRON_INDEXER),
+    ("reporting-batch", 1, 5, (3, 6), 2.0, CRON_REPORTING, true),
+    ("ledger-reconcile", 2, 45, (4, 8), 1.2, CRON_RECONCILE, true),
+    ("search-indexer", 3, 20, (4, 8), 1.5, CRON_INDEXER, false),
 ];
 
 /// Kubernetes warning events (`reason`, message).
@@ -1071,21 +1085,27 @@ impl Chronic {
         let mut crons = Vec::new();
         let hour_ms = 3_600_000;
         let first_hour = start.millis().div_euclid(hour_ms) * hour_ms;
-        for &(service, every, minute, (lo, hi), rate, _) in CRONS {
-            if fleet.get(service).is_none() {
+        for &(service, every, minute, (lo, hi), rate, _, cronjob) in CRONS {
+            let Some(svc) = fleet.get(service) else {
                 continue;
-            }
+            };
             let mut h = first_hour;
             while h < end.millis() {
                 let hour_of_day = h.rem_euclid(86_400_000) / hour_ms;
                 if hour_of_day % every == 0 {
-                    let s = EventTime(h + minute * 60_000 + rng.int(0, 20_000));
+                    let scheduled = h + minute * 60_000;
+                    let s = EventTime(scheduled + rng.int(0, 20_000));
                     if s >= start && s < end {
+                        let pod = (cronjob && !svc.instances.is_empty()).then(|| Instance {
+                            pod: format!("{service}-{}-{}", scheduled / 60_000, k8s_suffix(rng, 5)),
+                            node: rng.pick(&svc.instances).node.clone(),
+                        });
                         crons.push(CronRun {
                             service,
                             start: s,
                             end: s.plus_ms(rng.int(lo * 60, hi * 60) * 1000),
                             rate: rate * rng.range(0.7, 1.3),
+                            pod,
                         });
                     }
                 }
@@ -1196,7 +1216,10 @@ impl World {
                 let tpl = *self.rng.pick(lines);
                 let dep = pick_dep(&mut self.rng, svc);
                 let dep_ns = self.fleet.namespace_of(&dep).to_string();
-                let inst = pick_instance(&mut self.rng, svc);
+                let inst = match &c.pod {
+                    Some(pod) => Some(pod),
+                    None => pick_instance(&mut self.rng, svc),
+                };
                 let trace = trace_id(&mut self.rng);
                 let mut ev = make(
                     &mut self.rng,
