@@ -878,3 +878,41 @@ fn a_cronjob_run_failing_alone_is_not_an_incident_but_a_deployment_is() {
         assert_eq!(latest(&out).len(), expected, "{pod}: {:#?}", latest(&out));
     }
 }
+
+#[test]
+fn a_quiet_roots_own_words_name_the_category_its_callers_cannot() {
+    use reflex::pipeline::Stage;
+    // web and mobile time out calling api (callers see overload); api logs
+    // only a few errors of its own, too few to fire a strong detection,
+    // saying its connection pool is exhausted. Without those words the
+    // incident would say overload.
+    const TIMEOUT: Option<(&str, f64, &str)> = Some(("overload", 0.5, "dependency"));
+    for (api_speaks, expected) in [
+        (true, Category::ResourceExhaustion),
+        (false, Category::Overload),
+    ] {
+        let mut s = stage();
+        let mut out = Vec::new();
+        for m in 30..34 {
+            for c in ["web", "mobile"] {
+                s.process(
+                    det(c, m, "error_burst", 0.9, 80, &[("api", 80)], TIMEOUT),
+                    &mut out,
+                );
+            }
+            // api reports events either way (it is a service, not an
+            // external host); only its words differ.
+            let words = if api_speaks { FILES } else { None };
+            s.process(
+                det("api", m, "pattern/new_template", 0.4, 3, &[], words),
+                &mut out,
+            );
+            s.on_watermark(wm(m + 1), &mut out);
+        }
+        let incs = latest(&out);
+        let i = incs.values().next().expect("an incident");
+        assert_eq!(i.root_cause_service, "api", "{i:#?}");
+        assert_eq!(i.category, expected, "{i:#?}");
+        assert_eq!(i.confidence >= 0.6, api_speaks, "{i:#?}");
+    }
+}

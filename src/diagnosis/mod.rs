@@ -142,6 +142,11 @@ struct Tracked {
     /// Per service, the end of its last strong detection in this incident:
     /// a service quiet for `resolve_after` leaves it again.
     seen: BTreeMap<String, (EventTime, u32)>,
+    /// Per dependency the incident's services fail calling that has no
+    /// strong detection of its own, the strongest category its own weak
+    /// detections name about itself: a quiet root's own words, for the
+    /// category only (they never add a service or keep the incident open).
+    whispers: BTreeMap<String, BTreeMap<crate::model::Category, f64>>,
 }
 
 impl Tracked {
@@ -167,6 +172,7 @@ impl Tracked {
             windows: BTreeSet::new(),
             verdict: None,
             seen: BTreeMap::new(),
+            whispers: BTreeMap::new(),
         }
     }
 
@@ -284,6 +290,12 @@ const MAX_CALLED: usize = 65_536;
 /// Bound on upstreams and callers per upstream remembered in `blame`.
 const MAX_BLAME: usize = 65_536;
 const MAX_BLAME_CALLERS: usize = 256;
+
+/// Bound on quiet dependencies whose own words an incident remembers.
+const MAX_WHISPERS: usize = 16;
+/// Weight of a quiet root's own evidence about itself that names the
+/// category (the signature rules weigh a clear match 0.6 and more).
+const QUIET_ROOT_WORDS: f64 = 0.5;
 
 /// Bound on services remembered as batch job runs.
 const MAX_BATCH_RUNS: usize = 65_536;
@@ -480,6 +492,21 @@ impl DiagnosisStage {
         })
     }
 
+    /// Remembers that `service` (a dependency of `t`'s services) said
+    /// `category` about itself with `weight` in a weak detection.
+    fn whisper(t: &mut Tracked, service: &str, category: crate::model::Category, weight: f64) {
+        if t.whispers.len() >= MAX_WHISPERS && !t.whispers.contains_key(service) {
+            return;
+        }
+        let w = t
+            .whispers
+            .entry(service.to_string())
+            .or_default()
+            .entry(category)
+            .or_insert(0.0);
+        *w = w.max(weight);
+    }
+
     /// Folds `d` into `t`. Only a strong detection (one that may open an
     /// incident) counts as activity: weak evidence (cascades, new templates,
     /// sequences) explains an incident but never keeps it open.
@@ -571,6 +598,28 @@ impl DiagnosisStage {
         if let Some(m) = &self.model {
             let node_local = rootcause::node_local_network(&t.signals).is_some();
             m.refine(&mut v, &t.signals, node_local);
+        }
+        // A quiet root: its callers' errors say it fails, and its own
+        // errors, too few for a strong detection, say how. Callers only
+        // see timeouts and refusals whatever the cause; the root's words
+        // name the cause (a pool exhausted, the heap full), so they decide
+        // the category, and the root is not silent after all.
+        if v.silent && !v.root_changed && !t.acted {
+            let words = t.whispers.get(&v.root).and_then(|m| {
+                m.iter()
+                    .filter(|(c, _)| **c != crate::model::Category::Unknown)
+                    .max_by(|a, b| a.1.total_cmp(b.1).then_with(|| b.0.cmp(a.0)))
+            });
+            if let Some((c, w)) = words.filter(|(_, w)| **w >= QUIET_ROOT_WORDS) {
+                v.category = *c;
+                v.confidence = (0.4 + 0.3 * v.margin + 0.3 * w).min(0.9);
+                v.evidence.push(format!(
+                    "{} logs errors of its own, too few to fire alone, that say {} ({:.2})",
+                    v.root,
+                    c.as_str(),
+                    w
+                ));
+            }
         }
         // The action was chosen for this root and category: later context
         // does not turn the incident into another kind of fault.
@@ -748,6 +797,11 @@ impl DiagnosisStage {
             into.signals.entry(svc).or_default().absorb(&sig);
         }
         into.upstreams.extend(other.upstreams);
+        for (svc, words) in other.whispers {
+            for (c, w) in words {
+                Self::whisper(into, &svc, c, w);
+            }
+        }
         for (svc, (at, n)) in other.seen {
             let e = into.seen.entry(svc).or_insert((at, 0));
             e.0 = e.0.max(at);
@@ -955,9 +1009,15 @@ impl DiagnosisStage {
             .filter_map(|(s, sig)| Some((sig.first_seen?, s.clone())))
             .min()?;
         let namespace = signals.values().find_map(|s| s.namespace.clone());
-        let upstreams = signals
+        let upstreams: BTreeSet<String> = signals
             .values()
             .flat_map(|s| s.upstreams.keys().cloned())
+            .collect();
+        let whispers = t
+            .whispers
+            .iter()
+            .filter(|(s, _)| upstreams.contains(*s))
+            .map(|(s, w)| (s.clone(), w.clone()))
             .collect();
         Some(Tracked {
             id: stable_id("inc-", &[service.as_bytes(), &first.millis().to_be_bytes()]),
@@ -976,6 +1036,7 @@ impl DiagnosisStage {
             windows: BTreeSet::new(),
             verdict: None,
             seen,
+            whispers,
         })
     }
 
@@ -1177,6 +1238,18 @@ impl Stage for DiagnosisStage {
                 t.resolved_at.is_none() && within(t) && t.signals.contains_key(&d.service)
             }) {
                 self.join(i, &d, false, out);
+            } else if let Some(t) = self
+                .incidents
+                .iter_mut()
+                .find(|t| t.resolved_at.is_none() && within(t) && t.upstreams.contains(&d.service))
+            {
+                for h in d
+                    .hints
+                    .iter()
+                    .filter(|h| h.about == crate::model::About::Itself)
+                {
+                    Self::whisper(t, &d.service, h.category, h.weight);
+                }
             } else if let Some(i) = self.incidents.iter().position(|t| {
                 t.publish_at.is_some() && within(t) && Self::same_troubled_node(t, &d)
             }) {
