@@ -1,5 +1,6 @@
-//! The Kafka runtime: drives [`DetectStage`] and the [`Decider`] from a
-//! consumer group, producing to the output topics of SPEC §2.
+//! The Kafka runtime: drives the stages of a [`Topology`] (detect and the
+//! [`Decider`]) from a consumer group, producing to the output topics of
+//! SPEC §2. A fresh topology is built at start and on every rebalance.
 //!
 //! Stages (`reflex run --stage ...`):
 //! - `all` (default): consumes the input topic; detect and decide run in one
@@ -34,15 +35,14 @@
 //! (`queued.max.messages.kbytes`, `queue.buffering.max.kbytes`), the
 //! in-flight bound, and the stages' own documented bounds.
 
-use super::embedded::{DecideOptions, Decider};
 use super::stats::Stats;
+use super::topology::{DecideOptions, Decider, Topology, TopologyError};
 use super::watermark::WatermarkTracker;
 use super::Stage;
 use crate::codec::avro::{self, RecordType};
 use crate::codec::registry::{RegistryError, RegistryErrorKind, SchemaRegistry};
 use crate::codec::{wire, DecodeError, DecodeErrorKind, InputCodec};
 use crate::config::Config;
-use crate::detectors::DetectStage;
 use crate::model::{Detection, ErrorEvent, EventTime};
 use crate::sinks::kafka::{
     create_producer, Deliveries, KafkaSink, HEADER_SEQ, HEADER_TYPE, HEADER_WM,
@@ -114,6 +114,8 @@ pub enum KafkaRunError {
     Delivery(String),
     #[error("schema registry: {0}")]
     Registry(String),
+    #[error(transparent)]
+    Topology(#[from] TopologyError),
 }
 
 /// What a Kafka run did.
@@ -149,33 +151,6 @@ impl std::fmt::Display for KafkaSummary {
             self.elapsed.as_secs_f64()
         )
     }
-}
-
-/// The longest time any detector holds an event before it can have emitted
-/// everything the event contributes to (ms): threshold windows, anomaly
-/// buckets, pattern windows and sequence `within` spans. A new windowed
-/// detector must be added here so that offsets stay held until it emits.
-pub fn detect_hold_ms(cfg: &Config) -> i64 {
-    let d = &cfg.detectors;
-    let threshold = d
-        .threshold
-        .rules
-        .iter()
-        .map(|r| r.window.0)
-        .max()
-        .unwrap_or(0);
-    let anomaly = if d.anomaly.enabled {
-        d.anomaly.bucket.0
-    } else {
-        0
-    };
-    let pattern = if d.pattern.enabled {
-        let within = cfg.sequences.iter().map(|r| r.within.0).max().unwrap_or(0);
-        d.pattern.window.0.max(within)
-    } else {
-        0
-    };
-    threshold.max(anomaly).max(pattern)
 }
 
 /// Per-partition input bookkeeping for the watermark.
@@ -365,10 +340,18 @@ pub fn run(
     } else {
         Vec::new()
     };
+    // The stages, built again (fresh) on every rebalance.
+    let Topology {
+        decode,
+        mut detect,
+        decide,
+        hold,
+    } = Topology::build(cfg, &opts.decide, stats.clone())?;
+    let mut wm_tracker = decode.watermarks;
     let decoder = InputDecoder {
         codec: InputCodec {
-            max_bytes: cfg.pipeline.max_event_bytes,
             event_schema_ids: k.schema_ids.error_event.clone(),
+            ..decode.codec
         },
         registry: match &k.schema_registry_url {
             Some(u) => {
@@ -381,26 +364,17 @@ pub fn run(
             .map(|s| s.canonical_form()),
     };
     let interval = k.watermark_interval.0.max(1);
-    let hold_detect = detect_hold_ms(cfg);
-    let hold_all = hold_detect + k.decide_hold.0;
+    // An input event's offset is held until every stage of this process
+    // has passed it (the decide stage holds detections by their window).
+    let hold_ms = if opts.stage == StageSel::All {
+        hold.all_ms()
+    } else {
+        hold.detect_ms
+    };
     let idle = Duration::from_millis(k.idle_partition_timeout.0 as u64);
-    let (lateness, skew) = (
-        cfg.pipeline.allowed_lateness.0,
-        cfg.pipeline.max_time_skew.0,
-    );
 
     let mut summary = KafkaSummary::default();
     // Stage state, rebuilt on every rebalance.
-    let new_detect = || {
-        DetectStage::new(
-            &cfg.detectors,
-            cfg.signatures.clone(),
-            &cfg.sequences,
-            stats.clone(),
-        )
-    };
-    let mut detect = new_detect();
-    let mut wm_tracker = WatermarkTracker::new(lateness, skew);
     let mut clock = PartClock::default();
     let mut announced = EventTime(i64::MIN);
     let mut dclock = DecideClock {
@@ -419,7 +393,7 @@ pub fn run(
         inner: sink,
         telemetry: opts.telemetry.clone(),
     };
-    let mut decider = Decider::new(cfg, &opts.decide, &mut decider_sink, stats.clone());
+    let mut decider = decide.connect(&mut decider_sink);
     // The decide side hears back from executors and humans.
     let deciding = opts.stage != StageSel::Detect;
     let mut results = if deciding {
@@ -482,8 +456,9 @@ pub fn run(
                     .unwrap_or_default();
                 set_assigned(!assigned.is_empty());
                 shared.tracker().clear();
-                detect = new_detect();
-                wm_tracker = WatermarkTracker::new(lateness, skew);
+                let fresh = Topology::build(cfg, &opts.decide, stats.clone())?;
+                detect = fresh.detect;
+                wm_tracker = fresh.decode.watermarks;
                 clock.reset(assigned);
                 announced = EventTime(i64::MIN);
                 dclock = DecideClock {
@@ -491,7 +466,7 @@ pub fn run(
                     ..DecideClock::default()
                 };
                 drop(decider);
-                decider = Decider::new(cfg, &opts.decide, &mut decider_sink, stats.clone());
+                decider = fresh.decide.connect(&mut decider_sink);
                 if let Some(r) = &mut results {
                     r.rewind();
                 }
@@ -526,11 +501,6 @@ pub fn run(
             let payload = msg.payload().unwrap_or(&[]);
             match opts.stage {
                 StageSel::All | StageSel::Detect => {
-                    let hold = if opts.stage == StageSel::All {
-                        hold_all
-                    } else {
-                        hold_detect
-                    };
                     Stats::add(&stats.records_read, 1);
                     match decoder.decode_retrying(payload, &shutdown)? {
                         Ok(ev) => {
@@ -541,7 +511,7 @@ pub fn run(
                             // clock) would hold the partition's offsets until
                             // that time: such an event does not hold them.
                             let release = if wm_tracker.observe(p, ev.time) {
-                                t.millis().saturating_add(hold)
+                                t.millis().saturating_add(hold_ms)
                             } else {
                                 i64::MIN
                             };
@@ -605,7 +575,7 @@ pub fn run(
                                     .window
                                     .end
                                     .millis()
-                                    .saturating_add(k.decide_hold.0)
+                                    .saturating_add(hold.decide_ms)
                                     .max(tag.unwrap_or(i64::MIN).saturating_add(1));
                                 shared.tracker().add(p, off, release);
                                 match tag {
