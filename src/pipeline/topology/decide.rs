@@ -73,9 +73,7 @@ impl DecideStages {
             arrivals: 0,
             stats: self.stats,
         };
-        for r in &self.results {
-            d.action_result(r);
-        }
+        d.queue(&self.results);
         d
     }
 }
@@ -112,6 +110,32 @@ impl<'s> Decider<'s> {
         stats: Arc<Stats>,
     ) -> Self {
         DecideStages::build(cfg, opts, stats).connect(sink)
+    }
+
+    /// Replaces every stage with `stages` and forgets the results queued,
+    /// keeping the sink: the same decider [`DecideStages::connect`] would
+    /// give (the Kafka runtime after a rebalance, whose sink outlives it).
+    pub fn reset(&mut self, stages: DecideStages) {
+        let DecideStages {
+            diagnose,
+            recover,
+            results,
+            stats,
+        } = stages;
+        self.diagnose = diagnose;
+        self.recover = recover;
+        self.incidents.clear();
+        self.outputs.clear();
+        self.results.clear();
+        self.arrivals = 0;
+        self.stats = stats;
+        self.queue(&results);
+    }
+
+    fn queue(&mut self, results: &[ActionResult]) {
+        for r in results {
+            self.action_result(r);
+        }
     }
 
     /// Writes a dead letter.
@@ -254,4 +278,77 @@ pub struct DecideOptions {
     /// Executor results known up front (`reflex run --action-results`),
     /// applied in event time like live ones.
     pub action_results: Vec<ActionResult>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::topology::Topology;
+    use crate::sinks::MemorySink;
+
+    /// The sample's decide inputs: per batch its dead letters, detections
+    /// and watermark, as the embedded runtime hands them over.
+    type Step = (Vec<DeadLetter>, Vec<Detection>, Option<EventTime>);
+
+    fn sample_steps(cfg: &Config) -> Vec<Step> {
+        let text = include_str!("../../../examples/sample.jsonl");
+        let t = Topology::build(cfg, &DecideOptions::default(), Arc::default()).expect("build");
+        let (mut batcher, mut detect) = (t.decode.into_batcher(), t.detect);
+        let mut steps = Vec::new();
+        for (i, chunk) in text.lines().collect::<Vec<_>>().chunks(64).enumerate() {
+            let lines = chunk
+                .iter()
+                .enumerate()
+                .map(|(j, l)| ((i * 64 + j) as i64, l.as_bytes()));
+            batcher.feed(lines, "sample", &mut |b| {
+                let wm = b.watermark;
+                let (dets, dead) = detect.run_batch(b);
+                steps.push((dead, dets, wm));
+                true
+            });
+        }
+        steps
+    }
+
+    fn drive(d: &mut Decider<'_>, steps: &[Step]) {
+        for (dead, dets, wm) in steps {
+            d.run_batch(dead.clone(), dets.clone(), *wm).expect("batch");
+        }
+        d.finish().expect("finish");
+    }
+
+    #[test]
+    fn a_reset_decider_is_a_fresh_one() {
+        let cfg = Config::embedded().expect("embedded config");
+        let steps = sample_steps(&cfg);
+        assert!(steps.iter().any(|s| !s.1.is_empty()), "the sample detects");
+        let opts = DecideOptions::default();
+        let mut fresh_sink = MemorySink::default();
+        drive(
+            &mut DecideStages::build(&cfg, &opts, Arc::default()).connect(&mut fresh_sink),
+            &steps,
+        );
+        // A decider that has seen (part of) another run, reset, then the run.
+        let mut sink = MemorySink::default();
+        let mut d = DecideStages::build(&cfg, &opts, Arc::default()).connect(&mut sink);
+        drive(&mut d, &steps[..steps.len() / 2]);
+        d.action_result(&ActionResult {
+            action_id: "act-x".into(),
+            idempotency_key: "idem-x".into(),
+            status: crate::model::ActionStatus::Succeeded,
+            detail: String::new(),
+            finished_at: EventTime(i64::MAX),
+            executor: "test".into(),
+        });
+        d.reset(DecideStages::build(&cfg, &opts, Arc::default()));
+        assert_eq!(d.queued_results(), 0);
+        drive(&mut d, &steps);
+        drop(d);
+        let before = sink.records.len() - fresh_sink.records.len();
+        assert!(fresh_sink
+            .records
+            .iter()
+            .any(|o| matches!(o, Output::Incident(_))));
+        assert!(sink.records[before..] == fresh_sink.records[..]);
+    }
 }
