@@ -4,8 +4,8 @@
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use reflex::codec::InputCodec;
 use reflex::config::Config;
-use reflex::detectors::DetectStage;
 use reflex::pipeline::embedded::{run, DecideOptions};
+use reflex::pipeline::topology::Topology;
 use reflex::pipeline::Stage;
 use reflex::sim::gen::{generate, to_jsonl, Fault, GenConfig};
 use reflex::sinks::MemorySink;
@@ -54,12 +54,7 @@ fn bench(c: &mut Criterion) {
     g.bench_function("decode_and_detect", |b| {
         b.iter(|| {
             let stats = Arc::new(Default::default());
-            let mut stage = DetectStage::new(
-                &cfg.detectors,
-                cfg.signatures.clone(),
-                &cfg.sequences,
-                stats,
-            );
+            let mut stage = Topology::detect_stage(&cfg, stats);
             let mut out = Vec::new();
             for (i, l) in lines.iter().enumerate() {
                 if let Ok(ev) = codec.decode(l) {
@@ -77,12 +72,7 @@ fn bench(c: &mut Criterion) {
     g.bench_function("detect_only", |b| {
         b.iter(|| {
             let stats = Arc::new(Default::default());
-            let mut stage = DetectStage::new(
-                &cfg.detectors,
-                cfg.signatures.clone(),
-                &cfg.sequences,
-                stats,
-            );
+            let mut stage = Topology::detect_stage(&cfg, stats);
             let mut out = Vec::new();
             for (i, ev) in events.iter().enumerate() {
                 let t = ev.time;

@@ -42,10 +42,19 @@ pub struct Observed<'a> {
     pub watermark: EventTime,
 }
 
-/// A detector. `observe` is required; the hooks default to no-ops.
+/// A detector. `observe` and `hold_ms` are required; the hooks default to
+/// no-ops.
 pub trait Detector: Send {
     /// Sees one event; may emit detections at once.
     fn observe(&mut self, o: &Observed<'_>, out: &mut Vec<Detection>);
+    /// The longest span of event time (ms) an event can stay inside this
+    /// detector before everything it contributes to has been emitted: its
+    /// window, bucket or sequence span; 0 when it emits at once. The Kafka
+    /// runtime holds an input's offset until the watermark has passed the
+    /// event's time plus the largest hold of any detector, so a restart
+    /// replays every event whose detections were not yet out. Required (no
+    /// default) so that a new windowed detector cannot forget it.
+    fn hold_ms(&self) -> i64;
     /// Event time reached `wm`: close windows that end at or before it.
     fn on_watermark(&mut self, _wm: EventTime, _out: &mut Vec<Detection>) {}
     /// End of input: close everything.
@@ -68,6 +77,29 @@ pub struct DetectorsConfig {
     pub pattern: pattern::stream::PatternConfig,
 }
 
+/// Every detector the detect stage runs, built from config, in the order
+/// they see each event: the one registration list. A new detector is its
+/// own folder (its [`Detector`] impl, `hold_ms` included, and its config
+/// type), a field in [`DetectorsConfig`] and one line here.
+pub fn registered(
+    cfg: &DetectorsConfig,
+    signatures: &signature::Signatures,
+    sequences: &[pattern::stream::SequenceRule],
+) -> Vec<Box<dyn Detector>> {
+    vec![
+        Box::new(threshold::ThresholdDetector::new(
+            &cfg.threshold,
+            signatures,
+        )),
+        Box::new(anomaly::AnomalyStream::new(&cfg.anomaly, signatures)),
+        Box::new(pattern::stream::PatternStream::new(
+            &cfg.pattern,
+            signatures,
+            sequences,
+        )),
+    ]
+}
+
 /// The detect stage: signatures + every detector.
 pub struct DetectStage {
     signatures: signature::Signatures,
@@ -80,25 +112,15 @@ pub struct DetectStage {
 }
 
 impl DetectStage {
-    /// Builds the stage from config, compiled signature rules and sequence rules.
+    /// The stage over `detectors` (normally [`registered`]; the pipeline's
+    /// topology builds it), with compiled signature rules and the template
+    /// miner of `cfg.pattern`.
     pub fn new(
         cfg: &DetectorsConfig,
         signatures: signature::Signatures,
-        sequences: &[pattern::stream::SequenceRule],
+        detectors: Vec<Box<dyn Detector>>,
         stats: Arc<Stats>,
     ) -> Self {
-        let detectors: Vec<Box<dyn Detector>> = vec![
-            Box::new(threshold::ThresholdDetector::new(
-                &cfg.threshold,
-                &signatures,
-            )),
-            Box::new(anomaly::AnomalyStream::new(&cfg.anomaly, &signatures)),
-            Box::new(pattern::stream::PatternStream::new(
-                &cfg.pattern,
-                &signatures,
-                sequences,
-            )),
-        ];
         DetectStage {
             miner: cfg
                 .pattern
@@ -111,6 +133,16 @@ impl DetectStage {
             matches: Vec::new(),
             stats,
         }
+    }
+
+    /// The longest hold of any detector (ms, see [`Detector::hold_ms`]);
+    /// `change` detections and signature hints are emitted at once.
+    pub fn hold_ms(&self) -> i64 {
+        self.detectors
+            .iter()
+            .map(|d| d.hold_ms())
+            .max()
+            .unwrap_or(0)
     }
 
     /// Keys held by all detectors together (for the state-size metric).

@@ -6,29 +6,27 @@
 //! `channel_capacity × batch_size`):
 //! read + decode → detect → decide (diagnosis, recovery, sink).
 //! Each stage is single-threaded and channels are FIFO, and all time is event
-//! time, so the same input always produces byte-identical outputs.
+//! time, so the same input always produces byte-identical outputs. The
+//! stages come from [`Topology::build`]; this module only moves records
+//! between them.
 
-use super::batcher::{Batch, Batcher};
+use super::batcher::Batch;
 use super::stats::{StageName, Stats};
-use super::watermark::WatermarkTracker;
+use super::topology::{Topology, TopologyError};
 use super::Stage;
-use crate::codec::InputCodec;
 use crate::config::Config;
-use crate::detectors::DetectStage;
-use crate::diagnosis::DiagnosisStage;
-use crate::model::{ActionResult, DeadLetter, Detection, ErrorEvent, EventTime, Incident};
-use crate::recovery::{ApprovalError, RecoveryOutput, RecoveryStage};
-use crate::sinks::{Output, Sink, SinkError};
+use crate::model::{ActionResult, DeadLetter, Detection, ErrorEvent, EventTime};
+use crate::sinks::{Sink, SinkError};
 use crate::sources::file::{LineBatch, LineReader};
 use crate::telemetry::{Readiness, ReadyCondition};
-use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Event time after which the reader hands over a batch even mid-chunk.
-pub const WATERMARK_CADENCE_MS: i64 = 1_000;
+// Where they were before the topology had its own module: tests, tools and
+// the binary name them through here.
+pub use super::topology::{DecideOptions, Decider, WATERMARK_CADENCE_MS};
 
 /// Errors that stop a run.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +39,8 @@ pub enum RunError {
     },
     #[error(transparent)]
     Sink(#[from] SinkError),
+    #[error(transparent)]
+    Topology(#[from] TopologyError),
     #[error("a pipeline thread stopped unexpectedly")]
     Thread,
 }
@@ -103,202 +103,6 @@ impl std::fmt::Display for RunSummary {
             self.events_per_sec()
         )
     }
-}
-
-/// Diagnosis + recovery + sink: everything after detection, shared by the
-/// embedded runtime, the Kafka `decide` stage and the demo.
-///
-/// Executor results are applied in event time: [`Decider::action_result`]
-/// queues them and each is handed to the recovery stage at the first
-/// watermark ≥ its `finished_at` (ties by `finished_at`, then idempotency
-/// key, then arrival), so a replay given the same results
-/// (`reflex run --action-results`) reproduces the live run's records.
-pub struct Decider<'s> {
-    pub diagnose: DiagnosisStage,
-    pub recover: RecoveryStage,
-    sink: &'s mut dyn Sink,
-    incidents: Vec<Incident>,
-    outputs: Vec<RecoveryOutput>,
-    /// Results waiting for the watermark to reach their `finished_at`.
-    results: BTreeMap<(EventTime, String, u64), ActionResult>,
-    arrivals: u64,
-    stats: Arc<Stats>,
-}
-
-impl<'s> Decider<'s> {
-    /// Builds the decide stages from config; `opts.action_results` are queued.
-    pub fn new(
-        cfg: &Config,
-        opts: &DecideOptions,
-        sink: &'s mut dyn Sink,
-        stats: Arc<Stats>,
-    ) -> Self {
-        let catalog = Arc::new(cfg.catalog.clone());
-        let mut recover = RecoveryStage::new(
-            cfg.recovery.clone(),
-            cfg.actions.clone(),
-            catalog.clone(),
-            opts.signing_key.clone(),
-            opts.healing_env_off,
-            stats.clone(),
-        );
-        recover.set_min_score(cfg.diagnosis.min_open_score);
-        let mut d = Decider {
-            diagnose: DiagnosisStage::new(cfg.diagnosis.clone(), catalog, stats.clone()),
-            recover,
-            sink,
-            incidents: Vec::new(),
-            outputs: Vec::new(),
-            results: BTreeMap::new(),
-            arrivals: 0,
-            stats,
-        };
-        for r in &opts.action_results {
-            d.action_result(r);
-        }
-        d
-    }
-
-    /// Writes a dead letter.
-    pub fn dead_letter(&mut self, d: DeadLetter) -> Result<(), SinkError> {
-        Stats::add(&self.stats.dead_letters, 1);
-        self.sink.write(&Output::DeadLetter(d))
-    }
-
-    /// Publishes detections and runs them through diagnosis and recovery
-    /// (recovery watches them to verify its actions).
-    pub fn detections(&mut self, dets: Vec<Detection>) -> Result<(), SinkError> {
-        Stats::add(&self.stats.detections, dets.len() as u64);
-        for d in dets {
-            self.sink.write(&Output::Detection(d.clone()))?;
-            self.recover.observe(&d);
-            self.diagnose.process(d, &mut self.incidents);
-        }
-        self.route()
-    }
-
-    /// An executor reported how an action went (`reflex.action-results`).
-    /// Queued and applied at the first watermark ≥ its `finished_at` (a
-    /// result older than the watermark already passed is applied at the
-    /// next one).
-    pub fn action_result(&mut self, r: &ActionResult) {
-        Stats::add(&self.stats.action_results, 1);
-        self.arrivals += 1;
-        self.results.insert(
-            (r.finished_at, r.idempotency_key.clone(), self.arrivals),
-            r.clone(),
-        );
-    }
-
-    /// Results queued and not yet applied.
-    pub fn queued_results(&self) -> usize {
-        self.results.len()
-    }
-
-    /// A human approved or rejected a pending `approval_required` action;
-    /// the outputs (the re-emitted `auto` action, or an escalation) are
-    /// written at once.
-    pub fn approval(
-        &mut self,
-        action_id: &str,
-        approve: bool,
-        by: &str,
-    ) -> Result<Result<(), ApprovalError>, SinkError> {
-        let r = self
-            .recover
-            .approval(action_id, approve, by, &mut self.outputs);
-        self.route()?;
-        Ok(r)
-    }
-
-    /// Closes the recovery circuit breaker.
-    pub fn reset_breaker(&mut self) {
-        self.recover.reset_breaker();
-    }
-
-    /// The decide side of one batch: its dead letters, its detections, then
-    /// its watermark (the order every runtime uses).
-    pub fn run_batch(
-        &mut self,
-        dead: Vec<DeadLetter>,
-        detections: Vec<Detection>,
-        watermark: Option<EventTime>,
-    ) -> Result<(), SinkError> {
-        for d in dead {
-            self.dead_letter(d)?;
-        }
-        self.detections(detections)?;
-        match watermark {
-            Some(wm) => self.watermark(wm),
-            None => Ok(()),
-        }
-    }
-
-    /// Advances event time: diagnosis timers, then the results due, then
-    /// recovery timers (verification windows, timeouts, expiries).
-    pub fn watermark(&mut self, wm: EventTime) -> Result<(), SinkError> {
-        self.diagnose.on_watermark(wm, &mut self.incidents);
-        self.route()?;
-        while let Some(e) = self.results.first_entry() {
-            if e.key().0 > wm {
-                break;
-            }
-            let r = e.remove();
-            self.recover.on_result(&r, &mut self.outputs);
-            self.route()?;
-        }
-        self.recover.on_watermark(wm, &mut self.outputs);
-        self.route()
-    }
-
-    /// End of input: flush every stage and the sink. Results whose
-    /// `finished_at` the watermark never reached stay unapplied.
-    pub fn finish(&mut self) -> Result<(), SinkError> {
-        self.diagnose.flush(&mut self.incidents);
-        self.route()?;
-        self.recover.flush(&mut self.outputs);
-        self.route()?;
-        self.sink.flush()
-    }
-
-    fn route(&mut self) -> Result<(), SinkError> {
-        loop {
-            for inc in std::mem::take(&mut self.incidents) {
-                self.sink.write(&Output::Incident(inc.clone()))?;
-                self.recover.process(inc, &mut self.outputs);
-            }
-            for o in std::mem::take(&mut self.outputs) {
-                if let RecoveryOutput::Action(a) = &o {
-                    // Acted on: the incident's root cause is now fixed.
-                    self.diagnose.acted_on(&a.incident_id);
-                }
-                self.sink.write(&match o {
-                    RecoveryOutput::Action(a) => Output::Action(*a),
-                    RecoveryOutput::Escalation(e) => Output::Escalation(e),
-                })?;
-            }
-            let resolved = self.recover.take_resolutions();
-            if resolved.is_empty() {
-                return Ok(());
-            }
-            for r in resolved {
-                self.diagnose
-                    .resolve(&r.incident_id, r.at, &r.evidence, &mut self.incidents);
-            }
-        }
-    }
-}
-
-/// Settings of the decide stages that do not come from the config file.
-#[derive(Debug, Clone, Default)]
-pub struct DecideOptions {
-    /// HMAC key for action signatures (`REFLEX_ACTION_KEY`).
-    pub signing_key: Option<Vec<u8>>,
-    /// `REFLEX_HEALING=off`.
-    pub healing_env_off: bool,
-    /// Executor results known up front (`reflex run --action-results`),
-    /// applied in event time like live ones.
-    pub action_results: Vec<ActionResult>,
 }
 
 /// Reads a JSON Lines file of [`ActionResult`]s (blank lines skipped).
@@ -369,20 +173,15 @@ pub fn run_with(
     let p = &cfg.pipeline;
     let (tx_a, rx_a): (SyncSender<Decoded>, Receiver<Decoded>) = sync_channel(p.channel_capacity);
     let (tx_b, rx_b): (SyncSender<Detected>, Receiver<Detected>) = sync_channel(p.channel_capacity);
-    let codec = InputCodec {
-        max_bytes: p.max_event_bytes,
-        event_schema_ids: Vec::new(),
-    };
-    let mut detect = DetectStage::new(
-        &cfg.detectors,
-        cfg.signatures.clone(),
-        &cfg.sequences,
-        stats.clone(),
-    );
-    let mut decider = Decider::new(cfg, opts, sink, stats.clone());
+    let Topology {
+        decode,
+        mut detect,
+        decide,
+        ..
+    } = Topology::build(cfg, opts, stats.clone())?;
+    let mut decider = decide.connect(sink);
     let (lines, blank) = std::thread::scope(|s| -> Result<(u64, u64), RunError> {
         let batch_size = p.batch_size;
-        let (lateness, skew) = (p.allowed_lateness.0, p.max_time_skew.0);
         let stats_a = stats.clone();
         let read = s.spawn(move || -> Result<(u64, u64), std::io::Error> {
             let _span = tracing::info_span!("stage", stage = "decode").entered();
@@ -393,11 +192,7 @@ pub fn run_with(
                     tracing::info!("pipeline ready: first input batch received");
                 }
             };
-            let mut batcher = Batcher::new(
-                codec,
-                WatermarkTracker::new(lateness, skew),
-                WATERMARK_CADENCE_MS,
-            );
+            let mut batcher = decode.into_batcher();
             let mut batch = LineBatch::default();
             let (mut lines, mut blank) = (0u64, 0u64);
             while reader.next_batch(batch_size, &mut batch)? {

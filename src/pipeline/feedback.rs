@@ -11,7 +11,7 @@
 //! An undecodable result is a dead letter (raw bytes, reason, coordinates),
 //! never a stop.
 
-use super::embedded::Decider;
+use super::topology::Decider;
 use crate::codec::avro::{self, RecordType};
 use crate::codec::{wire, DecodeError, DecodeErrorKind};
 use crate::config::kafka::KafkaConfig;

@@ -4,12 +4,15 @@
 //! A stage is synchronous and does no I/O: it turns inputs into outputs and
 //! reacts to event time. Runtimes own the I/O and the threads: the embedded
 //! runtime ([`embedded`]) reads JSON Lines and writes one file per topic; the
-//! Kafka runtime drives the same stages from a consumer group. Because stages
-//! only see event time, the same input gives the same output in both.
+//! Kafka runtime drives the same stages from a consumer group. Both (and the
+//! demo) get their stages from [`topology::Topology::build`], the one place
+//! they are built and wired. Because stages only see event time, the same
+//! input gives the same output in every runtime.
 
 pub mod batcher;
 pub mod embedded;
 pub mod stats;
+pub mod topology;
 pub mod watermark;
 
 use crate::model::EventTime;

@@ -26,17 +26,14 @@ pub use super::production::Profile;
 use super::report::{self, Report};
 use super::truth::TruthRecord;
 use super::world::{FixedBy, Note, World, WorldConfig};
-use crate::codec::InputCodec;
 use crate::config::Config;
 use crate::detectors::DetectStage;
 use crate::model::{
     ActionResult, ActionStatus, Decision, Detection, EventTime, Incident, IncidentStatus,
 };
 use crate::pipeline::batcher::Batcher;
-use crate::pipeline::embedded::WATERMARK_CADENCE_MS;
-use crate::pipeline::embedded::{DecideOptions, Decider};
 use crate::pipeline::stats::Stats;
-use crate::pipeline::watermark::WatermarkTracker;
+use crate::pipeline::topology::{DecideOptions, Decider, Topology, TopologyError};
 use crate::pipeline::Stage;
 use crate::sinks::file::FileSink;
 use crate::sinks::{Output, Sink, SinkError};
@@ -116,6 +113,8 @@ pub enum DemoError {
     },
     #[error(transparent)]
     Sink(#[from] SinkError),
+    #[error(transparent)]
+    Topology(#[from] TopologyError),
 }
 
 /// Everything a run produced.
@@ -338,25 +337,11 @@ pub fn run(cfg: &Config, opts: &DemoOptions, out: &mut dyn Write) -> Result<Demo
     let (tx, rx): (Sender<Output>, Receiver<Output>) = channel();
     let mut sink = DemoSink { tx, files };
     let stats = Arc::new(Stats::default());
+    let topology = Topology::build(cfg, &DecideOptions::default(), stats.clone())?;
     let mut driver = Driver {
-        batcher: Batcher::new(
-            InputCodec {
-                max_bytes: cfg.pipeline.max_event_bytes,
-                event_schema_ids: Vec::new(),
-            },
-            WatermarkTracker::new(
-                cfg.pipeline.allowed_lateness.0,
-                cfg.pipeline.max_time_skew.0,
-            ),
-            WATERMARK_CADENCE_MS,
-        ),
-        detect: DetectStage::new(
-            &cfg.detectors,
-            cfg.signatures.clone(),
-            &cfg.sequences,
-            stats.clone(),
-        ),
-        decider: Decider::new(cfg, &DecideOptions::default(), &mut sink, stats.clone()),
+        batcher: topology.decode.into_batcher(),
+        detect: topology.detect,
+        decider: topology.decide.connect(&mut sink),
         line_no: 0,
     };
     let mut executor = Executor::default();

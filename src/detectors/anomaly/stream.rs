@@ -292,6 +292,15 @@ impl AnomalyStream {
 }
 
 impl Detector for AnomalyStream {
+    fn hold_ms(&self) -> i64 {
+        // A point is judged when its bucket closes.
+        if self.cfg.enabled {
+            self.cfg.bucket.0
+        } else {
+            0
+        }
+    }
+
     fn observe(&mut self, o: &Observed<'_>, _out: &mut Vec<Detection>) {
         if !self.cfg.enabled {
             return;

@@ -241,12 +241,16 @@ pub struct PatternStream {
     traces: EdgeBaselines,
     /// Sequence starts dropped because `MAX_PENDING` was reached.
     pub dropped_pending: u64,
+    /// The longest of the window and every sequence rule's `within`
+    /// (see [`Detector::hold_ms`]).
+    hold_ms: i64,
 }
 
 impl PatternStream {
     /// Builds the detector; `sequences` were validated at config load (invalid ones are skipped).
     pub fn new(cfg: &PatternConfig, signatures: &Signatures, sequences: &[SequenceRule]) -> Self {
-        let sequences: Vec<CompiledSequence> = sequences
+        let rules = sequences;
+        let sequences: Vec<CompiledSequence> = rules
             .iter()
             .filter_map(|r| {
                 Some(CompiledSequence {
@@ -257,7 +261,13 @@ impl PatternStream {
             })
             .collect();
         let pending = (0..sequences.len()).map(|_| BTreeMap::new()).collect();
+        let within = rules.iter().map(|r| r.within.0).max().unwrap_or(0);
         PatternStream {
+            hold_ms: if cfg.enabled {
+                cfg.window.0.max(within)
+            } else {
+                0
+            },
             pending,
             cfg: cfg.clone(),
             meta: SignatureMeta::new(signatures),
@@ -508,6 +518,10 @@ fn truncate(s: &str, n: usize) -> String {
 }
 
 impl Detector for PatternStream {
+    fn hold_ms(&self) -> i64 {
+        self.hold_ms
+    }
+
     fn observe(&mut self, o: &Observed<'_>, out: &mut Vec<Detection>) {
         if !self.cfg.enabled {
             return;

@@ -91,6 +91,8 @@ pub struct ThresholdDetector {
     idle_eviction_ms: i64,
     signature_meta: SignatureMeta,
     key_buf: String,
+    /// The longest configured rule window (see [`Detector::hold_ms`]).
+    hold_ms: i64,
 }
 
 impl ThresholdDetector {
@@ -110,6 +112,9 @@ impl ThresholdDetector {
         };
         ThresholdDetector {
             rules,
+            // Over the configured rules even when disabled: an upper bound,
+            // the span the runtime has always held offsets for.
+            hold_ms: cfg.rules.iter().map(|r| r.window.0).max().unwrap_or(0),
             idle_eviction_ms: cfg.idle_eviction.0,
             signature_meta: SignatureMeta::new(signatures),
             key_buf: String::new(),
@@ -214,6 +219,10 @@ impl ThresholdDetector {
 }
 
 impl Detector for ThresholdDetector {
+    fn hold_ms(&self) -> i64 {
+        self.hold_ms
+    }
+
     fn observe(&mut self, o: &Observed<'_>, _out: &mut Vec<Detection>) {
         let ev = o.event;
         for rs in &mut self.rules {
