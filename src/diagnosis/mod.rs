@@ -1238,6 +1238,14 @@ impl Stage for DiagnosisStage {
                 t.resolved_at.is_none() && within(t) && t.signals.contains_key(&d.service)
             }) {
                 self.join(i, &d, false, out);
+            } else if let Some(i) = self.incidents.iter().position(|t| {
+                t.publish_at.is_some() && within(t) && Self::same_troubled_node(t, &d)
+            }) {
+                // The one exception: while an incident settles, services
+                // failing with network errors on the same node as it are
+                // the node's trouble spreading, each too quiet to fire
+                // alone (a node-local network fault).
+                self.join(i, &d, false, out);
             } else if let Some(t) = self
                 .incidents
                 .iter_mut()
@@ -1250,14 +1258,6 @@ impl Stage for DiagnosisStage {
                 {
                     Self::whisper(t, &d.service, h.category, h.weight);
                 }
-            } else if let Some(i) = self.incidents.iter().position(|t| {
-                t.publish_at.is_some() && within(t) && Self::same_troubled_node(t, &d)
-            }) {
-                // The one exception: while an incident settles, services
-                // failing with network errors on the same node as it are
-                // the node's trouble spreading, each too quiet to fire
-                // alone (a node-local network fault).
-                self.join(i, &d, false, out);
             }
             return;
         }
