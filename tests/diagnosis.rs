@@ -712,11 +712,23 @@ fn a_lone_caller_failing_on_a_dependency_others_use_fine_is_not_an_incident() {
     // of them (auth) fails loudly calling store for five minutes while the
     // others are fine and store logs nothing: auth's edge is in trouble
     // (a retry storm, a heavy batch), store is not down.
-    // With a second caller failing on store too, store is down.
-    for failing in [&["auth"][..], &["auth", "cart"]] {
+    // With a second caller failing on store too, store is down. A deploy
+    // of store shortly before changes neither: a broken store would fail
+    // its other callers too.
+    for (failing, store_deployed) in [
+        (&["auth"][..], false),
+        (&["auth"][..], true),
+        (&["auth", "cart"][..], false),
+    ] {
         let mut s = stage();
         teach(&mut s, &["auth", "cart", "orders"], "store", 0);
         let mut out = Vec::new();
+        if store_deployed {
+            s.process(
+                det("store", 26, "change/deploy", 1.0, 1, &[], None),
+                &mut out,
+            );
+        }
         for m in 30..35 {
             for c in failing {
                 s.process(
@@ -731,7 +743,7 @@ fn a_lone_caller_failing_on_a_dependency_others_use_fine_is_not_an_incident() {
         }
         let incs = latest(&out);
         if failing.len() == 1 {
-            assert!(incs.is_empty(), "{incs:#?}");
+            assert!(incs.is_empty(), "deployed {store_deployed}: {incs:#?}");
         } else {
             assert_eq!(incs.len(), 1, "{incs:#?}");
             let i = incs.values().next().expect("one incident");

@@ -291,6 +291,9 @@ const MAX_CALLED: usize = 65_536;
 const MAX_BLAME: usize = 65_536;
 const MAX_BLAME_CALLERS: usize = 256;
 
+/// A lone caller, its signals, and the dependency it blames.
+type Witness<'a> = (&'a str, &'a ServiceSignals, String);
+
 /// Bound on quiet dependencies whose own words an incident remembers.
 const MAX_WHISPERS: usize = 16;
 /// Weight of a quiet root's own evidence about itself that names the
@@ -363,18 +366,20 @@ impl DiagnosisStage {
 
     /// The lone witness of a settling incident: its root is silent or
     /// external (known only from complaints), and exactly one service fails,
-    /// mostly calling it. Returns that caller and the root.
-    fn lone_witness<'a>(&self, t: &'a Tracked) -> Option<(&'a str, &'a ServiceSignals, String)> {
+    /// mostly calling it. Returns that caller, the root, and whether the
+    /// root changed shortly before (a change explains the silence, so the
+    /// witness need not wait for more windows; it is still the only one).
+    fn lone_witness<'a>(&self, t: &'a Tracked) -> Option<(Witness<'a>, bool)> {
         if t.signals.len() != 1 {
             return None;
         }
         let v = self.verdict(&t.signals)?;
-        if !(v.silent || v.external) || v.root_changed {
+        if !(v.silent || v.external) {
             return None;
         }
         let (caller, sig) = t.signals.iter().next()?;
         let named = sig.upstreams.get(&v.root).copied().unwrap_or(0);
-        (3 * named >= sig.count.max(1)).then_some((caller.as_str(), sig, v.root))
+        (3 * named >= sig.count.max(1)).then_some(((caller.as_str(), sig, v.root), v.root_changed))
     }
 
     /// A settling incident is one caller failing its calls to a dependency
@@ -382,14 +387,11 @@ impl DiagnosisStage {
     /// [`Self::lone_witness`]) of a dependency with at least two other known
     /// callers, none of which blamed it since shortly before the onset,
     /// while the caller neither changed recently nor fails in a way of its
-    /// own. If the dependency were down, its other callers would fail too:
+    /// own. If the dependency were down (or a change of its own had broken
+    /// it), its other callers would fail too:
     /// this is trouble on one edge (a retry storm, a batch job's heavy
     /// queries), not a fault of the dependency.
-    fn one_edge_only(
-        &self,
-        t: &Tracked,
-        (caller, sig, root): (&str, &ServiceSignals, String),
-    ) -> bool {
+    fn one_edge_only(&self, t: &Tracked, (caller, sig, root): Witness<'_>) -> bool {
         let since = t.opened_at.millis() - self.cfg.change_window.0;
         if self
             .changes
@@ -1361,9 +1363,11 @@ impl Stage for DiagnosisStage {
                 if wm < p {
                     continue;
                 }
-                let witness = self.lone_witness(t);
+                let lone = self.lone_witness(t);
+                let waits = lone.as_ref().is_some_and(|(_, changed)| !changed);
+                let witness = lone.map(|(w, _)| w);
                 let unconfirmed =
-                    !t.confirmed() || (t.windows.len() < LONE_WITNESS_WINDOWS && witness.is_some());
+                    !t.confirmed() || (t.windows.len() < LONE_WITNESS_WINDOWS && waits);
                 if unconfirmed && wm.millis() <= t.last_activity.millis() + SETTLE_MS {
                     // Unconfirmed: wait for the next window.
                     continue;
