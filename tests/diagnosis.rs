@@ -928,3 +928,44 @@ fn a_quiet_roots_own_words_name_the_category_its_callers_cannot() {
         assert_eq!(i.confidence >= 0.6, api_speaks, "{i:#?}");
     }
 }
+
+#[test]
+fn without_a_deploy_of_the_root_there_is_no_bad_deploy() {
+    use reflex::pipeline::Stage;
+    // catalog throws a new exception while search times out calling it;
+    // nothing of catalog was deployed. Whatever the messages resemble, it
+    // is no deploy regression (there is nothing to roll back).
+    const NPE: &str = "Servlet.service() for servlet [dispatcherServlet] threw exception: java.lang.NullPointerException: Cannot invoke \"String.length()\" because \"token\" is null";
+    const TIMEOUT: &str =
+        "java.net.SocketTimeoutException: Read timed out (GET http://catalog:8080/api/v2/products)";
+    let mut s = stage();
+    let mut out = Vec::new();
+    for m in 30..34 {
+        let mut caller = det(
+            "search",
+            m,
+            "error_burst",
+            0.9,
+            45,
+            &[("catalog", 45)],
+            None,
+        );
+        caller.samples = vec![TIMEOUT.to_string()];
+        s.process(caller, &mut out);
+        let mut own = det_saying("catalog", m, None, &[NPE]);
+        own.error_types = vec![reflex::model::Counted {
+            value: "java.lang.NullPointerException".into(),
+            count: 60,
+        }];
+        own.http_statuses = vec![reflex::model::Counted {
+            value: "500".into(),
+            count: 60,
+        }];
+        s.process(own, &mut out);
+        s.on_watermark(wm(m + 1), &mut out);
+    }
+    let incs = latest(&out);
+    let i = incs.values().next().expect("an incident");
+    assert_eq!(i.root_cause_service, "catalog", "{i:#?}");
+    assert_ne!(i.category, Category::BadDeploy, "{i:#?}");
+}

@@ -375,6 +375,14 @@ impl CategoryModel {
             d = self.decide_with(Policy::Rules, &x, &v.rule, structural);
             deferred = true;
         }
+        // A deploy regression needs a deploy: with no change of the root
+        // shortly before the onset there is nothing to roll back, and the
+        // model's `bad_deploy` is a resemblance (a new exception after some
+        // deploy, somewhere), not a diagnosis. The rules decide instead.
+        if !d.by_rules && d.category == Category::BadDeploy && !v.root_changed {
+            d = self.decide_with(Policy::Rules, &x, &v.rule, structural);
+            deferred = true;
+        }
         let hearsay = d.category == v.rule.category && v.rule.from_votes && v.rule.hearsay;
         let mut confidence = d
             .confidence
