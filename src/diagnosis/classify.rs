@@ -362,26 +362,20 @@ impl CategoryModel {
         let x = features::features(services, &v.root, ctx, self.hash_dims);
         let structural = v.external || v.root_changed || node_local;
         let mut d = self.decide_with(self.policy, &x, &v.rule, structural);
-        let mut deferred = false;
-        // An unsure model does not overrule a category the signature rules
-        // found: the incident's evidence is probably unlike what it was
-        // trained on (no message text, an unfamiliar stack), and the rules
-        // are explicit about what they matched.
-        if !d.by_rules
-            && d.category != v.rule.category
+        // The rules decide instead of the model when the model is unsure
+        // and overrules a category the signature rules found (the
+        // incident's evidence is probably unlike what it was trained on: no
+        // message text, an unfamiliar stack; the rules are explicit about
+        // what they matched), or when it says `bad_deploy` with no change
+        // of the root shortly before the onset (a resemblance, e.g. a new
+        // exception, with nothing to roll back).
+        let unsure = d.category != v.rule.category
             && v.rule.category != Category::Unknown
-            && d.model_probability < UNSURE_MODEL
-        {
+            && d.model_probability < UNSURE_MODEL;
+        let no_deploy = d.category == Category::BadDeploy && !v.root_changed;
+        let deferred = !d.by_rules && (unsure || no_deploy);
+        if deferred {
             d = self.decide_with(Policy::Rules, &x, &v.rule, structural);
-            deferred = true;
-        }
-        // A deploy regression needs a deploy: with no change of the root
-        // shortly before the onset there is nothing to roll back, and the
-        // model's `bad_deploy` is a resemblance (a new exception after some
-        // deploy, somewhere), not a diagnosis. The rules decide instead.
-        if !d.by_rules && d.category == Category::BadDeploy && !v.root_changed {
-            d = self.decide_with(Policy::Rules, &x, &v.rule, structural);
-            deferred = true;
         }
         let hearsay = d.category == v.rule.category && v.rule.from_votes && v.rule.hearsay;
         let mut confidence = d

@@ -142,11 +142,11 @@ struct Tracked {
     /// Per service, the end of its last strong detection in this incident:
     /// a service quiet for `resolve_after` leaves it again.
     seen: BTreeMap<String, (EventTime, u32)>,
-    /// Per dependency the incident's services fail calling that has no
-    /// strong detection of its own, the strongest category its own weak
-    /// detections name about itself: a quiet root's own words, for the
-    /// category only (they never add a service or keep the incident open).
-    whispers: BTreeMap<String, BTreeMap<crate::model::Category, f64>>,
+    /// Per dependency the incident's services fail calling, the strongest
+    /// category (not `unknown`) its own weak detections name about itself,
+    /// with its weight: a quiet root's own words, for the category only
+    /// (they never add a service or keep the incident open).
+    whispers: BTreeMap<String, (crate::model::Category, f64)>,
 }
 
 impl Tracked {
@@ -497,16 +497,18 @@ impl DiagnosisStage {
     /// Remembers that `service` (a dependency of `t`'s services) said
     /// `category` about itself with `weight` in a weak detection.
     fn whisper(t: &mut Tracked, service: &str, category: crate::model::Category, weight: f64) {
-        if t.whispers.len() >= MAX_WHISPERS && !t.whispers.contains_key(service) {
+        if category == crate::model::Category::Unknown
+            || (t.whispers.len() >= MAX_WHISPERS && !t.whispers.contains_key(service))
+        {
             return;
         }
         let w = t
             .whispers
             .entry(service.to_string())
-            .or_default()
-            .entry(category)
-            .or_insert(0.0);
-        *w = w.max(weight);
+            .or_insert((category, weight));
+        if weight > w.1 {
+            *w = (category, weight);
+        }
     }
 
     /// Folds `d` into `t`. Only a strong detection (one that may open an
@@ -607,14 +609,10 @@ impl DiagnosisStage {
         // name the cause (a pool exhausted, the heap full), so they decide
         // the category, and the root is not silent after all.
         if v.silent && !v.root_changed && !t.acted {
-            let words = t.whispers.get(&v.root).and_then(|m| {
-                m.iter()
-                    .filter(|(c, _)| **c != crate::model::Category::Unknown)
-                    .max_by(|a, b| a.1.total_cmp(b.1).then_with(|| b.0.cmp(a.0)))
-            });
-            if let Some((c, w)) = words.filter(|(_, w)| **w >= QUIET_ROOT_WORDS) {
-                v.category = *c;
-                v.confidence = (0.4 + 0.3 * v.margin + 0.3 * w).min(0.9);
+            let words = t.whispers.get(&v.root).copied();
+            if let Some((c, w)) = words.filter(|(_, w)| *w >= QUIET_ROOT_WORDS) {
+                v.category = c;
+                v.confidence = rootcause::confidence(v.margin, w).min(0.9);
                 v.evidence.push(format!(
                     "{} logs errors of its own, too few to fire alone, that say {} ({:.2})",
                     v.root,
@@ -799,10 +797,8 @@ impl DiagnosisStage {
             into.signals.entry(svc).or_default().absorb(&sig);
         }
         into.upstreams.extend(other.upstreams);
-        for (svc, words) in other.whispers {
-            for (c, w) in words {
-                Self::whisper(into, &svc, c, w);
-            }
+        for (svc, (c, w)) in other.whispers {
+            Self::whisper(into, &svc, c, w);
         }
         for (svc, (at, n)) in other.seen {
             let e = into.seen.entry(svc).or_insert((at, 0));
@@ -1019,7 +1015,7 @@ impl DiagnosisStage {
             .whispers
             .iter()
             .filter(|(s, _)| upstreams.contains(*s))
-            .map(|(s, w)| (s.clone(), w.clone()))
+            .map(|(s, w)| (s.clone(), *w))
             .collect();
         Some(Tracked {
             id: stable_id("inc-", &[service.as_bytes(), &first.millis().to_be_bytes()]),
@@ -1053,14 +1049,7 @@ impl DiagnosisStage {
         while let Some(mut n) = splits.pop() {
             splits.extend(self.split_unexplained(&mut n));
             // What split off is held to the same bar as a settling incident.
-            let not_opened = if self.batch_only(&n) {
-                Some("a batch job's run failing on its own")
-            } else if self.recurring(&n) {
-                Some("a failure recurring on an hourly schedule")
-            } else {
-                None
-            };
-            if let Some(reason) = not_opened {
+            if let Some(reason) = self.job_not_fault(&n) {
                 debug!(incident_id = %n.id, reason, "Split incident not opened.");
                 continue;
             }
@@ -1146,6 +1135,18 @@ impl DiagnosisStage {
             && t.seen
                 .keys()
                 .all(|s| self.batch_runs.get(s).is_some_and(|at| *at >= since))
+    }
+
+    /// Why `t` is a job's doing rather than a fault: a batch job's run
+    /// failing on its own, or a failure recurring on its schedule.
+    fn job_not_fault(&self, t: &Tracked) -> Option<&'static str> {
+        if self.batch_only(t) {
+            Some("a batch job's run failing on its own")
+        } else if self.recurring(t) {
+            Some("a failure recurring on an hourly schedule")
+        } else {
+            None
+        }
     }
 
     /// A settling incident is a scheduled failure recurring: every service
@@ -1379,12 +1380,8 @@ impl Stage for DiagnosisStage {
                     Some("unconfirmed")
                 } else if witness.is_some_and(|w| self.one_edge_only(t, w)) {
                     Some("one caller failing on a dependency that is fine for others")
-                } else if self.batch_only(t) {
-                    Some("a batch job's run failing on its own")
-                } else if self.recurring(t) {
-                    Some("a failure recurring on an hourly schedule")
                 } else {
-                    None
+                    self.job_not_fault(t)
                 };
                 if let Some(reason) = not_opened {
                     debug!(incident_id = %t.id, reason, "Pending incident not opened.");

@@ -36,6 +36,13 @@ use crate::model::{About, Category, EventTime};
 /// A root with at least this many of its own failing events in the incident
 /// is "loud": its own errors, not its callers', must explain the category.
 pub const LOUD_ROOT_EVENTS: i64 = 20;
+/// Confidence in a verdict from the root's lead over the runner-up
+/// (`margin`, 0..1) and the strength of the evidence for its category
+/// (`category_share`, 0..1).
+pub fn confidence(margin: f64, category_share: f64) -> f64 {
+    (0.4 + 0.3 * margin + 0.3 * category_share).clamp(0.0, 1.0)
+}
+
 /// Confidence cap of a diagnosis a human should confirm (silent root, hearsay):
 /// below the usual automatic-action threshold.
 pub const SILENT_ROOT_CAP: f64 = 0.55;
@@ -494,7 +501,7 @@ pub fn diagnose_pinned(
     };
     // Confidence in the whole verdict: the root's lead over the runner-up and
     // the category's share of the votes. `unknown` is never confident.
-    let mut confidence = (0.4 + 0.3 * margin + 0.3 * category_share).clamp(0.0, 1.0);
+    let mut confidence = confidence(margin, category_share);
     // A silent service blamed by its callers: it may be down, or merely not
     // failing loudly enough to be detected. Confident only when a change on
     // it (e.g. scaled to zero) explains the silence.
