@@ -969,3 +969,71 @@ fn without_a_deploy_of_the_root_there_is_no_bad_deploy() {
     assert_eq!(i.root_cause_service, "catalog", "{i:#?}");
     assert_ne!(i.category, Category::BadDeploy, "{i:#?}");
 }
+
+#[test]
+fn an_incident_split_off_a_storm_it_joined_dates_from_its_own_first_failure() {
+    use reflex::pipeline::Stage;
+    // pay's storm on an external PSP opens a pending incident at minute 0.
+    // A minute later api runs out of memory and web fails calling it; web
+    // also fails a couple of calls to pay, so the fault joins the pending
+    // incident. When it settles, api's fault is split from pay's storm: its
+    // incident began at minute 1 (when api first failed), not when the
+    // storm that it happened to join began.
+    let mut s = stage();
+    let mut out = Vec::new();
+    s.process(
+        det(
+            "pay",
+            0,
+            "error_burst",
+            0.9,
+            40,
+            &[("psp.example.com", 40)],
+            None,
+        ),
+        &mut out,
+    );
+    s.on_watermark(wm(1), &mut out);
+    for m in 1..6 {
+        s.process(
+            det(
+                "pay",
+                m,
+                "error_burst",
+                0.9,
+                40,
+                &[("psp.example.com", 40)],
+                None,
+            ),
+            &mut out,
+        );
+        s.process(
+            det(
+                "web",
+                m,
+                "error_burst",
+                0.9,
+                60,
+                &[("api", 50), ("pay", 2)],
+                REFUSED,
+            ),
+            &mut out,
+        );
+        s.process(det("api", m, "error_burst", 0.9, 40, &[], OOM), &mut out);
+        s.on_watermark(wm(m + 1), &mut out);
+    }
+    let incs = latest(&out);
+    let api = incs
+        .values()
+        .find(|i| i.root_cause_service == "api")
+        .unwrap_or_else(|| panic!("an incident rooted at api: {incs:#?}"));
+    assert!(api.opened_at >= wm(1), "{api:#?}");
+    assert!(!api.services.iter().any(|s| s == "pay"), "{api:#?}");
+    assert!(
+        incs.values()
+            .filter(|i| i.root_cause_service == "api")
+            .count()
+            == 1,
+        "{incs:#?}"
+    );
+}

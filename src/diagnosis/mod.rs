@@ -1002,6 +1002,20 @@ impl DiagnosisStage {
                 signals.insert(s, sig);
             }
         }
+        // What stays began with its own first failure: the detection that
+        // opened the pending incident may be one of those split off (an
+        // unrelated storm that the fault's first callers happened to join),
+        // and its time would date the fault before its onset.
+        if let Some((first, service)) = t
+            .signals
+            .iter()
+            .filter_map(|(s, sig)| Some((sig.first_seen?, s.clone())))
+            .min()
+            .filter(|(first, _)| *first > t.opened_at)
+        {
+            t.opened_at = first;
+            t.id = stable_id("inc-", &[service.as_bytes(), &first.millis().to_be_bytes()]);
+        }
         let (first, service) = signals
             .iter()
             .filter_map(|(s, sig)| Some((sig.first_seen?, s.clone())))
