@@ -1037,3 +1037,66 @@ fn an_incident_split_off_a_storm_it_joined_dates_from_its_own_first_failure() {
         "{incs:#?}"
     );
 }
+
+#[test]
+fn a_caller_joins_the_pending_incident_of_the_dependency_it_blames() {
+    use reflex::pipeline::Stage;
+    // pay's storm on an external PSP is pending when api runs out of
+    // memory (its own pending incident); web, which calls both, fails
+    // mostly on api. web belongs with api's failure: the first record of
+    // api's incident already has api's own evidence (memory exhaustion),
+    // not only web's refusals (a silent root, category unavailable).
+    let mut s = stage();
+    let mut out = Vec::new();
+    s.process(
+        det("web", 0, "pattern/cascade", 0.3, 2, &[("pay", 2)], None),
+        &mut out,
+    );
+    s.process(
+        det(
+            "pay",
+            0,
+            "error_burst",
+            0.9,
+            40,
+            &[("psp.example.com", 40)],
+            None,
+        ),
+        &mut out,
+    );
+    s.on_watermark(wm(1), &mut out);
+    for m in 1..6 {
+        s.process(
+            det(
+                "pay",
+                m,
+                "error_burst",
+                0.9,
+                40,
+                &[("psp.example.com", 40)],
+                None,
+            ),
+            &mut out,
+        );
+        s.process(det("api", m, "error_burst", 0.9, 40, &[], OOM), &mut out);
+        s.process(
+            det(
+                "web",
+                m,
+                "error_burst",
+                0.9,
+                60,
+                &[("api", 50), ("pay", 2)],
+                REFUSED,
+            ),
+            &mut out,
+        );
+        s.on_watermark(wm(m + 1), &mut out);
+    }
+    let first = out
+        .iter()
+        .find(|i| i.root_cause_service == "api")
+        .unwrap_or_else(|| panic!("an incident rooted at api: {out:#?}"));
+    assert_eq!(first.category, Category::MemoryExhaustion, "{first:#?}");
+    assert!(first.services.iter().any(|s| s == "web"), "{first:#?}");
+}

@@ -1313,9 +1313,30 @@ impl Stage for DiagnosisStage {
         // A pending incident gathers what is connected to it while its root
         // settles; what its root does not explain is split off when it
         // settles (`split_unexplained`).
-        if let Some(i) = self.incidents.iter().position(|t| {
-            t.resolved_at.is_none() && t.publish_at.is_some() && within(t) && self.related(t, &d)
-        }) {
+        // Of several, the one holding the service it blames most: a caller
+        // failing on a dependency belongs with that dependency's own
+        // failure, not with whatever storm the graph also connects it to.
+        let blamed = |t: &Tracked| {
+            d.upstreams
+                .iter()
+                .filter(|u| t.signals.contains_key(&u.value))
+                .map(|u| u.count)
+                .max()
+                .unwrap_or(0)
+        };
+        if let Some((i, _)) = self
+            .incidents
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| {
+                t.resolved_at.is_none()
+                    && t.publish_at.is_some()
+                    && within(t)
+                    && self.related(t, &d)
+            })
+            .map(|(i, t)| (i, blamed(t)))
+            .max_by_key(|(i, b)| (*b, std::cmp::Reverse(*i)))
+        {
             self.join(i, &d, true, out);
             return;
         }
