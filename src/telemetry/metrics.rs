@@ -11,8 +11,11 @@
 //!   ([`Stats`], [`OutputCounters`]) and a scrape reads them.
 
 use crate::model::{ActionType, Category, DeadLetterKind, Decision};
-use crate::pipeline::stats::{HistogramSnapshot, StageName, Stats, LATENCY_BUCKETS};
 use crate::sinks::{Output, Topic};
+pub use crate::stage::stats::{kafka_error, KafkaErrorKind};
+use crate::stage::stats::{
+    kafka_errors, Guard, HistogramSnapshot, Outcome, StageName, Stats, LATENCY_BUCKETS,
+};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -61,48 +64,6 @@ pub const START_TIME: &str = "reflex_start_time_seconds";
 /// Kafka client trouble the runtime retried through, by kind.
 pub const KAFKA_ERRORS: &str = "reflex_kafka_errors_total";
 
-/// Kinds of Kafka client trouble (a fixed label set).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KafkaErrorKind {
-    Consumer = 0,
-    Producer = 1,
-    Delivery = 2,
-    Backpressure = 3,
-    SchemaRegistry = 4,
-}
-
-impl KafkaErrorKind {
-    /// Every kind, in label order.
-    pub const ALL: [KafkaErrorKind; 5] = [
-        KafkaErrorKind::Consumer,
-        KafkaErrorKind::Producer,
-        KafkaErrorKind::Delivery,
-        KafkaErrorKind::Backpressure,
-        KafkaErrorKind::SchemaRegistry,
-    ];
-
-    fn label(self) -> &'static str {
-        match self {
-            KafkaErrorKind::Consumer => "consumer",
-            KafkaErrorKind::Producer => "producer",
-            KafkaErrorKind::Delivery => "delivery",
-            KafkaErrorKind::Backpressure => "backpressure_wait",
-            KafkaErrorKind::SchemaRegistry => "schema_registry",
-        }
-    }
-}
-
-/// Process-wide Kafka client counters. Global because they are counted in
-/// librdkafka callbacks that have no handle on a run's `Stats`; there is one
-/// Kafka client set per process.
-static KAFKA_ERROR_COUNTS: [std::sync::atomic::AtomicU64; 5] =
-    [const { std::sync::atomic::AtomicU64::new(0) }; 5];
-
-/// Counts one occurrence of Kafka client trouble.
-pub fn kafka_error(kind: KafkaErrorKind) {
-    KAFKA_ERROR_COUNTS[kind as usize].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-}
-
 /// The input topic label in embedded mode (the SPEC's default input topic).
 pub const INPUT_TOPIC: &str = "errors";
 /// The `detector` label values; anything else is counted as `other`.
@@ -118,20 +79,6 @@ pub const ACTION_TYPES: [ActionType; 6] = [
 ];
 /// The `decision` label values.
 pub const DECISIONS: [Decision; 2] = [Decision::Auto, Decision::ApprovalRequired];
-/// The guards whose holds are counted (`recovery::guards::Guard::ALL`, same order).
-pub const GUARDS: [&str; 9] = [
-    "kill_switch",
-    "circuit_breaker",
-    "maintenance",
-    "flap",
-    "cooldown",
-    "max_in_flight",
-    "disruption_budget",
-    "rate_budget",
-    "dry_run",
-];
-/// The `outcome` label values of verifications (`recovery::verify::Outcome::ALL`, same order).
-pub const VERIFICATION_OUTCOMES: [&str; 4] = ["recovered", "not_recovered", "worse", "timeout"];
 /// The breakers whose state is exported.
 pub const BREAKERS: [&str; 1] = ["recovery"];
 
@@ -400,10 +347,10 @@ pub fn render(stats: &Stats, out: &OutputCounters, g: &Gauges) -> String {
         "counter",
         "Actions held back by a safety guard, by guard.",
     );
-    for (i, guard) in GUARDS.iter().enumerate() {
+    for (i, guard) in Guard::ALL.iter().enumerate() {
         w.sample(
             GUARD_HOLDS,
-            &[("guard", *guard)],
+            &[("guard", guard.as_str())],
             Stats::get(&stats.guard_holds[i]),
         );
     }
@@ -412,10 +359,10 @@ pub fn render(stats: &Stats, out: &OutputCounters, g: &Gauges) -> String {
         "counter",
         "Verifications of executed actions, by outcome.",
     );
-    for (i, o) in VERIFICATION_OUTCOMES.iter().enumerate() {
+    for (i, o) in Outcome::ALL.iter().enumerate() {
         w.sample(
             VERIFICATIONS,
-            &[("outcome", *o)],
+            &[("outcome", o.as_str())],
             Stats::get(&stats.verifications[i]),
         );
     }
@@ -466,8 +413,7 @@ pub fn render(stats: &Stats, out: &OutputCounters, g: &Gauges) -> String {
         "Kafka client trouble retried through (consumer/producer errors, failed deliveries, backpressure waits, schema registry errors).",
     );
     for k in KafkaErrorKind::ALL {
-        let n = KAFKA_ERROR_COUNTS[k as usize].load(std::sync::atomic::Ordering::Relaxed);
-        w.sample(KAFKA_ERRORS, &[("kind", k.label())], n);
+        w.sample(KAFKA_ERRORS, &[("kind", k.as_str())], kafka_errors(k));
     }
     w.s
 }

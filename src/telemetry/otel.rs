@@ -32,7 +32,7 @@
 
 use super::metrics::OutputCounters;
 use crate::model::{Detection, Escalation, EventTime, Incident, IncidentStatus, RecoveryAction};
-use crate::pipeline::stats::Stats;
+use crate::stage::stats::Stats;
 use opentelemetry::trace::{
     Span as _, SpanId, TraceContextExt, TraceId, Tracer as _, TracerProvider as _,
 };
