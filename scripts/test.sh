@@ -61,7 +61,10 @@ log "promtool check rules deploy/prometheus/alerts.yaml"
 promtool check rules deploy/prometheus/alerts.yaml
 python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["panels"], "no panels"' deploy/grafana/reflex.json
 
-# --- Rust: format, lints, tests ---------------------------------------------
+# --- Rust: module cycles, format, lints, tests -----------------------------
+log "module cycles (scripts/modcycles.py; self-test first)"
+python3 scripts/modcycles.py --self-test
+python3 scripts/modcycles.py
 log "cargo fmt --check"
 cargo fmt --all -- --check
 log "cargo clippy"

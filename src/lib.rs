@@ -12,12 +12,12 @@
 //!
 //! Guarantees that hold across the crate:
 //! - **Event time only.** Every window, timeout and lifecycle step is driven
-//!   by event time and watermarks ([`pipeline::watermark`]), so a replay gives
+//!   by event time and watermarks ([`stage::watermark`]), so a replay gives
 //!   byte-identical output.
 //! - **Nothing is lost.** Input that cannot be decoded becomes a
 //!   [`model::DeadLetter`] with its raw bytes and a precise reason; the
 //!   decoder never panics (property-tested).
-//! - **Stages are pure.** A [`pipeline::Stage`] does no I/O; runtimes
+//! - **Stages are pure.** A [`stage::Stage`] does no I/O; runtimes
 //!   ([`pipeline::embedded`], Kafka) own threads, channels and I/O.
 //! - **Bounded state.** Every per-key structure has a documented bound and
 //!   evicts idle keys.
@@ -33,6 +33,7 @@ pub mod recovery;
 pub mod sim;
 pub mod sinks;
 pub mod sources;
+pub mod stage;
 pub mod telemetry;
 pub mod topics;
 pub mod util;

@@ -8,6 +8,7 @@
 //! everything that parsed.
 
 pub mod kafka;
+pub mod telemetry;
 
 use crate::detectors::pattern::stream::{compile_sequences, SequenceRule};
 use crate::detectors::signature::{SignatureRule, Signatures};
@@ -68,7 +69,7 @@ pub struct Config {
     /// Kafka mode settings (`[kafka]`).
     pub kafka: kafka::KafkaConfig,
     /// Logging, metrics, tracing export and the HTTP API (`[telemetry]`).
-    pub telemetry: crate::telemetry::config::TelemetryConfig,
+    pub telemetry: telemetry::TelemetryConfig,
     /// Compiled signature rules.
     pub signatures: Signatures,
     /// Sequence rules (validated against the signature rules).
@@ -286,8 +287,7 @@ impl Config {
             }
         }
         let kafka: kafka::KafkaConfig = c.section(file, &mut table, "kafka");
-        let telemetry: crate::telemetry::config::TelemetryConfig =
-            c.section(file, &mut table, "telemetry");
+        let telemetry: telemetry::TelemetryConfig = c.section(file, &mut table, "telemetry");
         for key in table.keys() {
             c.push(
                 file,

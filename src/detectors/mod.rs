@@ -15,8 +15,8 @@ pub mod signature;
 pub mod threshold;
 
 use crate::model::{Detection, ErrorEvent, EventKind, EventTime, Window};
-use crate::pipeline::stats::Stats;
-use crate::pipeline::Stage;
+use crate::stage::stats::Stats;
+use crate::stage::Stage;
 use crate::util::stable_id;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -150,13 +150,13 @@ impl DetectStage {
         self.detectors.iter().map(|d| d.state_keys()).sum()
     }
 
-    /// Runs one batch (as cut by [`crate::pipeline::batcher::Batcher`]):
+    /// Runs one batch (as cut by [`crate::stage::batcher::Batcher`]):
     /// every event, then the batch's watermark. Dead letters pass through
     /// untouched, in order. Every runtime drives the stage through this, so
     /// they all make the same calls in the same order.
     pub fn run_batch(
         &mut self,
-        batch: crate::pipeline::batcher::Batch,
+        batch: crate::stage::batcher::Batch,
     ) -> (Vec<Detection>, Vec<crate::model::DeadLetter>) {
         let mut detections = Vec::new();
         let mut dead = Vec::new();

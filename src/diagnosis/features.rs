@@ -1,4 +1,6 @@
-//! The feature vector of the learned category classifier, computed the same
+//! What one service contributed to an incident ([`ServiceSignals`], shared by
+//! the root-cause ranking and the classifier) and the feature vector of the
+//! learned category classifier computed from it, the same
 //! way at training time (from labelled error events, see
 //! [`super::classify::signals_from_events`]) and at run time (from the
 //! detections folded into an incident's per-service [`ServiceSignals`]): both
@@ -34,9 +36,8 @@
 //! abruptness, latency rise) are not used: detections do not carry them in a
 //! form the labelled events reproduce faithfully.
 
-use super::rootcause::ServiceSignals;
 use crate::detectors::pattern::mask;
-use crate::model::Category;
+use crate::model::{Category, EventTime};
 use crate::util::stable_hash;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -69,6 +70,125 @@ pub fn bump(m: &mut BTreeMap<String, i64>, key: &str, by: i64, cap: usize) {
         *v += by;
     } else if m.len() < cap {
         m.insert(key.to_string(), by);
+    }
+}
+
+/// What one affected service contributed to an incident.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ServiceSignals {
+    pub first_seen: Option<EventTime>,
+    pub score: f64,
+    pub count: i64,
+    /// Strongest hint weight per category, split by whose failure it describes.
+    pub self_hints: BTreeMap<Category, f64>,
+    pub dep_hints: BTreeMap<Category, f64>,
+    /// Upstreams named by this service's failing calls, with counts.
+    pub upstreams: BTreeMap<String, i64>,
+    pub nodes: BTreeMap<String, i64>,
+    /// Per detector rule: (failing events, their upstreams, their nodes)
+    /// summed over windows. `count`, `upstreams` and `nodes` are the
+    /// largest view of any one rule (see [`ServiceSignals::add_tally`]).
+    pub tallies: BTreeMap<String, Tally>,
+    /// The strongest detection's evidence line.
+    pub evidence: Option<(f64, String)>,
+    /// The service's namespace, as its detections report it.
+    pub namespace: Option<String>,
+    /// Masked sample messages (templates) with how often they were sampled
+    /// (bounded: [`MAX_TEMPLATES`]).
+    pub templates: BTreeMap<String, i64>,
+    /// `error_type` values with counts (bounded).
+    pub error_types: BTreeMap<String, i64>,
+    /// HTTP status codes with counts (bounded).
+    pub statuses: BTreeMap<String, i64>,
+}
+
+/// What one detector rule saw of a service's failing events.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Tally {
+    pub count: i64,
+    pub upstreams: BTreeMap<String, i64>,
+    pub nodes: BTreeMap<String, i64>,
+}
+
+impl ServiceSignals {
+    /// Adds one detection's counts under its rule and refreshes the service's
+    /// view. Detectors overlap (an error burst and a signature rule count
+    /// the same events; a trace cascade counts traces, with no upstreams), so
+    /// summing across rules would double-count events and dilute the share
+    /// naming an upstream. Each rule's counts are summed over its windows
+    /// and the service's figures are the largest of any rule, per key.
+    /// Folds another incident's view of the same service into this one.
+    pub fn absorb(&mut self, other: &ServiceSignals) {
+        self.first_seen = match (self.first_seen, other.first_seen) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.score += other.score;
+        for (c, w) in &other.self_hints {
+            let e = self.self_hints.entry(*c).or_insert(0.0);
+            *e = e.max(*w);
+        }
+        for (c, w) in &other.dep_hints {
+            let e = self.dep_hints.entry(*c).or_insert(0.0);
+            *e = e.max(*w);
+        }
+        if other
+            .evidence
+            .as_ref()
+            .is_some_and(|(s, _)| self.evidence.as_ref().is_none_or(|(mine, _)| s > mine))
+        {
+            self.evidence.clone_from(&other.evidence);
+        }
+        if self.namespace.is_none() {
+            self.namespace.clone_from(&other.namespace);
+        }
+        for (m, o) in [
+            (&mut self.templates, &other.templates),
+            (&mut self.error_types, &other.error_types),
+            (&mut self.statuses, &other.statuses),
+        ] {
+            for (k, v) in o {
+                bump(m, k, *v, MAX_TEMPLATES.max(MAX_VALUES));
+            }
+        }
+        for (rule, t) in &other.tallies {
+            self.add_tally(
+                rule,
+                t.count,
+                t.upstreams.iter().map(|(k, v)| (k.clone(), *v)),
+                t.nodes.iter().map(|(k, v)| (k.clone(), *v)),
+            );
+        }
+    }
+
+    pub fn add_tally(
+        &mut self,
+        rule: &str,
+        count: i64,
+        upstreams: impl Iterator<Item = (String, i64)>,
+        nodes: impl Iterator<Item = (String, i64)>,
+    ) {
+        let t = self.tallies.entry(rule.to_string()).or_default();
+        t.count += count;
+        for (u, c) in upstreams {
+            *t.upstreams.entry(u).or_default() += c;
+        }
+        for (n, c) in nodes {
+            *t.nodes.entry(n).or_default() += c;
+        }
+        self.count = self.tallies.values().map(|t| t.count).max().unwrap_or(0);
+        self.upstreams.clear();
+        self.nodes.clear();
+        for t in self.tallies.values() {
+            for (u, c) in &t.upstreams {
+                let e = self.upstreams.entry(u.clone()).or_default();
+                *e = (*e).max(*c);
+            }
+            for (n, c) in &t.nodes {
+                let e = self.nodes.entry(n.clone()).or_default();
+                *e = (*e).max(*c);
+            }
+        }
     }
 }
 

@@ -86,8 +86,8 @@ pub mod workload;
 pub use config::DiagnosisConfig;
 
 use crate::model::{Detection, EventTime, Incident, IncidentStatus, Severity};
-use crate::pipeline::stats::Stats;
-use crate::pipeline::Stage;
+use crate::stage::stats::Stats;
+use crate::stage::Stage;
 use crate::util::stable_id;
 use catalog::Catalog;
 use graph::DependencyGraph;

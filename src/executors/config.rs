@@ -6,11 +6,15 @@
 //! has a default (one `impl Default` per section), and loading reports every
 //! problem at once with its file and key (exit 2 at the CLI). The defaults
 //! allow nothing to be targeted: an operator names the namespaces.
+//!
+//! The value types the file is validated into ([`Selector`], [`HttpUrl`])
+//! live here too, so validation never reaches into an executor.
 
 use super::runbook::RunbookConfig;
 use crate::config::{ConfigError, ConfigIssue};
 use crate::model::{ActionType, DurationMs};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// The whole executor file: one `[executor]` table.
@@ -218,7 +222,7 @@ impl ExecutorConfig {
             ("workload_selector", &self.workload_selector),
             ("node_selector", &self.node_selector),
         ] {
-            if let Err(e) = super::kube::Selector::parse(sel) {
+            if let Err(e) = Selector::parse(sel) {
                 out.push((key.to_string(), e));
             }
         }
@@ -240,7 +244,7 @@ impl ExecutorConfig {
             out.push(("webhook.max_attempts".into(), "must be at least 1".into()));
         }
         for (i, u) in self.webhook.urls.iter().enumerate() {
-            if let Err(e) = super::webhook::HttpUrl::parse(u) {
+            if let Err(e) = HttpUrl::parse(u) {
                 out.push((format!("webhook.urls[{i}]"), e));
             }
         }
@@ -293,6 +297,105 @@ impl ExecutorConfig {
             approved: Default::default(),
             approvals_file: self.approvals_file.clone(),
         }
+    }
+}
+
+/// An equality-based label selector: `k=v`, `k==v`, `k!=v`, `k`, `!k`,
+/// comma-separated (all must hold). Empty matches everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Selector {
+    terms: Vec<Term>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Term {
+    Eq(String, String),
+    Ne(String, String),
+    Exists(String),
+    Absent(String),
+}
+
+impl Selector {
+    /// Parses a selector; `Err` says what is wrong.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let mut terms = Vec::new();
+        for raw in s.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+            let valid = |x: &str| {
+                !x.is_empty()
+                    && x.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+            };
+            let term = if let Some((k, v)) = raw.split_once("!=") {
+                Term::Ne(k.trim().into(), v.trim().into())
+            } else if let Some((k, v)) = raw.split_once("==").or_else(|| raw.split_once('=')) {
+                Term::Eq(k.trim().into(), v.trim().into())
+            } else if let Some(k) = raw.strip_prefix('!') {
+                Term::Absent(k.trim().into())
+            } else {
+                Term::Exists(raw.into())
+            };
+            let ok = match &term {
+                Term::Eq(k, v) | Term::Ne(k, v) => valid(k) && (v.is_empty() || valid(v)),
+                Term::Exists(k) | Term::Absent(k) => valid(k),
+            };
+            if !ok {
+                return Err(format!("invalid label selector term {raw:?}"));
+            }
+            terms.push(term);
+        }
+        Ok(Selector { terms })
+    }
+
+    /// Whether `labels` satisfy every term.
+    pub fn matches(&self, labels: Option<&BTreeMap<String, String>>) -> bool {
+        let empty = BTreeMap::new();
+        let labels = labels.unwrap_or(&empty);
+        self.terms.iter().all(|t| match t {
+            Term::Eq(k, v) => labels.get(k) == Some(v),
+            Term::Ne(k, v) => labels.get(k) != Some(v),
+            Term::Exists(k) => labels.contains_key(k),
+            Term::Absent(k) => !labels.contains_key(k),
+        })
+    }
+}
+
+/// A parsed `http://host:port/path` URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpUrl {
+    pub host: String,
+    pub port: u16,
+    pub path: String,
+}
+
+impl HttpUrl {
+    /// Parses a plain-HTTP URL; `Err` says why it is not usable.
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let rest = url.strip_prefix("http://").ok_or_else(|| {
+            format!("{url:?}: only http:// URLs are supported (use a TLS proxy for https)")
+        })?;
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) => (
+                h,
+                p.parse::<u16>()
+                    .map_err(|_| format!("{url:?}: bad port {p:?}"))?,
+            ),
+            None => (authority, 80),
+        };
+        if host.is_empty() || authority.contains('@') {
+            return Err(format!("{url:?}: bad host"));
+        }
+        if path.chars().any(|c| c.is_ascii_control() || c == ' ') {
+            return Err(format!("{url:?}: bad path"));
+        }
+        Ok(HttpUrl {
+            host: host.to_string(),
+            port,
+            path: path.to_string(),
+        })
     }
 }
 

@@ -65,64 +65,9 @@ pub async fn infer_client() -> Result<kube::Client, SetupError> {
         .map_err(|e| SetupError::Kubernetes(format!("Kubernetes client: {e}")))
 }
 
-/// An equality-based label selector: `k=v`, `k==v`, `k!=v`, `k`, `!k`,
-/// comma-separated (all must hold). Empty matches everything.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Selector {
-    terms: Vec<Term>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Term {
-    Eq(String, String),
-    Ne(String, String),
-    Exists(String),
-    Absent(String),
-}
-
-impl Selector {
-    /// Parses a selector; `Err` says what is wrong.
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let mut terms = Vec::new();
-        for raw in s.split(',').map(str::trim).filter(|t| !t.is_empty()) {
-            let valid = |x: &str| {
-                !x.is_empty()
-                    && x.chars()
-                        .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
-            };
-            let term = if let Some((k, v)) = raw.split_once("!=") {
-                Term::Ne(k.trim().into(), v.trim().into())
-            } else if let Some((k, v)) = raw.split_once("==").or_else(|| raw.split_once('=')) {
-                Term::Eq(k.trim().into(), v.trim().into())
-            } else if let Some(k) = raw.strip_prefix('!') {
-                Term::Absent(k.trim().into())
-            } else {
-                Term::Exists(raw.into())
-            };
-            let ok = match &term {
-                Term::Eq(k, v) | Term::Ne(k, v) => valid(k) && (v.is_empty() || valid(v)),
-                Term::Exists(k) | Term::Absent(k) => valid(k),
-            };
-            if !ok {
-                return Err(format!("invalid label selector term {raw:?}"));
-            }
-            terms.push(term);
-        }
-        Ok(Selector { terms })
-    }
-
-    /// Whether `labels` satisfy every term.
-    pub fn matches(&self, labels: Option<&BTreeMap<String, String>>) -> bool {
-        let empty = BTreeMap::new();
-        let labels = labels.unwrap_or(&empty);
-        self.terms.iter().all(|t| match t {
-            Term::Eq(k, v) => labels.get(k) == Some(v),
-            Term::Ne(k, v) => labels.get(k) != Some(v),
-            Term::Exists(k) => labels.contains_key(k),
-            Term::Absent(k) => !labels.contains_key(k),
-        })
-    }
-}
+// Selectors are validated with the rest of `[executor]`, so they are parsed
+// where the configuration is.
+pub use super::config::Selector;
 
 /// Settings of the Kubernetes executor (from `[executor]`).
 #[derive(Debug, Clone)]

@@ -177,7 +177,7 @@ impl Gate {
             if action.signature.is_none() {
                 return Err(Rejection::Unsigned);
             }
-            if !crate::recovery::sign::verify(action, key) {
+            if !crate::model::sign::verify(action, key) {
                 return Err(Rejection::BadSignature);
             }
         }
@@ -384,7 +384,7 @@ pub(crate) mod tests {
     #[test]
     fn gate_accepts_a_valid_signed_action() {
         let mut a = action("k1");
-        a.signature = Some(crate::recovery::sign::sign(&a, b"secret"));
+        a.signature = Some(crate::model::sign::sign(&a, b"secret"));
         assert_eq!(
             gate(Some(b"secret")).check(&a, EventTime(1_500_000)),
             Ok(())
@@ -397,13 +397,13 @@ pub(crate) mod tests {
         let a = action("k1");
         assert_eq!(g.check(&a, EventTime(1_500_000)), Err(Rejection::Unsigned));
         let mut forged = a.clone();
-        forged.signature = Some(crate::recovery::sign::sign(&a, b"other"));
+        forged.signature = Some(crate::model::sign::sign(&a, b"other"));
         assert_eq!(
             g.check(&forged, EventTime(1_500_000)),
             Err(Rejection::BadSignature)
         );
         let mut tampered = a.clone();
-        tampered.signature = Some(crate::recovery::sign::sign(&a, b"secret"));
+        tampered.signature = Some(crate::model::sign::sign(&a, b"secret"));
         tampered.target.name = "payments".into();
         assert_eq!(
             g.check(&tampered, EventTime(1_500_000)),

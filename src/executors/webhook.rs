@@ -38,45 +38,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// Header carrying the body's HMAC.
 pub const SIGNATURE_HEADER: &str = "X-Reflex-Signature";
 
-/// A parsed `http://host:port/path` URL.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HttpUrl {
-    pub host: String,
-    pub port: u16,
-    pub path: String,
-}
-
-impl HttpUrl {
-    /// Parses a plain-HTTP URL; `Err` says why it is not usable.
-    pub fn parse(url: &str) -> Result<Self, String> {
-        let rest = url.strip_prefix("http://").ok_or_else(|| {
-            format!("{url:?}: only http:// URLs are supported (use a TLS proxy for https)")
-        })?;
-        let (authority, path) = match rest.find('/') {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, "/"),
-        };
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((h, p)) => (
-                h,
-                p.parse::<u16>()
-                    .map_err(|_| format!("{url:?}: bad port {p:?}"))?,
-            ),
-            None => (authority, 80),
-        };
-        if host.is_empty() || authority.contains('@') {
-            return Err(format!("{url:?}: bad host"));
-        }
-        if path.chars().any(|c| c.is_ascii_control() || c == ' ') {
-            return Err(format!("{url:?}: bad path"));
-        }
-        Ok(HttpUrl {
-            host: host.to_string(),
-            port,
-            path: path.to_string(),
-        })
-    }
-}
+// URLs are validated with the rest of `[executor]` (see `Selector`).
+pub use super::config::HttpUrl;
 
 /// Why one attempt failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -10,15 +10,15 @@
 //! stages come from [`Topology::build`]; this module only moves records
 //! between them.
 
-use super::batcher::Batch;
-use super::stats::{StageName, Stats};
+use super::readiness::{Readiness, ReadyCondition};
 use super::topology::{Topology, TopologyError};
-use super::Stage;
 use crate::config::Config;
 use crate::model::{ActionResult, DeadLetter, Detection, ErrorEvent, EventTime};
 use crate::sinks::{Sink, SinkError};
 use crate::sources::file::{LineBatch, LineReader};
-use crate::telemetry::{Readiness, ReadyCondition};
+use crate::stage::batcher::Batch;
+use crate::stage::stats::{StageName, Stats};
+use crate::stage::Stage;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;

@@ -11,13 +11,14 @@
 //! An undecodable result is a dead letter (raw bytes, reason, coordinates),
 //! never a stop.
 
+use super::approvals::{ApprovalOutcome, ApprovalQueue};
 use super::topology::Decider;
 use crate::codec::avro::{self, RecordType};
 use crate::codec::{wire, DecodeError, DecodeErrorKind};
 use crate::config::kafka::KafkaConfig;
 use crate::model::ActionResult;
 use crate::sinks::SinkError;
-use crate::telemetry::approvals::{ApprovalOutcome, ApprovalQueue};
+use crate::stage::stats::{kafka_error, KafkaErrorKind};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
@@ -119,9 +120,7 @@ impl ResultsFollower {
             }
             self.last_try = Some(Instant::now());
             if let Err(error) = self.assign() {
-                crate::telemetry::metrics::kafka_error(
-                    crate::telemetry::metrics::KafkaErrorKind::Consumer,
-                );
+                kafka_error(KafkaErrorKind::Consumer);
                 warn!(%error, topic = self.topic, "Cannot follow action results yet; retrying.");
             }
             if !self.assigned {
@@ -135,9 +134,7 @@ impl ResultsFollower {
             let msg = match res {
                 Ok(m) => m,
                 Err(error) => {
-                    crate::telemetry::metrics::kafka_error(
-                        crate::telemetry::metrics::KafkaErrorKind::Consumer,
-                    );
+                    kafka_error(KafkaErrorKind::Consumer);
                     warn!(%error, topic = self.topic, "Action results consumer error.");
                     break;
                 }

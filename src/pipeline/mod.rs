@@ -1,5 +1,7 @@
-//! The stage abstraction, event-time watermarks, and the runtimes that wire
-//! stages together.
+//! The runtimes that wire stages together, and what they share with the
+//! outside: readiness ([`readiness`]), the approval queue ([`approvals`])
+//! and the [`Observer`] of outputs. The stage abstraction, watermarks and
+//! counters are the layer below ([`crate::stage`]).
 //!
 //! A stage is synchronous and does no I/O: it turns inputs into outputs and
 //! reacts to event time. Runtimes own the I/O and the threads: the embedded
@@ -9,32 +11,35 @@
 //! they are built and wired. Because stages only see event time, the same
 //! input gives the same output in every runtime.
 
-pub mod batcher;
+pub mod approvals;
 pub mod embedded;
-pub mod stats;
+pub mod readiness;
 pub mod topology;
-pub mod watermark;
 
-use crate::model::EventTime;
+// The stage layer below, re-exported so `pipeline::{Stage, stats, ..}` paths
+// keep working; stages themselves import from `crate::stage`.
+pub use crate::stage::{batcher, stats, watermark, Stage};
 
-/// One step of the pipeline. `process` is the only required method; the
-/// lifecycle hooks default to doing nothing. A stateful stage documents its
-/// keying in its module docs.
-pub trait Stage: Send {
-    /// What the stage consumes.
-    type In;
-    /// What the stage produces.
-    type Out;
+use crate::sinks::Output;
+use crate::stage::stats::Stats;
+use approvals::ApprovalQueue;
+use readiness::Readiness;
+use std::sync::Arc;
 
-    /// Handles one input, appending any outputs.
-    fn process(&mut self, input: Self::In, out: &mut Vec<Self::Out>);
-
-    /// Event time has advanced to `watermark`: no input older than it is
-    /// expected any more, so windows and timers up to it may close.
-    fn on_watermark(&mut self, _watermark: EventTime, _out: &mut Vec<Self::Out>) {}
-
-    /// End of input: emit everything still held (open windows, incidents).
-    fn flush(&mut self, _out: &mut Vec<Self::Out>) {}
+/// What a runtime reports to, and takes commands from, the outside (the ops
+/// HTTP API): every output record written, readiness, and human approvals.
+/// Implemented by [`crate::telemetry::Telemetry`]; the runtimes only know
+/// this trait, so telemetry depends on the pipeline and not the reverse.
+pub trait Observer: Send + Sync {
+    /// The counters the run bumps (and the observer exports).
+    fn stats(&self) -> Arc<Stats>;
+    /// One output record was written.
+    fn observe(&self, out: &Output);
+    /// The process's readiness flag.
+    fn readiness(&self) -> &Readiness;
+    /// Approvals waiting for the thread that owns the recovery stage.
+    fn approvals(&self) -> &ApprovalQueue;
 }
+
 pub mod feedback;
 pub mod kafka;

@@ -20,52 +20,14 @@
 
 use super::config::GuardsConfig;
 use crate::model::EventTime;
-use crate::pipeline::stats::Stats;
+use crate::stage::stats::Stats;
 use std::collections::{BTreeMap, VecDeque};
 
-/// A guard (a fixed metric label set, [`Guard::ALL`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Guard {
-    KillSwitch,
-    CircuitBreaker,
-    Maintenance,
-    Flap,
-    Cooldown,
-    MaxInFlight,
-    DisruptionBudget,
-    RateBudget,
-    DryRun,
-}
+// The label set is the stage layer's vocabulary (counted in `Stats`); what
+// each guard means for an escalation is recovery's.
+pub use crate::stage::stats::Guard;
 
 impl Guard {
-    /// Every guard, in check order.
-    pub const ALL: [Guard; 9] = [
-        Guard::KillSwitch,
-        Guard::CircuitBreaker,
-        Guard::Maintenance,
-        Guard::Flap,
-        Guard::Cooldown,
-        Guard::MaxInFlight,
-        Guard::DisruptionBudget,
-        Guard::RateBudget,
-        Guard::DryRun,
-    ];
-
-    /// The metric label / log field value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Guard::KillSwitch => "kill_switch",
-            Guard::CircuitBreaker => "circuit_breaker",
-            Guard::Maintenance => "maintenance",
-            Guard::Flap => "flap",
-            Guard::Cooldown => "cooldown",
-            Guard::MaxInFlight => "max_in_flight",
-            Guard::DisruptionBudget => "disruption_budget",
-            Guard::RateBudget => "rate_budget",
-            Guard::DryRun => "dry_run",
-        }
-    }
-
     /// Why it held, for the escalation.
     pub fn explain(self) -> &'static str {
         match self {
@@ -341,17 +303,6 @@ mod tests {
         dry_run: false,
         in_maintenance: false,
     };
-
-    #[test]
-    fn metric_labels_match_the_guards() {
-        let names: Vec<&str> = Guard::ALL.iter().map(|g| g.as_str()).collect();
-        assert_eq!(names, crate::telemetry::metrics::GUARDS);
-        let outcomes: Vec<&str> = crate::recovery::verify::Outcome::ALL
-            .iter()
-            .map(|o| o.as_str())
-            .collect();
-        assert_eq!(outcomes, crate::telemetry::metrics::VERIFICATION_OUTCOMES);
-    }
 
     #[test]
     fn breaker_trips_on_failures_and_resets_by_time_or_call() {

@@ -35,7 +35,8 @@ pub mod config;
 pub mod guards;
 pub mod learn;
 pub mod risk;
-pub mod sign;
+// Signing is part of the contract (executors verify it): the old path stays.
+pub use crate::model::sign;
 pub mod verify;
 
 pub use approval::ApprovalError;
@@ -46,8 +47,8 @@ use crate::model::{
     ActionParams, ActionResult, ActionStatus, ActionType, Category, Decision, Escalation,
     EventTime, Incident, IncidentStatus, RecoveryAction, Target,
 };
-use crate::pipeline::stats::Stats;
-use crate::pipeline::Stage;
+use crate::stage::stats::Stats;
+use crate::stage::Stage;
 use crate::util::stable_id;
 use config::{ActionStep, Environment};
 use guards::{Guard, Guards};

@@ -31,33 +31,7 @@ const MAX_PER_SERVICE: usize = 4096;
 /// Services remembered at most.
 const MAX_SERVICES: usize = 65_536;
 
-/// A verification outcome (a fixed metric label set).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Outcome {
-    Recovered,
-    NotRecovered,
-    Worse,
-    Timeout,
-}
-
-impl Outcome {
-    pub const ALL: [Outcome; 4] = [
-        Outcome::Recovered,
-        Outcome::NotRecovered,
-        Outcome::Worse,
-        Outcome::Timeout,
-    ];
-
-    /// The metric label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Recovered => "recovered",
-            Outcome::NotRecovered => "not_recovered",
-            Outcome::Worse => "worse",
-            Outcome::Timeout => "timeout",
-        }
-    }
-}
+pub use crate::stage::stats::Outcome;
 
 /// Strong detections seen in one window.
 #[derive(Debug, Clone, Default, PartialEq)]

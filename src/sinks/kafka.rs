@@ -23,6 +23,7 @@ use crate::codec::avro::{self, RecordType};
 use crate::codec::wire;
 use crate::config::kafka::{CorrelationKey, KafkaConfig, OutputFormat, SchemaIds};
 use crate::model::{Detection, EventTime};
+use crate::stage::stats::{kafka_error, KafkaErrorKind};
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
@@ -164,7 +165,7 @@ pub struct DeliveryContext {
 
 impl ClientContext for DeliveryContext {
     fn error(&self, error: KafkaError, reason: &str) {
-        crate::telemetry::metrics::kafka_error(crate::telemetry::metrics::KafkaErrorKind::Producer);
+        kafka_error(KafkaErrorKind::Producer);
         warn!(%error, reason, "Kafka producer error (retrying).");
     }
 }
@@ -178,9 +179,7 @@ impl ProducerContext for DeliveryContext {
             Err((e, m)) => {
                 use rdkafka::Message;
                 error!(error = %e, topic = m.topic(), "Failed to deliver.");
-                crate::telemetry::metrics::kafka_error(
-                    crate::telemetry::metrics::KafkaErrorKind::Delivery,
-                );
+                kafka_error(KafkaErrorKind::Delivery);
                 Some(format!("{}: {e}", m.topic()))
             }
         };

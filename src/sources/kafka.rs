@@ -40,6 +40,7 @@
 
 use crate::config::kafka::KafkaConfig;
 use crate::sinks::kafka::Deliveries;
+use crate::stage::stats::{kafka_error, KafkaErrorKind};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
@@ -202,7 +203,7 @@ impl ClientContext for RebalanceContext {
         {
             return; // end of log: normal, reported per partition by poll
         }
-        crate::telemetry::metrics::kafka_error(crate::telemetry::metrics::KafkaErrorKind::Consumer);
+        kafka_error(KafkaErrorKind::Consumer);
         warn!(%error, reason, "Kafka consumer error (retrying).");
     }
 }

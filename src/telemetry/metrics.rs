@@ -1,4 +1,6 @@
-//! Every metric reflex exports, by name, and the Prometheus text renderer.
+//! Every metric reflex exports, by name, as one set of families
+//! ([`families`]) that both exporters encode: the Prometheus text here
+//! ([`render`]) and the OTLP instruments (`otel`), so the two cannot drift.
 //!
 //! Guarantees:
 //! - All names live here as constants and follow Prometheus conventions
@@ -11,8 +13,11 @@
 //!   ([`Stats`], [`OutputCounters`]) and a scrape reads them.
 
 use crate::model::{ActionType, Category, DeadLetterKind, Decision};
-use crate::pipeline::stats::{HistogramSnapshot, StageName, Stats, LATENCY_BUCKETS};
 use crate::sinks::{Output, Topic};
+pub use crate::stage::stats::{kafka_error, KafkaErrorKind};
+use crate::stage::stats::{
+    kafka_errors, Guard, HistogramSnapshot, Outcome, StageName, Stats, LATENCY_BUCKETS,
+};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -61,48 +66,6 @@ pub const START_TIME: &str = "reflex_start_time_seconds";
 /// Kafka client trouble the runtime retried through, by kind.
 pub const KAFKA_ERRORS: &str = "reflex_kafka_errors_total";
 
-/// Kinds of Kafka client trouble (a fixed label set).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KafkaErrorKind {
-    Consumer = 0,
-    Producer = 1,
-    Delivery = 2,
-    Backpressure = 3,
-    SchemaRegistry = 4,
-}
-
-impl KafkaErrorKind {
-    /// Every kind, in label order.
-    pub const ALL: [KafkaErrorKind; 5] = [
-        KafkaErrorKind::Consumer,
-        KafkaErrorKind::Producer,
-        KafkaErrorKind::Delivery,
-        KafkaErrorKind::Backpressure,
-        KafkaErrorKind::SchemaRegistry,
-    ];
-
-    fn label(self) -> &'static str {
-        match self {
-            KafkaErrorKind::Consumer => "consumer",
-            KafkaErrorKind::Producer => "producer",
-            KafkaErrorKind::Delivery => "delivery",
-            KafkaErrorKind::Backpressure => "backpressure_wait",
-            KafkaErrorKind::SchemaRegistry => "schema_registry",
-        }
-    }
-}
-
-/// Process-wide Kafka client counters. Global because they are counted in
-/// librdkafka callbacks that have no handle on a run's `Stats`; there is one
-/// Kafka client set per process.
-static KAFKA_ERROR_COUNTS: [std::sync::atomic::AtomicU64; 5] =
-    [const { std::sync::atomic::AtomicU64::new(0) }; 5];
-
-/// Counts one occurrence of Kafka client trouble.
-pub fn kafka_error(kind: KafkaErrorKind) {
-    KAFKA_ERROR_COUNTS[kind as usize].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-}
-
 /// The input topic label in embedded mode (the SPEC's default input topic).
 pub const INPUT_TOPIC: &str = "errors";
 /// The `detector` label values; anything else is counted as `other`.
@@ -118,20 +81,6 @@ pub const ACTION_TYPES: [ActionType; 6] = [
 ];
 /// The `decision` label values.
 pub const DECISIONS: [Decision; 2] = [Decision::Auto, Decision::ApprovalRequired];
-/// The guards whose holds are counted (`recovery::guards::Guard::ALL`, same order).
-pub const GUARDS: [&str; 9] = [
-    "kill_switch",
-    "circuit_breaker",
-    "maintenance",
-    "flap",
-    "cooldown",
-    "max_in_flight",
-    "disruption_budget",
-    "rate_budget",
-    "dry_run",
-];
-/// The `outcome` label values of verifications (`recovery::verify::Outcome::ALL`, same order).
-pub const VERIFICATION_OUTCOMES: [&str; 4] = ["recovered", "not_recovered", "worse", "timeout"];
 /// The breakers whose state is exported.
 pub const BREAKERS: [&str; 1] = ["recovery"];
 
@@ -249,45 +198,297 @@ pub struct Gauges {
     pub start_time: f64,
 }
 
-struct Writer {
-    s: String,
+/// What kind of metric a family is (its Prometheus `# TYPE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
 }
 
-impl Writer {
-    fn family(&mut self, name: &str, kind: &str, help: &str) {
-        let _ = writeln!(self.s, "# HELP {name} {help}");
-        let _ = writeln!(self.s, "# TYPE {name} {kind}");
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+            Kind::Histogram => "histogram",
+        }
+    }
+}
+
+/// One sample's value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Int(u64),
+    Float(f64),
+    Histogram(HistogramSnapshot),
+}
+
+/// One labelled sample of a family (label values come from the fixed label
+/// sets above, so they are `'static`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub labels: Vec<(&'static str, &'static str)>,
+    pub value: Value,
+}
+
+/// One metric family: the unit both exporters share. The Prometheus text
+/// and the OTLP instruments are two encodings of the same [`families`], so
+/// a name, a label or a value cannot differ between them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Family {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub kind: Kind,
+    pub samples: Vec<Sample>,
+}
+
+fn family(name: &'static str, kind: Kind, help: &'static str) -> Family {
+    Family {
+        name,
+        help,
+        kind,
+        samples: Vec::new(),
+    }
+}
+
+impl Family {
+    fn int(mut self, labels: &[(&'static str, &'static str)], v: u64) -> Self {
+        self.samples.push(Sample {
+            labels: labels.to_vec(),
+            value: Value::Int(v),
+        });
+        self
     }
 
-    fn sample(&mut self, name: &str, labels: &[(&str, &str)], v: impl std::fmt::Display) {
-        self.s.push_str(name);
-        if !labels.is_empty() {
-            self.s.push('{');
-            for (i, (k, val)) in labels.iter().enumerate() {
-                if i > 0 {
-                    self.s.push(',');
-                }
-                let _ = write!(self.s, "{k}=\"{}\"", escape(val));
+    fn ints<T: Copy>(
+        mut self,
+        key: &'static str,
+        set: &[T],
+        label: impl Fn(T) -> &'static str,
+        value: impl Fn(usize) -> u64,
+    ) -> Self {
+        for (i, x) in set.iter().enumerate() {
+            self = self.int(&[(key, label(*x))], value(i));
+        }
+        self.samples.shrink_to_fit();
+        self
+    }
+}
+
+/// Every metric family, read now. `gauges` are the values only the
+/// telemetry hub knows (incident store, readiness, start time); without
+/// them (the OTLP callbacks) those families are left out.
+pub fn families(stats: &Stats, out: &OutputCounters, g: Option<&Gauges>) -> Vec<Family> {
+    let received = Stats::get(&stats.events_in) + Stats::get(&stats.dead_letters);
+    let mut f = vec![
+        family(
+            EVENTS_IN,
+            Kind::Counter,
+            "Input records received (decoded or dead-lettered), by input topic.",
+        )
+        .int(&[("topic", INPUT_TOPIC)], received),
+        family(
+            EVENTS_OUT,
+            Kind::Counter,
+            "Output records written, by output topic.",
+        )
+        .ints("topic", &Topic::ALL, Topic::default_name, |i| {
+            get(&out.by_topic[i])
+        }),
+        family(DEAD_LETTERS, Kind::Counter, "Dead letters by reason kind.").ints(
+            "reason_kind",
+            &DeadLetterKind::ALL,
+            DeadLetterKind::as_str,
+            |i| get(&out.dead_by_kind[i]),
+        ),
+        family(
+            LATE_EVENTS,
+            Kind::Counter,
+            "Events older than the watermark (counted and still used).",
+        )
+        .int(&[], Stats::get(&stats.late_events)),
+        family(
+            CHANGE_EVENTS,
+            Kind::Counter,
+            "Change events (deploys, config changes).",
+        )
+        .int(&[], Stats::get(&stats.change_events)),
+        family(DETECTIONS, Kind::Counter, "Detections by detector.").ints(
+            "detector",
+            &DETECTORS,
+            |d| d,
+            |i| get(&out.detections_by_detector[i]),
+        ),
+        family(
+            INCIDENTS_OPENED,
+            Kind::Counter,
+            "Incidents opened, by category at opening.",
+        )
+        .ints("category", &Category::ALL, Category::as_str, |i| {
+            get(&out.opened_by_category[i])
+        }),
+        family(
+            INCIDENTS_RESOLVED,
+            Kind::Counter,
+            "Incidents resolved, by category at resolution.",
+        )
+        .ints("category", &Category::ALL, Category::as_str, |i| {
+            get(&out.resolved_by_category[i])
+        }),
+    ];
+    if let Some(g) = g {
+        f.push(
+            family(
+                INCIDENTS_OPEN,
+                Kind::Gauge,
+                "Incidents open now, by category.",
+            )
+            .ints("category", &Category::ALL, Category::as_str, |i| {
+                g.open_by_category.get(i).copied().unwrap_or(0)
+            }),
+        );
+    }
+    let mut actions = family(
+        ACTIONS,
+        Kind::Counter,
+        "Recovery actions by type and decision.",
+    );
+    for (i, t) in ACTION_TYPES.iter().enumerate() {
+        for (j, d) in DECISIONS.iter().enumerate() {
+            actions = actions.int(
+                &[("type", t.as_str()), ("decision", decision_str(*d))],
+                get(&out.actions[i][j]),
+            );
+        }
+    }
+    f.push(actions);
+    f.push(
+        family(ESCALATIONS, Kind::Counter, "Escalations to humans.")
+            .int(&[], get(&out.escalations)),
+    );
+    f.push(
+        family(
+            ACTION_RESULTS,
+            Kind::Counter,
+            "Executor results received for verification and learning.",
+        )
+        .int(&[], get(&stats.action_results)),
+    );
+    f.push(
+        family(
+            GUARD_HOLDS,
+            Kind::Counter,
+            "Actions held back by a safety guard, by guard.",
+        )
+        .ints("guard", &Guard::ALL, Guard::as_str, |i| {
+            Stats::get(&stats.guard_holds[i])
+        }),
+    );
+    f.push(
+        family(
+            VERIFICATIONS,
+            Kind::Counter,
+            "Verifications of executed actions, by outcome.",
+        )
+        .ints("outcome", &Outcome::ALL, Outcome::as_str, |i| {
+            Stats::get(&stats.verifications[i])
+        }),
+    );
+    f.push(
+        family(
+            BREAKER_OPEN,
+            Kind::Gauge,
+            "Circuit breaker state: 1 = tripped (automatic actions stopped), 0 = closed.",
+        )
+        .ints(
+            "breaker",
+            &BREAKERS,
+            |b| b,
+            |_| Stats::get(&stats.breaker_open),
+        ),
+    );
+    f.push(
+        family(
+            CONSUMER_LAG,
+            Kind::Gauge,
+            "Input records received but not yet processed, by input topic.",
+        )
+        .int(&[("topic", INPUT_TOPIC)], stats.backlog()),
+    );
+    let mut hist = family(
+        STAGE_BATCH_SECONDS,
+        Kind::Histogram,
+        "Wall-clock time a pipeline stage spends on one batch.",
+    );
+    for st in StageName::ALL {
+        hist.samples.push(Sample {
+            labels: vec![("stage", st.as_str())],
+            value: Value::Histogram(stats.stage_latency[st as usize].snapshot()),
+        });
+    }
+    f.push(hist);
+    if let Some(g) = g {
+        let mut state = family(
+            STATE_ENTRIES,
+            Kind::Gauge,
+            "Entries held in bounded in-memory state, by store.",
+        );
+        for (store, n) in &g.state {
+            state = state.int(&[("store", *store)], *n);
+        }
+        f.push(state);
+        f.push(
+            family(
+                READY,
+                Kind::Gauge,
+                "1 when the process is ready (see /ready).",
+            )
+            .int(&[], u64::from(g.ready)),
+        );
+    }
+    f.push(
+        family(BUILD_INFO, Kind::Gauge, "Build information; always 1.")
+            .int(&[("version", env!("CARGO_PKG_VERSION"))], 1),
+    );
+    if let Some(g) = g {
+        let mut start = family(
+            START_TIME,
+            Kind::Gauge,
+            "Process start time in Unix seconds.",
+        );
+        start.samples.push(Sample {
+            labels: Vec::new(),
+            value: Value::Float(g.start_time),
+        });
+        f.push(start);
+    }
+    f.push(
+        family(
+            KAFKA_ERRORS,
+            Kind::Counter,
+            "Kafka client trouble retried through (consumer/producer errors, failed deliveries, backpressure waits, schema registry errors).",
+        )
+        .ints("kind", &KafkaErrorKind::ALL, KafkaErrorKind::as_str, |i| {
+            kafka_errors(KafkaErrorKind::ALL[i])
+        }),
+    );
+    f
+}
+
+fn write_sample(s: &mut String, name: &str, labels: &[(&str, &str)], v: impl std::fmt::Display) {
+    s.push_str(name);
+    if !labels.is_empty() {
+        s.push('{');
+        for (i, (k, val)) in labels.iter().enumerate() {
+            if i > 0 {
+                s.push(',');
             }
-            self.s.push('}');
+            let _ = write!(s, "{k}=\"{}\"", escape(val));
         }
-        let _ = writeln!(self.s, " {v}");
+        s.push('}');
     }
-
-    fn histogram(&mut self, name: &str, labels: &[(&str, &str)], h: &HistogramSnapshot) {
-        let bucket = format!("{name}_bucket");
-        for (i, c) in h.cumulative.iter().enumerate() {
-            let le = LATENCY_BUCKETS
-                .get(i)
-                .map(|b| b.to_string())
-                .unwrap_or_else(|| "+Inf".to_string());
-            let mut l = labels.to_vec();
-            l.push(("le", &le));
-            self.sample(&bucket, &l, c);
-        }
-        self.sample(&format!("{name}_sum"), labels, h.sum_seconds);
-        self.sample(&format!("{name}_count"), labels, h.count);
-    }
+    let _ = writeln!(s, " {v}");
 }
 
 fn escape(v: &str) -> String {
@@ -298,183 +499,84 @@ fn escape(v: &str) -> String {
 
 /// Renders every metric in the Prometheus text exposition format 0.0.4.
 pub fn render(stats: &Stats, out: &OutputCounters, g: &Gauges) -> String {
-    let mut w = Writer {
-        s: String::with_capacity(8192),
-    };
-    w.family(
-        EVENTS_IN,
-        "counter",
-        "Input records received (decoded or dead-lettered), by input topic.",
-    );
-    let received = Stats::get(&stats.events_in) + Stats::get(&stats.dead_letters);
-    w.sample(EVENTS_IN, &[("topic", INPUT_TOPIC)], received);
-    w.family(
-        EVENTS_OUT,
-        "counter",
-        "Output records written, by output topic.",
-    );
-    for t in Topic::ALL {
-        w.sample(
-            EVENTS_OUT,
-            &[("topic", t.default_name())],
-            get(&out.by_topic[topic_index(t)]),
-        );
-    }
-    w.family(DEAD_LETTERS, "counter", "Dead letters by reason kind.");
-    for k in DeadLetterKind::ALL {
-        w.sample(
-            DEAD_LETTERS,
-            &[("reason_kind", k.as_str())],
-            get(&out.dead_by_kind[kind_index(k)]),
-        );
-    }
-    w.family(
-        LATE_EVENTS,
-        "counter",
-        "Events older than the watermark (counted and still used).",
-    );
-    w.sample(LATE_EVENTS, &[], Stats::get(&stats.late_events));
-    w.family(
-        CHANGE_EVENTS,
-        "counter",
-        "Change events (deploys, config changes).",
-    );
-    w.sample(CHANGE_EVENTS, &[], Stats::get(&stats.change_events));
-    w.family(DETECTIONS, "counter", "Detections by detector.");
-    for (i, d) in DETECTORS.iter().enumerate() {
-        w.sample(
-            DETECTIONS,
-            &[("detector", *d)],
-            get(&out.detections_by_detector[i]),
-        );
-    }
-    w.family(
-        INCIDENTS_OPENED,
-        "counter",
-        "Incidents opened, by category at opening.",
-    );
-    for (i, c) in Category::ALL.iter().enumerate() {
-        w.sample(
-            INCIDENTS_OPENED,
-            &[("category", c.as_str())],
-            get(&out.opened_by_category[i]),
-        );
-    }
-    w.family(
-        INCIDENTS_RESOLVED,
-        "counter",
-        "Incidents resolved, by category at resolution.",
-    );
-    for (i, c) in Category::ALL.iter().enumerate() {
-        w.sample(
-            INCIDENTS_RESOLVED,
-            &[("category", c.as_str())],
-            get(&out.resolved_by_category[i]),
-        );
-    }
-    w.family(INCIDENTS_OPEN, "gauge", "Incidents open now, by category.");
-    for (i, c) in Category::ALL.iter().enumerate() {
-        let v = g.open_by_category.get(i).copied().unwrap_or(0);
-        w.sample(INCIDENTS_OPEN, &[("category", c.as_str())], v);
-    }
-    w.family(ACTIONS, "counter", "Recovery actions by type and decision.");
-    for (i, t) in ACTION_TYPES.iter().enumerate() {
-        for (j, d) in DECISIONS.iter().enumerate() {
-            w.sample(
-                ACTIONS,
-                &[("type", t.as_str()), ("decision", decision_str(*d))],
-                get(&out.actions[i][j]),
-            );
+    let mut s = String::with_capacity(8192);
+    for f in families(stats, out, Some(g)) {
+        let _ = writeln!(s, "# HELP {} {}", f.name, f.help);
+        let _ = writeln!(s, "# TYPE {} {}", f.name, f.kind.as_str());
+        for sample in &f.samples {
+            match &sample.value {
+                Value::Int(v) => write_sample(&mut s, f.name, &sample.labels, v),
+                Value::Float(v) => write_sample(&mut s, f.name, &sample.labels, v),
+                Value::Histogram(h) => {
+                    let bucket = format!("{}_bucket", f.name);
+                    for (i, c) in h.cumulative.iter().enumerate() {
+                        let le = LATENCY_BUCKETS
+                            .get(i)
+                            .map(|b| b.to_string())
+                            .unwrap_or_else(|| "+Inf".to_string());
+                        let mut l = sample.labels.clone();
+                        l.push(("le", &le));
+                        write_sample(&mut s, &bucket, &l, c);
+                    }
+                    write_sample(
+                        &mut s,
+                        &format!("{}_sum", f.name),
+                        &sample.labels,
+                        h.sum_seconds,
+                    );
+                    write_sample(
+                        &mut s,
+                        &format!("{}_count", f.name),
+                        &sample.labels,
+                        h.count,
+                    );
+                }
+            }
         }
     }
-    w.family(ESCALATIONS, "counter", "Escalations to humans.");
-    w.sample(ESCALATIONS, &[], get(&out.escalations));
-    w.family(
-        ACTION_RESULTS,
-        "counter",
-        "Executor results received for verification and learning.",
-    );
-    w.sample(ACTION_RESULTS, &[], get(&stats.action_results));
-    w.family(
-        GUARD_HOLDS,
-        "counter",
-        "Actions held back by a safety guard, by guard.",
-    );
-    for (i, guard) in GUARDS.iter().enumerate() {
-        w.sample(
-            GUARD_HOLDS,
-            &[("guard", *guard)],
-            Stats::get(&stats.guard_holds[i]),
-        );
-    }
-    w.family(
-        VERIFICATIONS,
-        "counter",
-        "Verifications of executed actions, by outcome.",
-    );
-    for (i, o) in VERIFICATION_OUTCOMES.iter().enumerate() {
-        w.sample(
-            VERIFICATIONS,
-            &[("outcome", *o)],
-            Stats::get(&stats.verifications[i]),
-        );
-    }
-    w.family(
-        BREAKER_OPEN,
-        "gauge",
-        "Circuit breaker state: 1 = tripped (automatic actions stopped), 0 = closed.",
-    );
-    for b in BREAKERS {
-        w.sample(
-            BREAKER_OPEN,
-            &[("breaker", b)],
-            Stats::get(&stats.breaker_open),
-        );
-    }
-    w.family(
-        CONSUMER_LAG,
-        "gauge",
-        "Input records received but not yet processed, by input topic.",
-    );
-    w.sample(CONSUMER_LAG, &[("topic", INPUT_TOPIC)], stats.backlog());
-    w.family(
-        STAGE_BATCH_SECONDS,
-        "histogram",
-        "Wall-clock time a pipeline stage spends on one batch.",
-    );
-    for st in StageName::ALL {
-        let h = stats.stage_latency[st as usize].snapshot();
-        w.histogram(STAGE_BATCH_SECONDS, &[("stage", st.as_str())], &h);
-    }
-    w.family(
-        STATE_ENTRIES,
-        "gauge",
-        "Entries held in bounded in-memory state, by store.",
-    );
-    for (store, n) in &g.state {
-        w.sample(STATE_ENTRIES, &[("store", *store)], n);
-    }
-    w.family(READY, "gauge", "1 when the process is ready (see /ready).");
-    w.sample(READY, &[], u8::from(g.ready));
-    w.family(BUILD_INFO, "gauge", "Build information; always 1.");
-    w.sample(BUILD_INFO, &[("version", env!("CARGO_PKG_VERSION"))], 1);
-    w.family(START_TIME, "gauge", "Process start time in Unix seconds.");
-    w.sample(START_TIME, &[], g.start_time);
-    w.family(
-        KAFKA_ERRORS,
-        "counter",
-        "Kafka client trouble retried through (consumer/producer errors, failed deliveries, backpressure waits, schema registry errors).",
-    );
-    for k in KafkaErrorKind::ALL {
-        let n = KAFKA_ERROR_COUNTS[k as usize].load(std::sync::atomic::Ordering::Relaxed);
-        w.sample(KAFKA_ERRORS, &[("kind", k.label())], n);
-    }
-    w.s
+    s
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn otlp_view_is_the_prometheus_view_minus_hub_gauges() {
+        let stats = Stats::default();
+        Stats::add(&stats.events_in, 3);
+        Stats::add(&stats.guard_holds[Guard::Cooldown as usize], 2);
+        let out = OutputCounters::default();
+        let g = Gauges {
+            open_by_category: vec![1; Category::ALL.len()],
+            state: vec![("detector_keys", 4)],
+            ready: true,
+            start_time: 1.5,
+        };
+        let prom = families(&stats, &out, Some(&g));
+        let otlp = families(&stats, &out, None);
+        for f in &otlp {
+            assert_eq!(
+                prom.iter().find(|p| p.name == f.name),
+                Some(f),
+                "{}",
+                f.name
+            );
+        }
+        let missing: Vec<_> = prom
+            .iter()
+            .filter(|p| !otlp.iter().any(|f| f.name == p.name))
+            .map(|p| p.name)
+            .collect();
+        assert_eq!(
+            missing,
+            vec![INCIDENTS_OPEN, STATE_ENTRIES, READY, START_TIME]
+        );
+        let text = render(&stats, &out, &g);
+        assert!(text.contains("reflex_events_in_total{topic=\"errors\"} 3\n"));
+        assert!(text.contains("reflex_guard_holds_total{guard=\"cooldown\"} 2\n"));
+        assert!(text.contains("reflex_start_time_seconds 1.5\n"));
+    }
 
     #[test]
     fn every_family_has_help_and_type_and_counters_end_in_total() {

@@ -15,109 +15,26 @@
 //! counters are the pipeline's own atomics ([`Stats`]).
 
 pub mod approvals;
-pub mod config;
+// The `[telemetry]` section lives with the other config structs (below
+// every runtime); the old path stays.
+pub use crate::config::telemetry as config;
 pub mod logging;
 pub mod metrics;
 pub mod otel;
 pub mod server;
 pub mod store;
 
+pub use crate::pipeline::readiness::{Readiness, ReadyCondition};
+
 use crate::model::Incident;
-use crate::pipeline::stats::Stats;
+use crate::pipeline::Observer;
 use crate::sinks::{Output, Sink, SinkError};
+use crate::stage::stats::Stats;
 use metrics::{Gauges, OutputCounters};
 use otel::IncidentTracer;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use store::{IncidentFilter, IncidentStore};
 use tokio::sync::broadcast;
-
-/// One condition of readiness.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReadyCondition {
-    /// Configuration loaded and valid.
-    Config = 1,
-    /// The pipeline's stages run and the source delivers input (embedded:
-    /// first batch read or end of input reached).
-    Pipeline = 2,
-    /// Kafka: the consumer has partitions assigned.
-    Partitions = 4,
-    /// State for the assigned partitions is loaded.
-    State = 8,
-}
-
-impl ReadyCondition {
-    const ALL: [ReadyCondition; 4] = [
-        ReadyCondition::Config,
-        ReadyCondition::Pipeline,
-        ReadyCondition::Partitions,
-        ReadyCondition::State,
-    ];
-
-    fn as_str(self) -> &'static str {
-        match self {
-            ReadyCondition::Config => "config",
-            ReadyCondition::Pipeline => "pipeline",
-            ReadyCondition::Partitions => "partitions",
-            ReadyCondition::State => "state",
-        }
-    }
-}
-
-/// A shared readiness flag: ready exactly when every *required* condition is
-/// set. Conditions can be cleared again (Kafka: partitions revoked during a
-/// rebalance), which makes `/ready` fail until they are set again. Cloning
-/// shares the flag.
-#[derive(Debug, Clone)]
-pub struct Readiness {
-    required: u8,
-    set: Arc<AtomicU8>,
-}
-
-impl Readiness {
-    /// Requires the given conditions.
-    pub fn new(required: &[ReadyCondition]) -> Self {
-        Readiness {
-            required: required.iter().fold(0, |m, c| m | *c as u8),
-            set: Arc::new(AtomicU8::new(0)),
-        }
-    }
-
-    /// Embedded mode: config loaded and pipeline started.
-    pub fn embedded() -> Self {
-        Self::new(&[ReadyCondition::Config, ReadyCondition::Pipeline])
-    }
-
-    /// Kafka mode: config, pipeline, partitions assigned, state loaded.
-    pub fn kafka() -> Self {
-        Self::new(&ReadyCondition::ALL)
-    }
-
-    /// Marks a condition met.
-    pub fn set(&self, c: ReadyCondition) {
-        self.set.fetch_or(c as u8, Ordering::SeqCst);
-    }
-
-    /// Marks a condition unmet again.
-    pub fn clear(&self, c: ReadyCondition) {
-        self.set.fetch_and(!(c as u8), Ordering::SeqCst);
-    }
-
-    /// Every required condition is met.
-    pub fn is_ready(&self) -> bool {
-        self.set.load(Ordering::SeqCst) & self.required == self.required
-    }
-
-    /// The required conditions not met yet.
-    pub fn missing(&self) -> Vec<&'static str> {
-        let s = self.set.load(Ordering::SeqCst);
-        ReadyCondition::ALL
-            .iter()
-            .filter(|c| self.required & **c as u8 != 0 && s & **c as u8 == 0)
-            .map(|c| c.as_str())
-            .collect()
-    }
-}
 
 /// One message of the live stream (`/api/stream`): the SSE event name and
 /// the record as JSON.
@@ -300,6 +217,24 @@ impl Telemetry {
     }
 }
 
+impl Observer for Telemetry {
+    fn stats(&self) -> Arc<Stats> {
+        self.stats.clone()
+    }
+
+    fn observe(&self, out: &Output) {
+        Telemetry::observe(self, out);
+    }
+
+    fn readiness(&self) -> &Readiness {
+        &self.readiness
+    }
+
+    fn approvals(&self) -> &approvals::ApprovalQueue {
+        &self.approvals
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock leaves plain data; keep serving it.
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -327,28 +262,5 @@ impl Sink for TapSink<'_> {
 
     fn flush(&mut self) -> Result<(), SinkError> {
         self.inner.flush()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn readiness_needs_every_required_condition_and_can_be_revoked() {
-        let r = Readiness::kafka();
-        r.set(ReadyCondition::Config);
-        r.set(ReadyCondition::Pipeline);
-        assert!(!r.is_ready());
-        assert_eq!(r.missing(), vec!["partitions", "state"]);
-        r.set(ReadyCondition::Partitions);
-        r.set(ReadyCondition::State);
-        assert!(r.is_ready());
-        r.clear(ReadyCondition::Partitions);
-        assert!(!r.is_ready());
-        let e = Readiness::embedded();
-        e.set(ReadyCondition::Config);
-        e.set(ReadyCondition::Pipeline);
-        assert!(e.is_ready());
     }
 }

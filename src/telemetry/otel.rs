@@ -1,5 +1,6 @@
-//! OpenTelemetry export over OTLP/gRPC: one trace per incident, plus the
-//! pipeline's counters as OTLP metrics.
+//! OpenTelemetry export over OTLP/gRPC: one trace per incident, plus every
+//! metric family of `/metrics` as OTLP metrics (same names, help, labels and
+//! values: both read [`metrics::families`]).
 //!
 //! Built only when an OTLP endpoint is configured; otherwise no provider,
 //! exporter or background task exists and the pipeline pays nothing.
@@ -30,9 +31,9 @@
 //! runtime (the tonic channel binds to it); [`OtelGuard::shutdown`] flushes
 //! on a blocking thread.
 
-use super::metrics::OutputCounters;
+use super::metrics::{self, OutputCounters};
 use crate::model::{Detection, Escalation, EventTime, Incident, IncidentStatus, RecoveryAction};
-use crate::pipeline::stats::Stats;
+use crate::stage::stats::Stats;
 use opentelemetry::trace::{
     Span as _, SpanId, TraceContextExt, TraceId, Tracer as _, TracerProvider as _,
 };
@@ -453,49 +454,57 @@ pub fn init(
     ))
 }
 
+/// One OTLP instrument per metric family of [`metrics::families`], with the
+/// same name, help, labels (as attributes) and values as `/metrics`: both are
+/// encodings of one set of families, read from the same counters at
+/// collection time. The stage-latency histogram is Prometheus-only (OTLP has
+/// no asynchronous histogram; its buckets are already cumulative atomics).
 fn register_metrics(mp: &SdkMeterProvider, stats: Arc<Stats>, outputs: Arc<OutputCounters>) {
+    use metrics::{Kind, Value};
     use opentelemetry::metrics::MeterProvider as _;
-    use std::sync::atomic::Ordering;
     let meter = mp.meter(SCOPE);
-    type Read = fn(&Stats, &OutputCounters) -> u64;
-    let counters: [(&'static str, &'static str, Read); 7] = [
-        ("reflex.events.in", "Input records received", |s, _| {
-            Stats::get(&s.events_in) + Stats::get(&s.dead_letters)
-        }),
-        ("reflex.dead_letters", "Dead letters", |s, _| {
-            Stats::get(&s.dead_letters)
-        }),
-        ("reflex.late_events", "Late events", |s, _| {
-            Stats::get(&s.late_events)
-        }),
-        ("reflex.detections", "Detections", |s, _| {
-            Stats::get(&s.detections)
-        }),
-        ("reflex.incidents.opened", "Incidents opened", |s, _| {
-            Stats::get(&s.incidents_opened)
-        }),
-        ("reflex.actions", "Recovery actions", |s, _| {
-            Stats::get(&s.actions)
-        }),
-        ("reflex.escalations", "Escalations", |_, o| {
-            o.escalations.load(Ordering::Relaxed)
-        }),
-    ];
-    for (name, help, read) in counters {
+    let observe = move |name: &'static str| {
         let (s, o) = (stats.clone(), outputs.clone());
-        let _ = meter
-            .u64_observable_counter(name)
-            .with_description(help)
-            .with_callback(move |obs| obs.observe(read(&s, &o), &[]))
-            .build();
+        move |emit: &mut dyn FnMut(f64, &[KeyValue])| {
+            for f in metrics::families(&s, &o, None) {
+                if f.name != name {
+                    continue;
+                }
+                for sample in &f.samples {
+                    let attrs: Vec<KeyValue> = sample
+                        .labels
+                        .iter()
+                        .map(|(k, v)| KeyValue::new(*k, *v))
+                        .collect();
+                    match &sample.value {
+                        Value::Int(v) => emit(*v as f64, &attrs),
+                        Value::Float(v) => emit(*v, &attrs),
+                        Value::Histogram(_) => {}
+                    }
+                }
+            }
+        }
+    };
+    for f in metrics::families(&Stats::default(), &OutputCounters::default(), None) {
+        let read = observe(f.name);
+        match f.kind {
+            Kind::Counter => {
+                let _ = meter
+                    .u64_observable_counter(f.name)
+                    .with_description(f.help)
+                    .with_callback(move |obs| read(&mut |v, a| obs.observe(v as u64, a)))
+                    .build();
+            }
+            Kind::Gauge => {
+                let _ = meter
+                    .f64_observable_gauge(f.name)
+                    .with_description(f.help)
+                    .with_callback(move |obs| read(&mut |v, a| obs.observe(v, a)))
+                    .build();
+            }
+            Kind::Histogram => {}
+        }
     }
-    let s = stats.clone();
-    let _ = meter
-        .u64_observable_gauge("reflex.consumer.lag")
-        .with_description("Input records received but not yet processed")
-        .with_unit("{record}")
-        .with_callback(move |obs| obs.observe(s.backlog(), &[]))
-        .build();
 }
 
 #[cfg(test)]

@@ -17,12 +17,12 @@ use super::io::{decode_detection, header_i64, is_marker, InputDecoder, SharedSin
 use super::{KafkaRunError, KafkaSummary, StageSel};
 use crate::detectors::DetectStage;
 use crate::model::{Detection, EventTime};
-use crate::pipeline::stats::Stats;
 use crate::pipeline::topology::{Decider, Hold};
-use crate::pipeline::watermark::WatermarkTracker;
-use crate::pipeline::Stage;
 use crate::sinks::kafka::{HEADER_SEQ, HEADER_WM};
 use crate::sources::kafka::SourceShared;
+use crate::stage::stats::Stats;
+use crate::stage::watermark::WatermarkTracker;
+use crate::stage::Stage;
 use rdkafka::message::BorrowedMessage;
 use rdkafka::Message;
 use std::collections::{BTreeMap, BTreeSet, HashMap};

@@ -15,6 +15,7 @@ use crate::model::{Detection, ErrorEvent};
 use crate::sinks::kafka::{KafkaSink, HEADER_TYPE};
 use crate::sinks::{Output, Sink, SinkError};
 use crate::sources::kafka::RebalanceContext;
+use crate::stage::stats::{kafka_error, KafkaErrorKind};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers};
@@ -96,9 +97,7 @@ impl InputDecoder {
             match self.decode(bytes) {
                 Ok(r) => return Ok(r),
                 Err(error) => {
-                    crate::telemetry::metrics::kafka_error(
-                        crate::telemetry::metrics::KafkaErrorKind::SchemaRegistry,
-                    );
+                    kafka_error(KafkaErrorKind::SchemaRegistry);
                     warn!(%error, "Schema Registry unavailable; retrying.");
                     if shutdown.load(Ordering::SeqCst) {
                         return Err(KafkaRunError::Registry(error.to_string()));
@@ -191,7 +190,7 @@ impl Sink for SharedSink {
 /// incident store, live stream) when telemetry is on.
 pub(super) struct TappedSink {
     pub(super) inner: SharedSink,
-    pub(super) telemetry: Option<Arc<crate::telemetry::Telemetry>>,
+    pub(super) telemetry: Option<Arc<dyn crate::pipeline::Observer>>,
 }
 
 impl Sink for TappedSink {

@@ -48,8 +48,9 @@ mod io;
 use self::drivers::{Ctx, Epoch};
 use self::io::{InputDecoder, SharedSink, TappedSink};
 use super::feedback::ResultsFollower;
-use super::stats::Stats;
+use super::readiness::ReadyCondition;
 use super::topology::{DecideOptions, DecideStages, Decider, Topology, TopologyError};
+use super::Observer;
 use crate::codec::InputCodec;
 use crate::config::Config;
 use crate::sinks::kafka::{create_producer, Deliveries, KafkaSink};
@@ -57,6 +58,7 @@ use crate::sinks::{SinkError, Topic};
 use crate::sources::kafka::{
     commit_now, create_consumer, RebalanceContext, SourceShared, POLL_TIMEOUT,
 };
+use crate::stage::stats::{kafka_error, KafkaErrorKind, Stats};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::Producer;
@@ -103,7 +105,7 @@ pub struct KafkaOptions {
     /// runtime runs (Pipeline), partitions are assigned (Partitions, cleared
     /// again while none are), and state is loaded (State: nothing is
     /// restored yet, so it holds as soon as partitions are assigned).
-    pub telemetry: Option<Arc<crate::telemetry::Telemetry>>,
+    pub telemetry: Option<Arc<dyn Observer>>,
 }
 
 /// Errors that stop a Kafka run (exit 1; offsets of unfinished work are
@@ -189,7 +191,7 @@ struct Runtime<'a, 's> {
     /// The decide side hears back from executors (`None` in `detect`).
     results: Option<ResultsFollower>,
     /// And from humans, when telemetry serves the approval API.
-    approvals: Option<&'a Arc<crate::telemetry::Telemetry>>,
+    approvals: Option<&'a Arc<dyn Observer>>,
     summary: KafkaSummary,
     last_err_log: Instant,
 }
@@ -226,7 +228,7 @@ pub fn run(
     let stats = opts
         .telemetry
         .as_ref()
-        .map_or_else(|| Arc::new(Stats::default()), |t| t.stats.clone());
+        .map_or_else(|| Arc::new(Stats::default()), |t| t.stats());
     let deliveries = Arc::new(Deliveries::default());
     let producer = Arc::new(create_producer(&opts.brokers, k, deliveries.clone())?);
     let mut ksink = KafkaSink::new(producer.clone(), deliveries.clone(), k);
@@ -285,11 +287,11 @@ pub fn run(
     };
     let approvals = opts.telemetry.as_ref().filter(|_| deciding);
     if let Some(t) = approvals {
-        t.approvals.attach();
+        t.approvals().attach();
     }
 
     if let Some(t) = &opts.telemetry {
-        t.readiness.set(crate::telemetry::ReadyCondition::Pipeline);
+        t.readiness().set(ReadyCondition::Pipeline);
     }
     info!(?opts.stage, topic, group, "Kafka runtime started.");
     let mut rt = Runtime {
@@ -335,12 +337,11 @@ impl Runtime<'_, '_> {
     /// nothing restores yet) are ready while some are assigned.
     fn set_assigned(&self, assigned: bool) {
         if let Some(t) = &self.opts.telemetry {
-            use crate::telemetry::ReadyCondition;
             if assigned {
-                t.readiness.set(ReadyCondition::Partitions);
-                t.readiness.set(ReadyCondition::State);
+                t.readiness().set(ReadyCondition::Partitions);
+                t.readiness().set(ReadyCondition::State);
             } else {
-                t.readiness.clear(ReadyCondition::Partitions);
+                t.readiness().clear(ReadyCondition::Partitions);
             }
         }
     }
@@ -353,9 +354,7 @@ impl Runtime<'_, '_> {
             return Err(KafkaRunError::Delivery(f));
         }
         if self.deliveries.in_flight() >= k.max_in_flight {
-            crate::telemetry::metrics::kafka_error(
-                crate::telemetry::metrics::KafkaErrorKind::Backpressure,
-            );
+            kafka_error(KafkaErrorKind::Backpressure);
             return Ok(State::Backpressure);
         }
         // The messages borrow the consumer, not the runtime, so a rebalance
@@ -382,9 +381,7 @@ impl Runtime<'_, '_> {
                     continue;
                 }
                 Err(error) => {
-                    crate::telemetry::metrics::kafka_error(
-                        crate::telemetry::metrics::KafkaErrorKind::Consumer,
-                    );
+                    kafka_error(KafkaErrorKind::Consumer);
                     if self.last_err_log.elapsed() > Duration::from_secs(5) {
                         warn!(%error, topic = self.topic, "Consumer error; retrying.");
                         self.last_err_log = Instant::now();
@@ -421,7 +418,7 @@ impl Runtime<'_, '_> {
             r.poll(&mut self.decider)?;
         }
         if let Some(t) = self.approvals {
-            super::feedback::answer_approvals(&t.approvals, &mut self.decider)?;
+            super::feedback::answer_approvals(t.approvals(), &mut self.decider)?;
         }
         self.store();
         Ok(State::Consuming)

@@ -22,10 +22,10 @@
 use crate::config::Config;
 use crate::diagnosis::DiagnosisStage;
 use crate::model::{ActionResult, DeadLetter, Detection, EventTime, Incident};
-use crate::pipeline::stats::Stats;
-use crate::pipeline::Stage;
 use crate::recovery::{ApprovalError, RecoveryOutput, RecoveryStage};
 use crate::sinks::{Output, Sink, SinkError};
+use crate::stage::stats::Stats;
+use crate::stage::Stage;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 

@@ -28,12 +28,12 @@ pub mod decide;
 
 pub use decide::{DecideOptions, DecideStages, Decider};
 
-use super::batcher::Batcher;
-use super::stats::Stats;
-use super::watermark::WatermarkTracker;
 use crate::codec::InputCodec;
 use crate::config::Config;
 use crate::detectors::{self, DetectStage};
+use crate::stage::batcher::Batcher;
+use crate::stage::stats::Stats;
+use crate::stage::watermark::WatermarkTracker;
 use std::sync::Arc;
 
 /// Event time after which a line source hands over a batch even mid-chunk.

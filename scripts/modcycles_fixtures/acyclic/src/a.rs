@@ -1,0 +1,5 @@
+use crate::b::Thing;
+
+pub fn f() -> Thing {
+    Thing
+}

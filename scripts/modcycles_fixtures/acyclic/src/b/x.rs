@@ -1,0 +1,6 @@
+use super::Y;
+
+pub fn g() -> Y {
+    let _ = super::Thing;
+    Y
+}

@@ -1,0 +1,5 @@
+use super::Y;
+
+pub fn g() -> Y {
+    Y
+}
