@@ -1,9 +1,12 @@
 //! Training examples: a labelled incident as the classifier sees it — the
 //! root's and its callers' signals, the structural facts and the rules'
-//! answer — built from its events.
+//! answer — built from its events. Each service's signals come from
+//! [`signals::service_signals`], the detections-and-fold path the live
+//! diagnosis uses.
 
-use super::super::features::{self, Context};
+use super::super::features::Context;
 use super::super::rootcause::{self, categorise, Change, RuleCategory, ServiceSignals};
+use super::super::signals;
 use super::labelled::LabelledIncident;
 use crate::detectors::facts::SignatureMeta;
 use crate::detectors::signature::Signatures;
@@ -12,13 +15,6 @@ use std::collections::BTreeMap;
 
 /// A recent change this long before onset ties the fault to it (as `diagnosis.change_window`).
 const CHANGE_WINDOW_MS: i64 = 15 * 60_000;
-/// Signature-hint windows (as the detectors' one-minute windows).
-const WINDOW_MS: i64 = 60_000;
-/// A window needs this many failing events to count as a detection.
-const MIN_WINDOW_EVENTS: usize = 5;
-/// Sample messages per window (as a detection's samples).
-const SAMPLES_PER_WINDOW: usize = 3;
-
 /// A labelled incident as the classifier sees it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Example {
@@ -33,71 +29,6 @@ impl Example {
     pub(super) fn structural(&self) -> bool {
         self.ctx.external || self.ctx.changed || self.ctx.node_local
     }
-}
-
-/// Folds one service's failing events into signals the way the detectors and
-/// the diagnosis stage would: one-minute windows of at least
-/// [`MIN_WINDOW_EVENTS`] events, each like one detection (hints = rule weight ×
-/// share of the window's events, a few sample messages).
-fn fold_service(evs: &[&ErrorEvent], sigs: &Signatures, meta: &SignatureMeta) -> ServiceSignals {
-    let mut windows: BTreeMap<i64, Vec<&ErrorEvent>> = BTreeMap::new();
-    for e in evs {
-        windows
-            .entry(e.time.millis().div_euclid(WINDOW_MS))
-            .or_default()
-            .push(e);
-    }
-    let mut groups: Vec<Vec<&ErrorEvent>> = windows
-        .into_values()
-        .filter(|w| w.len() >= MIN_WINDOW_EVENTS)
-        .collect();
-    if groups.is_empty() {
-        groups.push(evs.to_vec());
-    }
-    let mut s = ServiceSignals::default();
-    let mut hits = Vec::new();
-    for w in groups {
-        let mut rule_hits: Vec<(usize, u64)> = Vec::new();
-        let mut samples: Vec<&str> = Vec::new();
-        for e in &w {
-            s.first_seen = Some(s.first_seen.map_or(e.time, |f| f.min(e.time)));
-            s.count += 1;
-            if let Some(u) = &e.upstream {
-                *s.upstreams.entry(u.clone()).or_default() += 1;
-            }
-            if let Some(n) = &e.node {
-                *s.nodes.entry(n.clone()).or_default() += 1;
-            }
-            if let Some(t) = &e.error_type {
-                features::bump(&mut s.error_types, t, 1, features::MAX_VALUES);
-            }
-            if let Some(c) = e.http_status {
-                features::bump(&mut s.statuses, &c.to_string(), 1, features::MAX_VALUES);
-            }
-            if samples.len() < SAMPLES_PER_WINDOW && !samples.contains(&e.message.as_str()) {
-                samples.push(&e.message);
-            }
-            sigs.matches(e, &mut hits);
-            for &h in &hits {
-                match rule_hits.iter_mut().find(|x| x.0 == h) {
-                    Some(x) => x.1 += 1,
-                    None => rule_hits.push((h, 1)),
-                }
-            }
-        }
-        for m in samples {
-            features::bump(
-                &mut s.templates,
-                &features::template(m),
-                1,
-                features::MAX_TEMPLATES,
-            );
-        }
-        for h in meta.hints(&rule_hits, w.len() as u64) {
-            rootcause::add_hint(&mut s, h.category, h.weight, h.about);
-        }
-    }
-    s
 }
 
 /// Builds the classifier's view of a labelled incident from its events: the
@@ -125,11 +56,11 @@ pub fn signals_from_events(inc: &LabelledIncident, sigs: &Signatures) -> Example
         .collect();
     let mut services = BTreeMap::new();
     if let Some(evs) = per.get(root) {
-        services.insert(root.to_string(), fold_service(evs, sigs, &meta));
+        services.insert(root.to_string(), signals::service_signals(evs, sigs, &meta));
     }
     for c in callers {
         if let Some(evs) = per.get(c) {
-            services.insert(c.to_string(), fold_service(evs, sigs, &meta));
+            services.insert(c.to_string(), signals::service_signals(evs, sigs, &meta));
         }
     }
     let external = !named && !node_root;
