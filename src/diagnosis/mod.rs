@@ -81,6 +81,7 @@ pub mod features;
 pub mod graph;
 pub mod recurrence;
 pub mod rootcause;
+pub mod signals;
 pub mod workload;
 
 pub use config::DiagnosisConfig;
@@ -91,7 +92,7 @@ use crate::stage::Stage;
 use crate::util::stable_id;
 use catalog::Catalog;
 use graph::DependencyGraph;
-use rootcause::{add_hint, Change, ServiceSignals};
+use rootcause::{Change, ServiceSignals};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use tracing::debug;
@@ -515,42 +516,9 @@ impl DiagnosisStage {
     /// incident) counts as activity: weak evidence (cascades, new templates,
     /// sequences) explains an incident but never keeps it open.
     fn fold(t: &mut Tracked, d: &Detection, strong: bool) {
-        let sig = t.signals.entry(d.service.clone()).or_default();
-        sig.first_seen = Some(sig.first_seen.map_or(d.first_seen, |f| f.min(d.first_seen)));
-        sig.score += d.score;
-        for h in &d.hints {
-            add_hint(sig, h.category, h.weight, h.about);
-        }
-        sig.add_tally(
-            &format!("{}/{}", d.detector, d.rule),
-            d.count,
-            d.upstreams.iter().map(|u| (u.value.clone(), u.count)),
-            d.nodes.iter().map(|n| (n.value.clone(), n.count)),
-        );
+        signals::fold_detection(t.signals.entry(d.service.clone()).or_default(), d);
         for u in &d.upstreams {
             t.upstreams.insert(u.value.clone());
-        }
-        for m in &d.samples {
-            features::bump(
-                &mut sig.templates,
-                &features::template(m),
-                1,
-                features::MAX_TEMPLATES,
-            );
-        }
-        for e in &d.error_types {
-            features::bump(
-                &mut sig.error_types,
-                &e.value,
-                e.count,
-                features::MAX_VALUES,
-            );
-        }
-        for e in &d.http_statuses {
-            features::bump(&mut sig.statuses, &e.value, e.count, features::MAX_VALUES);
-        }
-        if sig.evidence.as_ref().is_none_or(|(s, _)| d.score > *s) {
-            sig.evidence = Some((d.score, d.evidence.clone()));
         }
         for x in &d.trace_ids {
             if t.traces.len() < MAX_TRACES {
@@ -565,9 +533,6 @@ impl DiagnosisStage {
             let e = t.seen.entry(d.service.clone()).or_insert((d.window.end, 0));
             e.0 = e.0.max(d.window.end);
             e.1 += 1;
-        }
-        if sig.namespace.is_none() {
-            sig.namespace.clone_from(&d.namespace);
         }
         if t.namespace.is_none() {
             t.namespace.clone_from(&d.namespace);
