@@ -3,7 +3,7 @@
 //!
 //! Guarantees: the message is complete as printed after `reflex: ` (a
 //! context followed by its causes, `a: b: c`); multi-line reports such as
-//! every configuration problem at once keep their line breaks. An empty
+//! every configuration problem at once are printed as they are. An empty
 //! message means the command already reported the problem itself.
 
 use std::fmt::Write;
@@ -27,6 +27,8 @@ pub enum Kind {
 pub struct CliError {
     kind: Kind,
     message: String,
+    /// The message is a whole report, line breaks included (printed as is).
+    report: bool,
 }
 
 impl CliError {
@@ -34,6 +36,16 @@ impl CliError {
         CliError {
             kind,
             message: message.into(),
+            report: false,
+        }
+    }
+
+    /// A usage error whose message is a whole report ending in its own
+    /// line break (every configuration problem with file and key).
+    pub fn usage_report(report: impl Into<String>) -> Self {
+        CliError {
+            report: true,
+            ..Self::usage(report)
         }
     }
 
@@ -75,12 +87,11 @@ impl CliError {
         if self.message.is_empty() {
             return;
         }
-        let nl = if self.message.ends_with('\n') {
-            ""
+        if self.report {
+            eprint!("reflex: {}", self.message);
         } else {
-            "\n"
-        };
-        eprint!("reflex: {}{nl}", self.message);
+            eprintln!("reflex: {}", self.message);
+        }
     }
 }
 

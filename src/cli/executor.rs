@@ -39,8 +39,8 @@ pub fn run(a: ExecutorArgs) -> Result<(), CliError> {
         .and_then(LogFormat::parse)
         .unwrap_or(LogFormat::Pretty);
     let _ = logging::init(format, logging::DEFAULT_FILTER);
-    let cfg =
-        ExecutorConfig::load(a.config.as_deref()).map_err(|e| CliError::usage(e.to_string()))?;
+    let cfg = ExecutorConfig::load(a.config.as_deref())
+        .map_err(|e| CliError::usage_report(e.to_string()))?;
     let kind_name = match a.kind {
         ExecutorKind::Kube { .. } => "kube",
         ExecutorKind::Webhook => "webhook",

@@ -21,5 +21,5 @@ use std::path::Path;
 
 /// The configuration (default: the embedded one); problems are usage errors.
 pub fn load_config(path: Option<&Path>) -> Result<Config, CliError> {
-    Config::load(path).map_err(|e| CliError::usage(e.to_string()))
+    Config::load(path).map_err(|e| CliError::usage_report(e.to_string()))
 }
