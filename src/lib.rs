@@ -22,14 +22,17 @@
 //! - **Bounded state.** Every per-key structure has a documented bound and
 //!   evicts idle keys.
 
+pub mod cli;
 pub mod codec;
 pub mod config;
 pub mod detectors;
 pub mod diagnosis;
+pub mod error;
 pub mod executors;
 pub mod model;
 pub mod pipeline;
 pub mod recovery;
+pub mod shutdown;
 pub mod sim;
 pub mod sinks;
 pub mod sources;

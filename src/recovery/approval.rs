@@ -13,7 +13,9 @@
 //! the stage's watermark (event time), never the wall clock.
 
 use super::guards::{self, Guard};
-use super::{Phase, RecoveryOutput, RecoveryStage};
+use super::plan;
+use super::state::{Event, Phase};
+use super::{RecoveryOutput, RecoveryStage};
 use crate::model::Decision;
 
 /// Why an approval could not be applied.
@@ -59,7 +61,7 @@ impl RecoveryStage {
         if action.expires_at <= now {
             self.pending.remove(action_id);
             self.decided.insert(action_id.to_string(), true);
-            ep.phase = Phase::Done { verified: false };
+            ep.on(Event::Ended { verified: false });
             self.episodes.insert(incident_id, ep);
             return Err(ApprovalError::Expired);
         }
@@ -83,7 +85,7 @@ impl RecoveryStage {
                 "Pending action rejected."
             );
             self.learn(&ep, false);
-            ep.phase = Phase::Done { verified: false };
+            ep.on(Event::Ended { verified: false });
             self.escalate_ep(
                 &ep,
                 now.max(action.created_at),
@@ -99,7 +101,7 @@ impl RecoveryStage {
         let req = guards::Request {
             service: &root,
             incident_id: &incident_id,
-            touched: Self::touched(action.action_type, replicas, action.params.replicas),
+            touched: plan::touched(action.action_type, replicas, action.params.replicas),
             replicas,
             at,
             undo: false,
@@ -115,7 +117,7 @@ impl RecoveryStage {
         self.breaker_gauge();
         if let Some(g) = held {
             guards::record_hold(&self.stats, g, &root, &incident_id);
-            ep.phase = Phase::Done { verified: false };
+            ep.on(Event::Ended { verified: false });
             let note = if g == Guard::DryRun {
                 "; dry run: not emitted"
             } else {
@@ -139,9 +141,9 @@ impl RecoveryStage {
         a.reason = format!("{}; approved by {by}", a.reason);
         self.sign(&mut a);
         self.guards.admit(&a.idempotency_key, &req);
-        ep.phase = Phase::AwaitingResult {
+        ep.on(Event::Approved {
             deadline: at.plus_ms(self.cfg.result_timeout.0),
-        };
+        });
         ep.action = Some(a.clone());
         tracing::info!(incident_id = %incident_id, action_id, by, "Pending action approved.");
         self.push_action(a, out);

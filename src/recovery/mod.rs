@@ -23,6 +23,12 @@
 //! back to the revision that was live before reflex's rollback) and the
 //! incident escalated; no result within `result_timeout` ⇒ escalation.
 //!
+//! Structure: [`plan`] decides what a ladder step does (pure, property-
+//! tested), `state` holds an episode's phases and their one transition
+//! function, `effects` gathers a plan's facts and applies its effects
+//! (outputs, guard admission, bookkeeping); this module routes incidents,
+//! results and watermarks to them.
+//!
 //! Guarantees: everything runs in event time (watermarks, detections,
 //! results applied at the watermark that passes their `finished_at`), so a
 //! replay of the same input and results yields the same records. Ids and
@@ -32,11 +38,14 @@
 
 pub mod approval;
 pub mod config;
+mod effects;
 pub mod guards;
 pub mod learn;
+pub mod plan;
 pub mod risk;
 // Signing is part of the contract (executors verify it): the old path stays.
 pub use crate::model::sign;
+mod state;
 pub mod verify;
 
 pub use approval::ApprovalError;
@@ -44,15 +53,15 @@ pub use config::{ActionCatalog, RecoveryConfig};
 
 use crate::diagnosis::catalog::Catalog;
 use crate::model::{
-    ActionParams, ActionResult, ActionStatus, ActionType, Category, Decision, Escalation,
-    EventTime, Incident, IncidentStatus, RecoveryAction, Target,
+    ActionResult, ActionStatus, Category, Escalation, EventTime, Incident, IncidentStatus,
+    RecoveryAction,
 };
 use crate::stage::stats::Stats;
 use crate::stage::Stage;
-use crate::util::stable_id;
-use config::{ActionStep, Environment};
-use guards::{Guard, Guards};
+use config::ActionStep;
+use guards::Guards;
 use learn::Learned;
+use state::{Episode, Event, Phase};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -86,51 +95,8 @@ const MAX_RESULTS: usize = 4096;
 /// Finished episodes remembered (for relapse/flap and late results).
 const MAX_EPISODES: usize = 4096;
 
-/// Replica count assumed when the catalog does not say.
-const DEFAULT_REPLICAS: i64 = 2;
-
 /// Default `min_open_score` of the diagnosis stage (what counts as a strong detection).
 const DEFAULT_MIN_SCORE: f64 = 0.5;
-
-#[derive(Debug, Clone, PartialEq)]
-enum Phase {
-    AwaitingApproval,
-    AwaitingResult {
-        deadline: EventTime,
-    },
-    Verifying {
-        finished: EventTime,
-        grace_end: EventTime,
-        end: EventTime,
-        pre: Activity,
-    },
-    /// Over; `verified` when it ended with a verified fix.
-    Done {
-        verified: bool,
-    },
-}
-
-#[derive(Debug, Clone)]
-struct Episode {
-    inc: Incident,
-    /// Index of the current ladder step.
-    step: usize,
-    /// What was tried, for escalations ("restart payments").
-    tried: Vec<String>,
-    phase: Phase,
-    action: Option<RecoveryAction>,
-    /// The current action reverts an earlier one.
-    undo: bool,
-    /// Replica count before the current action (scale undo).
-    previous_replicas: Option<i64>,
-    /// Activity before the current action was created.
-    pre: Activity,
-    /// A new category for the same root arrived while an action was being
-    /// carried out or verified (its own blip can change the diagnosis): the
-    /// verification decides first; if it fails, the ladder continues with
-    /// this diagnosis.
-    rediagnosed: Option<Incident>,
-}
 
 /// The recovery stage.
 pub struct RecoveryStage {
@@ -289,12 +255,12 @@ impl RecoveryStage {
                 let (grace, verify_for) = step
                     .map(|s| (s.grace.0, s.verify_for.0))
                     .unwrap_or((60_000, 240_000));
-                ep.phase = Phase::Verifying {
+                ep.on(Event::Succeeded {
                     finished: r.finished_at,
                     grace_end: r.finished_at.plus_ms(grace),
                     end: r.finished_at.plus_ms(verify_for),
                     pre: ep.pre.clone(),
-                };
+                });
             }
             ActionStatus::Failed | ActionStatus::Rejected => {
                 self.guards.release(&r.idempotency_key);
@@ -302,7 +268,7 @@ impl RecoveryStage {
                 self.breaker_gauge();
                 let what = self.describe(&ep);
                 if ep.undo {
-                    ep.phase = Phase::Done { verified: false };
+                    ep.on(Event::Ended { verified: false });
                     self.escalate_ep(
                         &ep,
                         at,
@@ -331,12 +297,6 @@ impl RecoveryStage {
         self.episodes.insert(id, ep);
     }
 
-    fn breaker_gauge(&self) {
-        self.stats
-            .breaker_open
-            .store(u64::from(self.guards.breaker_open()), Ordering::Relaxed);
-    }
-
     fn step_of(&self, ep: &Episode) -> Option<&ActionStep> {
         self.actions
             .categories
@@ -360,419 +320,6 @@ impl RecoveryStage {
     fn count_verification(&self, o: Outcome) {
         if let Some(i) = Outcome::ALL.iter().position(|&x| x == o) {
             Stats::add(&self.stats.verifications[i], 1);
-        }
-    }
-
-    fn push_action(&self, a: RecoveryAction, out: &mut Vec<RecoveryOutput>) {
-        Stats::add(&self.stats.actions, 1);
-        out.push(RecoveryOutput::Action(Box::new(a)));
-    }
-
-    fn push_escalation(&self, e: Escalation, out: &mut Vec<RecoveryOutput>) {
-        Stats::add(&self.stats.escalations, 1);
-        out.push(RecoveryOutput::Escalation(e));
-    }
-
-    fn escalation(
-        &self,
-        inc: &Incident,
-        at: EventTime,
-        reason: String,
-        suggested: Vec<String>,
-    ) -> Escalation {
-        Escalation {
-            escalation_id: stable_id("esc-", &[inc.incident_id.as_bytes(), reason.as_bytes()]),
-            incident_id: inc.incident_id.clone(),
-            created_at: at,
-            severity: inc.severity,
-            reason,
-            team: self
-                .catalog
-                .get(&inc.root_cause_service)
-                .and_then(|s| s.team.clone()),
-            summary: inc.summary.clone(),
-            suggested_actions: suggested,
-        }
-    }
-
-    fn suggestions(&self, c: Category) -> Vec<String> {
-        self.actions
-            .categories
-            .get(&c)
-            .map(|r| r.suggestions.clone())
-            .unwrap_or_default()
-    }
-
-    fn escalate_ep(
-        &self,
-        ep: &Episode,
-        at: EventTime,
-        reason: String,
-        out: &mut Vec<RecoveryOutput>,
-    ) {
-        let e = self.escalation(&ep.inc, at, reason, self.suggestions(ep.inc.category));
-        self.push_escalation(e, out);
-    }
-
-    fn target_of(&self, inc: &Incident) -> Target {
-        let root = inc.root_cause_service.as_str();
-        let entry = self.catalog.get(root);
-        Target {
-            service: root.to_string(),
-            namespace: entry
-                .and_then(|e| e.namespace.clone())
-                .or_else(|| inc.namespace.clone()),
-            kind: entry
-                .and_then(|e| e.kind.clone())
-                .unwrap_or_else(|| "Deployment".into()),
-            name: entry
-                .and_then(|e| e.name.clone())
-                .unwrap_or_else(|| root.to_string()),
-        }
-    }
-
-    fn replicas(&self, service: &str) -> i64 {
-        self.catalog
-            .get(service)
-            .and_then(|e| e.replicas)
-            .unwrap_or(DEFAULT_REPLICAS)
-            .max(0)
-    }
-
-    fn env(&self, namespace: Option<&str>) -> risk::Env {
-        match self.cfg.environment {
-            Some(Environment::Production) => risk::Env::Production,
-            Some(Environment::Staging) => risk::Env::Staging,
-            Some(Environment::Development) => risk::Env::Development,
-            None => match namespace {
-                Some(n) if n.contains("prod") => risk::Env::Production,
-                Some(n) if n.contains("stag") => risk::Env::Staging,
-                Some(n) if n.contains("dev") => risk::Env::Development,
-                _ => risk::Env::Unknown,
-            },
-        }
-    }
-
-    /// Instances an action disrupts at once: rolling restarts and rollbacks
-    /// replace a quarter of the instances at a time (Kubernetes' default
-    /// `maxUnavailable`), at least one; a pod deletion or node drain one;
-    /// scaling up none, scaling down the instances removed.
-    fn touched(t: ActionType, replicas: i64, new_replicas: Option<i64>) -> f64 {
-        match t {
-            ActionType::Restart | ActionType::Rollback => ((replicas as f64) / 4.0).ceil().max(1.0),
-            ActionType::DeletePod | ActionType::DrainNode | ActionType::RunRunbook => 1.0,
-            ActionType::Scale => (replicas - new_replicas.unwrap_or(replicas)).max(0) as f64,
-        }
-    }
-
-    fn idem_key(inc: &str, step: u32, undo: bool, t: ActionType, service: &str) -> String {
-        if undo {
-            stable_id(
-                "idem-",
-                &[
-                    inc.as_bytes(),
-                    &step.to_be_bytes(),
-                    b"undo",
-                    t.as_str().as_bytes(),
-                    service.as_bytes(),
-                ],
-            )
-        } else {
-            stable_id(
-                "idem-",
-                &[
-                    inc.as_bytes(),
-                    &step.to_be_bytes(),
-                    t.as_str().as_bytes(),
-                    service.as_bytes(),
-                ],
-            )
-        }
-    }
-
-    fn sign(&self, a: &mut RecoveryAction) {
-        a.signature = None;
-        if let Some(k) = &self.signing_key {
-            a.signature = Some(sign::sign(a, k));
-        }
-    }
-
-    fn preconditions_hold(step: &ActionStep, inc: &Incident, new_replicas: Option<i64>) -> bool {
-        let p = &step.preconditions;
-        if p.min_confidence.is_some_and(|m| inc.confidence < m) {
-            return false;
-        }
-        if let (Some(max), Some(n)) = (p.max_replicas, new_replicas) {
-            if n > max {
-                return false;
-            }
-        }
-        if p.recent_change {
-            let tied = inc.evidence.iter().any(|e| {
-                let e = e.to_ascii_lowercase();
-                e.contains("change") || e.contains("version") || e.contains("deploy")
-            });
-            if !tied {
-                return false;
-            }
-        }
-        true
-    }
-
-    /// Plans ladder step `ep.step` (or the first later one whose
-    /// preconditions hold) at event time `at`; escalates when none is left.
-    /// `why` says why the previous step did not do (for the escalation).
-    fn try_step(
-        &mut self,
-        ep: &mut Episode,
-        at: EventTime,
-        why: Option<String>,
-        out: &mut Vec<RecoveryOutput>,
-    ) {
-        let inc = ep.inc.clone();
-        let root = inc.root_cause_service.clone();
-        let remedy = self
-            .actions
-            .categories
-            .get(&inc.category)
-            .cloned()
-            .unwrap_or_default();
-        let suggestions = remedy.suggestions.clone();
-        let external = inc.category == Category::DependencyFailure;
-        if remedy.steps.is_empty() || external {
-            ep.phase = Phase::Done { verified: false };
-            let e = self.escalation(
-                &inc,
-                at,
-                format!(
-                    "{} is not remediated automatically; a human must act",
-                    inc.category
-                ),
-                suggestions,
-            );
-            self.push_escalation(e, out);
-            return;
-        }
-        let current = self.replicas(&root);
-        let mut chosen = None;
-        while let Some(step) = remedy.steps.get(ep.step) {
-            let new_replicas =
-                (step.action == ActionType::Scale).then(|| current + step.scale_by.unwrap_or(1));
-            if Self::preconditions_hold(step, &inc, new_replicas) {
-                chosen = Some((step.clone(), new_replicas));
-                break;
-            }
-            tracing::info!(
-                incident_id = %inc.incident_id,
-                step = ep.step + 1,
-                action = step.action.as_str(),
-                "Ladder step skipped: its preconditions do not hold."
-            );
-            ep.step += 1;
-        }
-        let Some((step, new_replicas)) = chosen else {
-            ep.phase = Phase::Done { verified: false };
-            let tried = if ep.tried.is_empty() {
-                "no step's preconditions held".to_string()
-            } else {
-                format!("tried {}", ep.tried.join(", then "))
-            };
-            let reason = format!(
-                "remedy ladder exhausted for {} on {root} ({tried}){}; a human must act",
-                inc.category,
-                why.map_or(String::new(), |w| format!("; last: {w}"))
-            );
-            let e = self.escalation(&inc, at, reason, suggestions);
-            self.push_escalation(e, out);
-            return;
-        };
-        let target = self.target_of(&inc);
-        let mut params = ActionParams::default();
-        match step.action {
-            ActionType::Scale => params.replicas = new_replicas,
-            ActionType::RunRunbook => params.runbook.clone_from(&step.runbook),
-            _ => {}
-        }
-        let attempts = self.attempts.get_mut(&root).map_or(0, |v| {
-            v.retain(|t| at.millis() - t.millis() < RECENT_ATTEMPTS_MS);
-            v.len() as u32
-        });
-        let frozen = self.catalog.frozen(&root, at);
-        let maintenance = self.cfg.in_maintenance(&root, at);
-        let entry = self.catalog.get(&root);
-        let touched = Self::touched(step.action, current, new_replicas);
-        let risk = risk::risk(&risk::RiskInputs {
-            base_risk: step.base_risk,
-            confidence: inc.confidence,
-            criticality: entry.map(|e| e.criticality).unwrap_or_default(),
-            blast_radius: if current > 0 {
-                (touched / current as f64).min(1.0)
-            } else {
-                0.0
-            },
-            success_rate: self.learned.success_rate(inc.category, step.action),
-            env: self.env(target.namespace.as_deref()),
-            recent_attempts: attempts,
-            in_window: frozen || maintenance,
-        });
-        let policy = self.cfg.policy(inc.category, &root);
-        let decision =
-            if risk <= policy.auto_max_risk && inc.confidence >= policy.min_confidence && !frozen {
-                Some(Decision::Auto)
-            } else if risk <= policy.approval_max_risk {
-                Some(Decision::ApprovalRequired)
-            } else {
-                None
-            };
-        let step_no = ep.step as u32;
-        let label = format!("{} {root}", step.action.as_str());
-        let mut s = vec![label.clone()];
-        s.extend(suggestions.iter().cloned());
-        let Some(decision) = decision else {
-            ep.phase = Phase::Done { verified: false };
-            let e = self.escalation(
-                &inc,
-                at,
-                format!(
-                    "risk {risk:.2} of {} on {root} (step {}) is above the approval limit{}",
-                    step.action.as_str(),
-                    step_no + 1,
-                    why.map_or(String::new(), |w| format!("; earlier: {w}"))
-                ),
-                s,
-            );
-            self.push_escalation(e, out);
-            return;
-        };
-        let req = guards::Request {
-            service: &root,
-            incident_id: &inc.incident_id,
-            touched,
-            replicas: current,
-            at,
-            undo: false,
-        };
-        let held = self.guards.check(
-            &req,
-            guards::Context {
-                healing: self.cfg.healing,
-                dry_run: self.cfg.dry_run,
-                in_maintenance: maintenance,
-            },
-        );
-        self.breaker_gauge();
-        if let Some(g) = held.filter(|g| *g != Guard::DryRun) {
-            guards::record_hold(&self.stats, g, &root, &inc.incident_id);
-            ep.phase = Phase::Done { verified: false };
-            let reason = if g == Guard::KillSwitch {
-                "automatic healing is switched off (held by guard kill_switch)".to_string()
-            } else {
-                format!(
-                    "held by guard {}: {}; not done: {label} (step {})",
-                    g.as_str(),
-                    g.explain(),
-                    step_no + 1
-                )
-            };
-            let e = self.escalation(&inc, at, reason, s);
-            self.push_escalation(e, out);
-            return;
-        }
-        let idempotency_key = Self::idem_key(
-            &inc.incident_id,
-            step_no,
-            false,
-            step.action,
-            &target.service,
-        );
-        let effect = step
-            .expected_effect
-            .as_deref()
-            .map_or(String::new(), |e| format!(" (expected: {e})"));
-        let reason = format!(
-            "{} diagnosed on {root} (confidence {:.2}); remedy step {}: {}{effect}{}{}",
-            inc.category,
-            inc.confidence,
-            step_no + 1,
-            step.action.as_str(),
-            if frozen {
-                " (change freeze in effect)"
-            } else {
-                ""
-            },
-            why.as_deref()
-                .map_or(String::new(), |w| format!("; previous step: {w}"))
-        );
-        let mut action = RecoveryAction {
-            action_id: stable_id("act-", &[idempotency_key.as_bytes()]),
-            incident_id: inc.incident_id.clone(),
-            created_at: at,
-            action_type: step.action,
-            target,
-            params,
-            risk,
-            decision,
-            idempotency_key: idempotency_key.clone(),
-            reason,
-            expires_at: at.plus_ms(self.cfg.action_ttl.0),
-            signature: None,
-        };
-        let dry = held == Some(Guard::DryRun);
-        if dry {
-            action.params.args.insert("dry_run".into(), "true".into());
-        }
-        self.sign(&mut action);
-        self.attempts.entry(root.clone()).or_default().push(at);
-        self.remember_key(&idempotency_key, &inc.incident_id);
-        ep.tried.push(label.clone());
-        ep.previous_replicas = Some(current);
-        ep.undo = false;
-        ep.pre = self.pre_activity(&inc, at, &step);
-        ep.action = Some(action.clone());
-        if dry {
-            guards::record_hold(&self.stats, Guard::DryRun, &root, &inc.incident_id);
-            ep.phase = Phase::Done { verified: false };
-            let e = self.escalation(
-                &inc,
-                at,
-                format!(
-                    "held by guard dry_run: {}; {label} (step {}) was emitted as a dry run only",
-                    Guard::DryRun.explain(),
-                    step_no + 1
-                ),
-                s,
-            );
-            self.push_action(action, out);
-            self.push_escalation(e, out);
-            return;
-        }
-        match decision {
-            Decision::Auto => {
-                self.guards.admit(&idempotency_key, &req);
-                ep.phase = Phase::AwaitingResult {
-                    deadline: at.plus_ms(self.cfg.result_timeout.0),
-                };
-                self.push_action(action, out);
-            }
-            Decision::ApprovalRequired => {
-                self.pending
-                    .insert(action.action_id.clone(), inc.incident_id.clone());
-                ep.phase = Phase::AwaitingApproval;
-                let mut s = vec![format!("approve {} ({label})", action.action_id)];
-                s.extend(suggestions);
-                let e = self.escalation(
-                    &inc,
-                    at,
-                    format!(
-                        "approval required: risk {risk:.2}, confidence {:.2} (step {}: {label})",
-                        inc.confidence,
-                        step_no + 1
-                    ),
-                    s,
-                );
-                self.push_action(action, out);
-                self.push_escalation(e, out);
-            }
         }
     }
 
@@ -835,7 +382,7 @@ impl RecoveryStage {
             "Verification finished."
         );
         if ep.undo {
-            ep.phase = Phase::Done { verified: false };
+            ep.on(Event::Ended { verified: false });
             return;
         }
         match outcome {
@@ -846,7 +393,7 @@ impl RecoveryStage {
                 }
                 self.learn(ep, true);
                 self.guards.verified(&root, end);
-                ep.phase = Phase::Done { verified: true };
+                ep.on(Event::Ended { verified: true });
                 let quiet = (end.millis() - finished.millis()) / 1000;
                 let evidence = format!(
                     "verified: {what} succeeded, no errors for {}",
@@ -874,17 +421,7 @@ impl RecoveryStage {
                     ));
                     next.updated_at = wm;
                     let tried = std::mem::take(&mut ep.tried);
-                    *ep = Episode {
-                        inc: next,
-                        step: 0,
-                        tried,
-                        phase: Phase::Done { verified: false },
-                        action: None,
-                        undo: false,
-                        previous_replicas: None,
-                        pre: Activity::default(),
-                        rediagnosed: None,
-                    };
+                    *ep = Episode::new(next, tried);
                     self.try_step(
                         ep,
                         wm,
@@ -905,11 +442,11 @@ impl RecoveryStage {
             Outcome::Worse => {
                 self.learn(ep, false);
                 self.guards.failed(wm);
-                ep.phase = Phase::Done { verified: false };
+                ep.on(Event::Ended { verified: false });
                 self.undo(ep, wm, out);
             }
             Outcome::Timeout => {
-                ep.phase = Phase::Done { verified: false };
+                ep.on(Event::Ended { verified: false });
                 self.escalate_ep(
                     ep,
                     wm,
@@ -924,103 +461,6 @@ impl RecoveryStage {
         self.breaker_gauge();
     }
 
-    /// Reverts the episode's current action when reversible, and escalates.
-    fn undo(&mut self, ep: &mut Episode, at: EventTime, out: &mut Vec<RecoveryOutput>) {
-        let Some(done) = ep.action.clone() else {
-            return;
-        };
-        let what = self.describe(ep);
-        let mut params = ActionParams::default();
-        let reversible = match done.action_type {
-            ActionType::Scale => match ep.previous_replicas {
-                Some(p) => {
-                    params.replicas = Some(p);
-                    true
-                }
-                None => false,
-            },
-            ActionType::Rollback => {
-                params.args.insert("direction".into(), "forward".into());
-                true
-            }
-            _ => false,
-        };
-        let root = done.target.service.clone();
-        let undone;
-        if reversible {
-            let req = guards::Request {
-                service: &root,
-                incident_id: &ep.inc.incident_id,
-                touched: Self::touched(done.action_type, self.replicas(&root), params.replicas),
-                replicas: self.replicas(&root),
-                at,
-                undo: true,
-            };
-            let held = self.guards.check(
-                &req,
-                guards::Context {
-                    healing: self.cfg.healing,
-                    dry_run: self.cfg.dry_run,
-                    in_maintenance: self.cfg.in_maintenance(&root, at),
-                },
-            );
-            match held {
-                Some(g) => {
-                    guards::record_hold(&self.stats, g, &root, &ep.inc.incident_id);
-                    undone = format!("; undo held by guard {}", g.as_str());
-                }
-                None => {
-                    let key = Self::idem_key(
-                        &ep.inc.incident_id,
-                        ep.step as u32,
-                        true,
-                        done.action_type,
-                        &root,
-                    );
-                    let mut a = RecoveryAction {
-                        action_id: stable_id("act-", &[key.as_bytes()]),
-                        incident_id: ep.inc.incident_id.clone(),
-                        created_at: at,
-                        action_type: done.action_type,
-                        target: done.target.clone(),
-                        params,
-                        risk: done.risk,
-                        decision: Decision::Auto,
-                        idempotency_key: key.clone(),
-                        reason: format!(
-                            "undo: {what} made things worse; reverting it ({})",
-                            if done.action_type == ActionType::Scale {
-                                "scale back to the previous replica count"
-                            } else {
-                                "roll forward to the revision live before the rollback"
-                            }
-                        ),
-                        expires_at: at.plus_ms(self.cfg.action_ttl.0),
-                        signature: None,
-                    };
-                    self.sign(&mut a);
-                    self.guards.admit(&key, &req);
-                    self.remember_key(&key, &ep.inc.incident_id);
-                    ep.undo = true;
-                    ep.action = Some(a.clone());
-                    ep.phase = Phase::AwaitingResult {
-                        deadline: at.plus_ms(self.cfg.result_timeout.0),
-                    };
-                    undone = format!("; undoing it ({})", a.action_id);
-                    self.push_action(a, out);
-                }
-            }
-        } else {
-            undone = "; it cannot be undone automatically".into();
-        }
-        self.escalate_ep(
-            ep,
-            at,
-            format!("{what} made things worse{undone}; a human must act"),
-            out,
-        );
-    }
-
     fn start(&mut self, inc: Incident, out: &mut Vec<RecoveryOutput>) {
         if let Some(old) = self.episodes.remove(&inc.incident_id) {
             if let Some(a) = &old.action {
@@ -1028,27 +468,9 @@ impl RecoveryStage {
                 self.pending.remove(&a.action_id);
             }
         }
-        let mut ep = Episode {
-            inc: inc.clone(),
-            step: 0,
-            tried: Vec::new(),
-            phase: Phase::Done { verified: false },
-            action: None,
-            undo: false,
-            previous_replicas: None,
-            pre: Activity::default(),
-            rediagnosed: None,
-        };
+        let mut ep = Episode::new(inc.clone(), Vec::new());
         self.try_step(&mut ep, inc.updated_at, None, out);
         self.insert_episode(ep);
-    }
-
-    /// Idempotency key → incident, bounded (the oldest keys go first).
-    fn remember_key(&mut self, key: &str, incident_id: &str) {
-        if self.by_key.len() >= MAX_RESULTS && !self.by_key.contains_key(key) {
-            self.by_key.pop_first();
-        }
-        self.by_key.insert(key.to_string(), incident_id.to_string());
     }
 
     fn insert_episode(&mut self, ep: Episode) {
@@ -1096,7 +518,7 @@ impl Stage for RecoveryStage {
                             "Incident resolved before the action's result arrived."
                         );
                     }
-                    ep.phase = Phase::Done { verified: false };
+                    ep.on(Event::Ended { verified: false });
                 }
                 self.insert_episode(ep);
             }
@@ -1203,7 +625,7 @@ impl Stage for RecoveryStage {
                             "Approval request expired."
                         );
                     }
-                    ep.phase = Phase::Done { verified: false };
+                    ep.on(Event::Ended { verified: false });
                 }
                 Phase::Done { .. } => {}
             }

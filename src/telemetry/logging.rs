@@ -1,5 +1,6 @@
 //! Log output: a `tracing` subscriber writing to stderr (stdout is the run
 //! summary), `pretty` or `json`, filtered by `RUST_LOG` (default `info`).
+//! [`init`] is the one set-up every command uses.
 //!
 //! Guarantee: the HTTP/gRPC stack (`tonic`, `h2`, `hyper`, `tower`) and
 //! `opentelemetry` itself are capped at `warn`, so exporting telemetry can
@@ -33,10 +34,13 @@ pub fn filter(rust_log: Option<&str>, default: &str) -> EnvFilter {
     f
 }
 
-/// Installs the global subscriber.
-pub fn init(format: LogFormat) -> Result<(), LoggingError> {
+/// The filter when `RUST_LOG` is unset.
+pub const DEFAULT_FILTER: &str = "info";
+
+/// Installs the global subscriber: `format`, `RUST_LOG` or else `default`.
+pub fn init(format: LogFormat, default: &str) -> Result<(), LoggingError> {
     let rust_log = std::env::var("RUST_LOG").ok();
-    let filter = filter(rust_log.as_deref(), "info");
+    let filter = filter(rust_log.as_deref(), default);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -482,7 +482,7 @@ fn the_builtin_model_classifies_realistic_messages() {
 #[test]
 fn the_stage_uses_the_classifier_unless_switched_off() {
     use crate::model::{About, CategoryHint, Counted, Detection, Window};
-    use crate::pipeline::Stage;
+    use crate::stage::Stage;
     let det = Detection {
         detection_id: "d1".into(),
         detector: "threshold".into(),
@@ -524,7 +524,7 @@ fn the_stage_uses_the_classifier_unless_switched_off() {
         let mut st = super::super::DiagnosisStage::new(
             cfg,
             std::sync::Arc::new(super::super::catalog::Catalog::default()),
-            std::sync::Arc::new(crate::pipeline::stats::Stats::default()),
+            std::sync::Arc::new(crate::stage::stats::Stats::default()),
         );
         let mut out = Vec::new();
         // Two windows of the fault (one window alone is a blip), and a

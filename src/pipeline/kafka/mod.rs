@@ -217,12 +217,13 @@ fn fresh(
     Ok((epoch, t.decide, t.decode.codec))
 }
 
-/// Runs until `shutdown` is set (then drains, commits, returns) or a fatal error.
+/// Runs until `shutdown` is triggered (then drains, commits, returns) or a fatal error.
 pub fn run(
     cfg: &Config,
     opts: &KafkaOptions,
-    shutdown: Arc<AtomicBool>,
+    shutdown: &crate::shutdown::Shutdown,
 ) -> Result<KafkaSummary, KafkaRunError> {
+    let shutdown = shutdown.flag();
     let started = Instant::now();
     let k = &cfg.kafka;
     let stats = opts

@@ -1,0 +1,900 @@
+//! What one ladder step of an incident should do, as a pure function:
+//! [`plan_step`] turns the facts gathered by the stage ([`StepFacts`]) into
+//! a [`StepPlan`] — escalate (nothing remediable, ladder exhausted, risk
+//! above the approval limit), held by a guard, or emit an action with a
+//! [`Verdict`] (`auto`, `approval_required`, or a dry run). The stage then
+//! applies the plan's effects (outputs, guard admission, episode state).
+//!
+//! Guarantees (unit- and property-tested below):
+//! - No I/O, no clock, no state: the same facts and guard answer give the
+//!   same plan, byte for byte.
+//! - The guards are consulted only for an action the policy allows (risk at
+//!   most the approval limit), exactly once; a guard hold never emits an
+//!   action.
+//! - `auto` only when the risk is at most the auto threshold, the diagnosis
+//!   is confident enough and no change freeze covers the target.
+//! - A dry run is a verdict, decided here only: it always comes with an
+//!   escalation saying nothing will change, and only a dry run's action
+//!   carries `params.args.dry_run = "true"`.
+//! - Ids and idempotency keys derive from the incident, the ladder step and
+//!   the target.
+
+use super::config::{ActionStep, CategoryRemedy, Policy};
+use super::guards::{Guard, Request};
+use super::learn::Learned;
+use super::risk;
+use crate::diagnosis::catalog::Criticality;
+use crate::model::{
+    ActionParams, ActionType, Category, Decision, EventTime, Incident, RecoveryAction, Target,
+};
+use crate::util::stable_id;
+
+/// Everything one step's plan depends on, read from the stage's state and
+/// configuration before planning.
+#[derive(Debug, Clone, Copy)]
+pub struct StepFacts<'a> {
+    pub inc: &'a Incident,
+    /// The category's remedy (empty when the catalog has none).
+    pub remedy: &'a CategoryRemedy,
+    /// The ladder step to start from (later ones are tried when its
+    /// preconditions do not hold).
+    pub from: usize,
+    /// Labels of what was tried before ("restart payments").
+    pub tried: &'a [String],
+    /// Why the previous step did not do, for the reason texts.
+    pub why: Option<&'a str>,
+    pub at: EventTime,
+    /// The root's instance count now.
+    pub replicas: i64,
+    pub target: &'a Target,
+    pub criticality: Criticality,
+    pub env: risk::Env,
+    pub learned: &'a Learned,
+    /// Actions on the root within the last hour of event time.
+    pub recent_attempts: u32,
+    /// A change freeze covers the root at `at`.
+    pub frozen: bool,
+    /// A maintenance window covers the root at `at`.
+    pub maintenance: bool,
+    pub policy: Policy,
+    pub action_ttl_ms: i64,
+}
+
+/// An escalation to publish: its reason and suggested actions (the stage
+/// adds ids, team and summary).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EscalationPlan {
+    pub reason: String,
+    pub suggested: Vec<String>,
+}
+
+/// Why a step ends in an escalation without an action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EscalateCause {
+    /// No remedy steps for the category, or an external root.
+    NotRemediable,
+    /// No ladder step left whose preconditions hold.
+    Exhausted,
+    /// The chosen step's risk is above the approval limit.
+    AboveApprovalLimit,
+}
+
+/// How an emitted action is to be handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Executors carry it out now.
+    Auto,
+    /// A human must approve it first.
+    ApprovalRequired,
+    /// Shown and recorded only; `policy` is what the policy decided, kept
+    /// in the record's `decision` field.
+    DryRun { policy: Decision },
+}
+
+impl Verdict {
+    /// The record's `decision` field. A dry run is marked by
+    /// `params.args.dry_run` and keeps the policy's decision, so records
+    /// stay readable by executors that predate the dry-run verdict.
+    pub fn record_decision(self) -> Decision {
+        match self {
+            Verdict::Auto => Decision::Auto,
+            Verdict::ApprovalRequired => Decision::ApprovalRequired,
+            Verdict::DryRun { policy } => policy,
+        }
+    }
+}
+
+/// The step chosen on the ladder, with what the guards were asked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Chosen {
+    /// Index of the step on the ladder.
+    pub index: usize,
+    pub step: ActionStep,
+    /// `"restart payments"`.
+    pub label: String,
+    /// Instances the action disrupts at once.
+    pub touched: f64,
+    pub risk: f64,
+}
+
+/// The outcome of planning one step.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StepKind {
+    Escalate {
+        cause: EscalateCause,
+        escalation: EscalationPlan,
+    },
+    Held {
+        guard: Guard,
+        escalation: EscalationPlan,
+    },
+    Emit {
+        /// Unsigned (the stage signs it).
+        action: Box<RecoveryAction>,
+        verdict: Verdict,
+        /// Approval requests and dry runs also escalate.
+        escalation: Option<EscalationPlan>,
+    },
+}
+
+/// The plan for one step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepPlan {
+    /// Where the ladder stands afterwards (past skipped steps).
+    pub step: usize,
+    /// Steps skipped because their preconditions do not hold (index, action).
+    pub skipped: Vec<(usize, ActionType)>,
+    /// The step chosen, if any step's preconditions held.
+    pub chosen: Option<Chosen>,
+    pub kind: StepKind,
+}
+
+impl StepPlan {
+    /// The action this plan emits, if any.
+    pub fn action(&self) -> Option<&RecoveryAction> {
+        match &self.kind {
+            StepKind::Emit { action, .. } => Some(action),
+            _ => None,
+        }
+    }
+}
+
+/// Instances an action disrupts at once: rolling restarts and rollbacks
+/// replace a quarter of the instances at a time (Kubernetes' default
+/// `maxUnavailable`), at least one; a pod deletion or node drain one;
+/// scaling up none, scaling down the instances removed.
+pub fn touched(t: ActionType, replicas: i64, new_replicas: Option<i64>) -> f64 {
+    match t {
+        ActionType::Restart | ActionType::Rollback => ((replicas as f64) / 4.0).ceil().max(1.0),
+        ActionType::DeletePod | ActionType::DrainNode | ActionType::RunRunbook => 1.0,
+        ActionType::Scale => (replicas - new_replicas.unwrap_or(replicas)).max(0) as f64,
+    }
+}
+
+/// The idempotency key of ladder step `step` (or of its undo) on `service`.
+pub fn idem_key(inc: &str, step: u32, undo: bool, t: ActionType, service: &str) -> String {
+    let step = step.to_be_bytes();
+    let mut parts: Vec<&[u8]> = vec![inc.as_bytes(), &step];
+    if undo {
+        parts.push(b"undo");
+    }
+    parts.push(t.as_str().as_bytes());
+    parts.push(service.as_bytes());
+    stable_id("idem-", &parts)
+}
+
+/// Whether a step may be tried for this diagnosis.
+pub fn preconditions_hold(step: &ActionStep, inc: &Incident, new_replicas: Option<i64>) -> bool {
+    let p = &step.preconditions;
+    if p.min_confidence.is_some_and(|m| inc.confidence < m) {
+        return false;
+    }
+    if let (Some(max), Some(n)) = (p.max_replicas, new_replicas) {
+        if n > max {
+            return false;
+        }
+    }
+    if p.recent_change {
+        let tied = inc.evidence.iter().any(|e| {
+            let e = e.to_ascii_lowercase();
+            e.contains("change") || e.contains("version") || e.contains("deploy")
+        });
+        if !tied {
+            return false;
+        }
+    }
+    true
+}
+
+/// `scale`'s new replica count (other actions: none).
+fn new_replicas(step: &ActionStep, replicas: i64) -> Option<i64> {
+    (step.action == ActionType::Scale).then(|| replicas + step.scale_by.unwrap_or(1))
+}
+
+/// The policy's decision for a risk: `None` means above the approval limit.
+pub fn decide(risk: f64, confidence: f64, policy: &Policy, frozen: bool) -> Option<Decision> {
+    if risk <= policy.auto_max_risk && confidence >= policy.min_confidence && !frozen {
+        Some(Decision::Auto)
+    } else if risk <= policy.approval_max_risk {
+        Some(Decision::ApprovalRequired)
+    } else {
+        None
+    }
+}
+
+/// Plans ladder step `facts.from` (or the first later one whose
+/// preconditions hold). `check` is asked, at most once, which guard holds
+/// the chosen action back (`Guard::DryRun`: emit it as a dry run).
+pub fn plan_step(
+    facts: &StepFacts<'_>,
+    check: impl FnOnce(&Request<'_>) -> Option<Guard>,
+) -> StepPlan {
+    let inc = facts.inc;
+    let root = inc.root_cause_service.as_str();
+    let suggestions = &facts.remedy.suggestions;
+    let escalate = |step, skipped, chosen, cause, reason, suggested| StepPlan {
+        step,
+        skipped,
+        chosen,
+        kind: StepKind::Escalate {
+            cause,
+            escalation: EscalationPlan { reason, suggested },
+        },
+    };
+    if facts.remedy.steps.is_empty() || inc.category == Category::DependencyFailure {
+        return escalate(
+            facts.from,
+            Vec::new(),
+            None,
+            EscalateCause::NotRemediable,
+            format!(
+                "{} is not remediated automatically; a human must act",
+                inc.category
+            ),
+            suggestions.clone(),
+        );
+    }
+    let mut index = facts.from;
+    let mut skipped = Vec::new();
+    let mut found = None;
+    while let Some(step) = facts.remedy.steps.get(index) {
+        let n = new_replicas(step, facts.replicas);
+        if preconditions_hold(step, inc, n) {
+            found = Some((step, n));
+            break;
+        }
+        skipped.push((index, step.action));
+        index += 1;
+    }
+    let Some((step, new_replicas)) = found else {
+        let tried = if facts.tried.is_empty() {
+            "no step's preconditions held".to_string()
+        } else {
+            format!("tried {}", facts.tried.join(", then "))
+        };
+        return escalate(
+            index,
+            skipped,
+            None,
+            EscalateCause::Exhausted,
+            format!(
+                "remedy ladder exhausted for {} on {root} ({tried}){}; a human must act",
+                inc.category,
+                facts.why.map_or(String::new(), |w| format!("; last: {w}"))
+            ),
+            suggestions.clone(),
+        );
+    };
+    let current = facts.replicas;
+    let touched = touched(step.action, current, new_replicas);
+    let risk = risk::risk(&risk::RiskInputs {
+        base_risk: step.base_risk,
+        confidence: inc.confidence,
+        criticality: facts.criticality,
+        blast_radius: if current > 0 {
+            (touched / current as f64).min(1.0)
+        } else {
+            0.0
+        },
+        success_rate: facts.learned.success_rate(inc.category, step.action),
+        env: facts.env,
+        recent_attempts: facts.recent_attempts,
+        in_window: facts.frozen || facts.maintenance,
+    });
+    let step_no = index as u32 + 1;
+    let label = format!("{} {root}", step.action.as_str());
+    let chosen = Chosen {
+        index,
+        step: step.clone(),
+        label: label.clone(),
+        touched,
+        risk,
+    };
+    let mut with_label = vec![label.clone()];
+    with_label.extend(suggestions.iter().cloned());
+    let Some(decision) = decide(risk, inc.confidence, &facts.policy, facts.frozen) else {
+        return escalate(
+            index,
+            skipped,
+            Some(chosen),
+            EscalateCause::AboveApprovalLimit,
+            format!(
+                "risk {risk:.2} of {} on {root} (step {step_no}) is above the approval limit{}",
+                step.action.as_str(),
+                facts
+                    .why
+                    .map_or(String::new(), |w| format!("; earlier: {w}"))
+            ),
+            with_label,
+        );
+    };
+    let held = check(&Request {
+        service: root,
+        incident_id: &inc.incident_id,
+        touched,
+        replicas: current,
+        at: facts.at,
+        undo: false,
+    });
+    let verdict = match held {
+        None => match decision {
+            Decision::Auto => Verdict::Auto,
+            Decision::ApprovalRequired => Verdict::ApprovalRequired,
+        },
+        Some(Guard::DryRun) => Verdict::DryRun { policy: decision },
+        Some(guard) => {
+            let reason = if guard == Guard::KillSwitch {
+                "automatic healing is switched off (held by guard kill_switch)".to_string()
+            } else {
+                format!(
+                    "held by guard {}: {}; not done: {label} (step {step_no})",
+                    guard.as_str(),
+                    guard.explain(),
+                )
+            };
+            return StepPlan {
+                step: index,
+                skipped,
+                chosen: Some(chosen),
+                kind: StepKind::Held {
+                    guard,
+                    escalation: EscalationPlan {
+                        reason,
+                        suggested: with_label,
+                    },
+                },
+            };
+        }
+    };
+    let action = step_action(facts, step, index, new_replicas, risk, verdict);
+    let escalation = match verdict {
+        Verdict::Auto => None,
+        Verdict::ApprovalRequired => {
+            let mut suggested = vec![format!("approve {} ({label})", action.action_id)];
+            suggested.extend(suggestions.iter().cloned());
+            Some(EscalationPlan {
+                reason: format!(
+                    "approval required: risk {risk:.2}, confidence {:.2} (step {step_no}: {label})",
+                    inc.confidence,
+                ),
+                suggested,
+            })
+        }
+        Verdict::DryRun { .. } => Some(EscalationPlan {
+            reason: format!(
+                "held by guard dry_run: {}; {label} (step {step_no}) was emitted as a dry run only",
+                Guard::DryRun.explain(),
+            ),
+            suggested: with_label,
+        }),
+    };
+    StepPlan {
+        step: index,
+        skipped,
+        chosen: Some(chosen),
+        kind: StepKind::Emit {
+            action: Box::new(action),
+            verdict,
+            escalation,
+        },
+    }
+}
+
+/// How to revert an action reflex took: `scale` back to the previous
+/// replica count, roll forward after a `rollback`; `None` when it cannot be
+/// undone automatically.
+pub fn undo_params(t: ActionType, previous_replicas: Option<i64>) -> Option<ActionParams> {
+    let mut params = ActionParams::default();
+    match t {
+        ActionType::Scale => params.replicas = Some(previous_replicas?),
+        ActionType::Rollback => {
+            params.args.insert("direction".into(), "forward".into());
+        }
+        _ => return None,
+    }
+    Some(params)
+}
+
+/// The (unsigned, `auto`) action reverting `done`, ladder step `step`;
+/// `what` names it ("scale of payments").
+pub fn undo_action(
+    done: &RecoveryAction,
+    params: ActionParams,
+    step: usize,
+    what: &str,
+    at: EventTime,
+    action_ttl_ms: i64,
+) -> RecoveryAction {
+    let key = idem_key(
+        &done.incident_id,
+        step as u32,
+        true,
+        done.action_type,
+        &done.target.service,
+    );
+    RecoveryAction {
+        action_id: stable_id("act-", &[key.as_bytes()]),
+        incident_id: done.incident_id.clone(),
+        created_at: at,
+        action_type: done.action_type,
+        target: done.target.clone(),
+        params,
+        risk: done.risk,
+        decision: Decision::Auto,
+        idempotency_key: key,
+        reason: format!(
+            "undo: {what} made things worse; reverting it ({})",
+            if done.action_type == ActionType::Scale {
+                "scale back to the previous replica count"
+            } else {
+                "roll forward to the revision live before the rollback"
+            }
+        ),
+        expires_at: at.plus_ms(action_ttl_ms),
+        signature: None,
+    }
+}
+
+/// The (unsigned) action record of a chosen step.
+fn step_action(
+    facts: &StepFacts<'_>,
+    step: &ActionStep,
+    index: usize,
+    new_replicas: Option<i64>,
+    risk: f64,
+    verdict: Verdict,
+) -> RecoveryAction {
+    let inc = facts.inc;
+    let root = inc.root_cause_service.as_str();
+    let mut params = ActionParams::default();
+    match step.action {
+        ActionType::Scale => params.replicas = new_replicas,
+        ActionType::RunRunbook => params.runbook.clone_from(&step.runbook),
+        _ => {}
+    }
+    if matches!(verdict, Verdict::DryRun { .. }) {
+        params.args.insert("dry_run".into(), "true".into());
+    }
+    let idempotency_key = idem_key(
+        &inc.incident_id,
+        index as u32,
+        false,
+        step.action,
+        &facts.target.service,
+    );
+    let effect = step
+        .expected_effect
+        .as_deref()
+        .map_or(String::new(), |e| format!(" (expected: {e})"));
+    let reason = format!(
+        "{} diagnosed on {root} (confidence {:.2}); remedy step {}: {}{effect}{}{}",
+        inc.category,
+        inc.confidence,
+        index + 1,
+        step.action.as_str(),
+        if facts.frozen {
+            " (change freeze in effect)"
+        } else {
+            ""
+        },
+        facts
+            .why
+            .map_or(String::new(), |w| format!("; previous step: {w}"))
+    );
+    RecoveryAction {
+        action_id: stable_id("act-", &[idempotency_key.as_bytes()]),
+        incident_id: inc.incident_id.clone(),
+        created_at: facts.at,
+        action_type: step.action,
+        target: facts.target.clone(),
+        params,
+        risk,
+        decision: verdict.record_decision(),
+        idempotency_key,
+        reason,
+        expires_at: facts.at.plus_ms(facts.action_ttl_ms),
+        signature: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{DurationMs, Severity};
+    use crate::recovery::config::Preconditions;
+    use proptest::prelude::*;
+    use std::cell::Cell;
+
+    fn incident(category: Category, confidence: f64) -> Incident {
+        Incident {
+            incident_id: "inc-1".into(),
+            status: crate::model::IncidentStatus::Open,
+            opened_at: EventTime(0),
+            updated_at: EventTime(0),
+            resolved_at: None,
+            root_cause_service: "payments".into(),
+            category,
+            confidence,
+            services: vec!["payments".into(), "checkout".into()],
+            summary: "payments is out of memory".into(),
+            evidence: vec!["OOMKilled".into()],
+            namespace: Some("shop".into()),
+            severity: Severity::Error,
+        }
+    }
+
+    fn step(action: ActionType, base_risk: f64) -> ActionStep {
+        ActionStep {
+            action,
+            base_risk,
+            scale_by: None,
+            runbook: None,
+            expected_effect: None,
+            preconditions: Preconditions::default(),
+            grace: DurationMs(60_000),
+            verify_for: DurationMs(240_000),
+        }
+    }
+
+    fn target() -> Target {
+        Target {
+            service: "payments".into(),
+            namespace: Some("shop".into()),
+            kind: "Deployment".into(),
+            name: "payments".into(),
+        }
+    }
+
+    const POLICY: Policy = Policy {
+        auto_max_risk: 0.5,
+        approval_max_risk: 0.8,
+        min_confidence: 0.6,
+    };
+
+    #[derive(Debug)]
+    struct World {
+        inc: Incident,
+        remedy: CategoryRemedy,
+        target: Target,
+        learned: Learned,
+        tried: Vec<String>,
+    }
+
+    impl World {
+        fn new(inc: Incident, steps: Vec<ActionStep>) -> Self {
+            World {
+                inc,
+                remedy: CategoryRemedy {
+                    steps,
+                    suggestions: vec!["check the heap".into()],
+                },
+                target: target(),
+                learned: Learned::in_memory(),
+                tried: Vec::new(),
+            }
+        }
+
+        fn facts(&self) -> StepFacts<'_> {
+            StepFacts {
+                inc: &self.inc,
+                remedy: &self.remedy,
+                from: 0,
+                tried: &self.tried,
+                why: None,
+                at: EventTime(1_000_000),
+                replicas: 4,
+                target: &self.target,
+                criticality: Criticality::Low,
+                env: risk::Env::Development,
+                learned: &self.learned,
+                recent_attempts: 0,
+                frozen: false,
+                maintenance: false,
+                policy: POLICY,
+                action_ttl_ms: 900_000,
+            }
+        }
+    }
+
+    #[test]
+    fn a_low_risk_confident_step_goes_out_auto() {
+        let w = World::new(
+            incident(Category::MemoryExhaustion, 0.9),
+            vec![step(ActionType::Restart, 0.1)],
+        );
+        let p = plan_step(&w.facts(), |_| None);
+        let StepKind::Emit {
+            action,
+            verdict,
+            escalation,
+        } = &p.kind
+        else {
+            panic!("{p:?}");
+        };
+        assert_eq!(*verdict, Verdict::Auto);
+        assert!(escalation.is_none());
+        assert_eq!(action.decision, Decision::Auto);
+        assert_eq!(
+            action.idempotency_key,
+            idem_key("inc-1", 0, false, ActionType::Restart, "payments")
+        );
+        assert_eq!(action.expires_at, EventTime(1_900_000));
+        assert_eq!(
+            action.reason,
+            "memory_exhaustion diagnosed on payments (confidence 0.90); remedy step 1: restart"
+        );
+        assert!(!action.params.args.contains_key("dry_run"));
+    }
+
+    #[test]
+    fn skipped_steps_are_reported_and_the_ladder_moves_on() {
+        let mut scale = step(ActionType::Scale, 0.1);
+        scale.scale_by = Some(2);
+        let mut gated = step(ActionType::Rollback, 0.1);
+        gated.preconditions.recent_change = true;
+        let w = World::new(
+            incident(Category::MemoryExhaustion, 0.9),
+            vec![gated, scale],
+        );
+        let p = plan_step(&w.facts(), |_| None);
+        assert_eq!(p.skipped, vec![(0, ActionType::Rollback)]);
+        assert_eq!(p.step, 1);
+        let a = p.action().expect("the scale step goes out");
+        assert_eq!(a.params.replicas, Some(6));
+        assert!(a.reason.contains("remedy step 2: scale"), "{}", a.reason);
+    }
+
+    #[test]
+    fn an_exhausted_ladder_escalates_with_what_was_tried() {
+        let w = World {
+            tried: vec!["restart payments".into(), "scale payments".into()],
+            ..World::new(
+                incident(Category::MemoryExhaustion, 0.9),
+                vec![step(ActionType::Restart, 0.1)],
+            )
+        };
+        let facts = StepFacts {
+            from: 1,
+            why: Some("scale of payments failed (quota)"),
+            ..w.facts()
+        };
+        let p = plan_step(&facts, |_| panic!("no guard is asked without a step"));
+        let StepKind::Escalate { cause, escalation } = &p.kind else {
+            panic!("{p:?}");
+        };
+        assert_eq!(*cause, EscalateCause::Exhausted);
+        assert_eq!(
+            escalation.reason,
+            "remedy ladder exhausted for memory_exhaustion on payments (tried restart payments, then scale payments); last: scale of payments failed (quota); a human must act"
+        );
+        assert_eq!(escalation.suggested, vec!["check the heap".to_string()]);
+    }
+
+    #[test]
+    fn external_roots_are_never_acted_on() {
+        let w = World::new(
+            incident(Category::DependencyFailure, 1.0),
+            vec![step(ActionType::Restart, 0.0)],
+        );
+        let p = plan_step(&w.facts(), |_| panic!("no guard is asked"));
+        assert!(matches!(
+            p.kind,
+            StepKind::Escalate {
+                cause: EscalateCause::NotRemediable,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn a_dry_run_is_a_verdict_with_the_policy_decision_and_an_escalation() {
+        let w = World::new(
+            incident(Category::MemoryExhaustion, 0.9),
+            vec![step(ActionType::Restart, 0.1)],
+        );
+        let p = plan_step(&w.facts(), |_| Some(Guard::DryRun));
+        let StepKind::Emit {
+            action,
+            verdict,
+            escalation,
+        } = &p.kind
+        else {
+            panic!("{p:?}");
+        };
+        assert_eq!(
+            *verdict,
+            Verdict::DryRun {
+                policy: Decision::Auto
+            }
+        );
+        assert_eq!(action.decision, Decision::Auto);
+        assert_eq!(
+            action.params.args.get("dry_run").map(String::as_str),
+            Some("true")
+        );
+        let e = escalation.as_ref().expect("a dry run escalates");
+        assert!(
+            e.reason.starts_with("held by guard dry_run: "),
+            "{}",
+            e.reason
+        );
+        assert_eq!(e.suggested[0], "restart payments");
+    }
+
+    #[test]
+    fn undo_reverts_scale_and_rollback_only() {
+        assert_eq!(
+            undo_params(ActionType::Scale, Some(3)).and_then(|p| p.replicas),
+            Some(3)
+        );
+        assert!(undo_params(ActionType::Scale, None).is_none());
+        let fwd = undo_params(ActionType::Rollback, None).expect("rollback is reversible");
+        assert_eq!(
+            fwd.args.get("direction").map(String::as_str),
+            Some("forward")
+        );
+        for t in [
+            ActionType::Restart,
+            ActionType::DeletePod,
+            ActionType::DrainNode,
+            ActionType::RunRunbook,
+        ] {
+            assert!(undo_params(t, Some(2)).is_none());
+        }
+        let w = World::new(
+            incident(Category::Overload, 0.9),
+            vec![step(ActionType::Scale, 0.1)],
+        );
+        let done = plan_step(&w.facts(), |_| None)
+            .action()
+            .cloned()
+            .expect("scale goes out");
+        let u = undo_action(
+            &done,
+            ActionParams::default(),
+            0,
+            "scale of payments",
+            EventTime(5),
+            10,
+        );
+        assert_ne!(u.idempotency_key, done.idempotency_key);
+        assert_eq!(
+            u.idempotency_key,
+            idem_key("inc-1", 0, true, ActionType::Scale, "payments")
+        );
+        assert_eq!((u.decision, u.expires_at), (Decision::Auto, EventTime(15)));
+    }
+
+    fn guard(i: u8) -> Option<Guard> {
+        (i > 0).then(|| Guard::ALL[(i as usize - 1) % Guard::ALL.len()])
+    }
+
+    fn category(i: u8) -> Category {
+        Category::ALL[i as usize % Category::ALL.len()]
+    }
+
+    fn action_type(i: u8) -> ActionType {
+        [
+            ActionType::Restart,
+            ActionType::DeletePod,
+            ActionType::Scale,
+            ActionType::Rollback,
+            ActionType::DrainNode,
+            ActionType::RunRunbook,
+        ][i as usize % 6]
+    }
+
+    prop_compose! {
+        fn world()(cat in 0u8..11, conf in 0.0f64..1.0,
+                   steps in prop::collection::vec((0u8..6, 0.0f64..1.0, prop::option::of(0.0f64..1.0), any::<bool>()), 0..4))
+                   -> World {
+            let steps = steps.into_iter().map(|(t, r, min_conf, change)| {
+                let mut s = step(action_type(t), r);
+                s.preconditions.min_confidence = min_conf;
+                s.preconditions.recent_change = change;
+                s
+            }).collect();
+            World::new(incident(category(cat), conf), steps)
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn plans_keep_the_policy_and_guard_invariants(
+            w in world(),
+            from in 0usize..3,
+            replicas in 0i64..10,
+            attempts in 0u32..5,
+            frozen: bool,
+            maintenance: bool,
+            auto in 0.0f64..1.0,
+            band in 0.0f64..0.5,
+            min_conf in 0.0f64..1.0,
+            held in 0u8..10,
+        ) {
+            let policy = Policy { auto_max_risk: auto, approval_max_risk: (auto + band).min(1.0), min_confidence: min_conf };
+            let facts = StepFacts { from, replicas, recent_attempts: attempts, frozen, maintenance, policy, ..w.facts() };
+            let asked = Cell::new(0u32);
+            let p = plan_step(&facts, |r| {
+                asked.set(asked.get() + 1);
+                assert_eq!((r.undo, r.service, r.at), (false, "payments", facts.at));
+                guard(held)
+            });
+            // Deterministic: the same facts and guard answer, the same plan.
+            prop_assert_eq!(&p, &plan_step(&facts, |_| guard(held)));
+            prop_assert!(asked.get() <= 1);
+            prop_assert!(p.step >= from);
+            for (i, t) in &p.skipped {
+                let s = &facts.remedy.steps[*i];
+                prop_assert_eq!(s.action, *t);
+                prop_assert!(!preconditions_hold(s, facts.inc, new_replicas(s, replicas)));
+            }
+            match &p.kind {
+                StepKind::Escalate { cause, .. } => {
+                    prop_assert!(p.action().is_none());
+                    match cause {
+                        EscalateCause::NotRemediable => prop_assert!(
+                            facts.remedy.steps.is_empty() || facts.inc.category == Category::DependencyFailure),
+                        EscalateCause::Exhausted => prop_assert_eq!(p.step, from.max(facts.remedy.steps.len())),
+                        EscalateCause::AboveApprovalLimit => {
+                            let c = p.chosen.as_ref().expect("a step was chosen");
+                            prop_assert!(c.risk > policy.approval_max_risk);
+                        }
+                    }
+                    // The guards are asked only about an action the policy allows.
+                    prop_assert_eq!(asked.get(), 0);
+                }
+                StepKind::Held { guard: g, escalation } => {
+                    // A guard hold never emits an action and names the guard.
+                    prop_assert_eq!(Some(*g), guard(held));
+                    prop_assert!(*g != Guard::DryRun);
+                    prop_assert!(p.action().is_none());
+                    prop_assert!(escalation.reason.contains(g.as_str()));
+                    prop_assert_eq!(asked.get(), 1);
+                }
+                StepKind::Emit { action, verdict, escalation } => {
+                    let c = p.chosen.as_ref().expect("a step was chosen");
+                    prop_assert_eq!(c.index, p.step);
+                    prop_assert!(preconditions_hold(&c.step, facts.inc, new_replicas(&c.step, replicas)));
+                    prop_assert!(matches!(guard(held), None | Some(Guard::DryRun)));
+                    prop_assert!(c.risk <= policy.approval_max_risk);
+                    prop_assert_eq!(action.risk, c.risk);
+                    prop_assert!((0.0..=1.0).contains(&action.risk));
+                    prop_assert_eq!(action.created_at, facts.at);
+                    prop_assert_eq!(action.decision, verdict.record_decision());
+                    // Never automatic above the auto threshold, unsure, or in a freeze.
+                    if action.decision == Decision::Auto {
+                        prop_assert!(c.risk <= policy.auto_max_risk);
+                        prop_assert!(facts.inc.confidence >= policy.min_confidence);
+                        prop_assert!(!frozen);
+                    }
+                    let dry = matches!(verdict, Verdict::DryRun { .. });
+                    prop_assert_eq!(dry, guard(held) == Some(Guard::DryRun));
+                    prop_assert_eq!(dry, action.params.args.get("dry_run").is_some_and(|v| v == "true"));
+                    prop_assert_eq!(escalation.is_some(), *verdict != Verdict::Auto);
+                    prop_assert_eq!(asked.get(), 1);
+                }
+            }
+        }
+    }
+}
