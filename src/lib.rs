@@ -30,6 +30,7 @@ pub mod executors;
 pub mod model;
 pub mod pipeline;
 pub mod recovery;
+pub mod report;
 pub mod sim;
 pub mod sinks;
 pub mod sources;
