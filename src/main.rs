@@ -116,6 +116,35 @@ enum Command {
         /// Write events.jsonl (replayable with `reflex run`), truth.jsonl and demo-out/ here.
         #[arg(long)]
         export: Option<PathBuf>,
+        #[command(flatten)]
+        live: DemoLive,
+    },
+    /// The value report of an embedded run (`reflex run --output-dir` or `reflex demo --export`).
+    Report {
+        /// The output directory (or a demo export, whose records are in demo-out/).
+        #[arg(long)]
+        input: PathBuf,
+        /// Executor results (default: action-results.jsonl in the directory, if any).
+        #[arg(long, value_name = "FILE")]
+        action_results: Option<PathBuf>,
+        /// Only incidents from this event time (RFC 3339, epoch ms, or e.g. `24h` before the last record).
+        #[arg(long)]
+        since: Option<String>,
+        /// `text`, `json` or `html` (a self-contained page with inline SVG charts).
+        #[arg(long, default_value = "text")]
+        format: String,
+        /// Write here instead of standard output.
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// Human minutes one manual fix takes (for minutes saved).
+        #[arg(long, default_value_t = 30.0)]
+        minutes_per_fix: f64,
+        /// Human minutes an approval still takes.
+        #[arg(long, default_value_t = 5.0)]
+        minutes_per_approval: f64,
+        /// Held-back incidents stated below this confidence count as low confidence.
+        #[arg(long, default_value_t = 0.7)]
+        low_confidence: f64,
     },
     /// Fit the category classifier from labelled incidents (LABELLED.jsonl) and write the model file.
     Train {
@@ -145,6 +174,25 @@ enum Command {
         #[arg(long)]
         output: Option<PathBuf>,
     },
+}
+
+/// `reflex demo`'s live options: the ops API with the incident board, pacing.
+#[derive(clap::Args)]
+struct DemoLive {
+    /// Serve the incident board (`/`), /api/stream, /api/report, /metrics and
+    /// approvals (`REFLEX_API_TOKEN`) on this address while the demo runs.
+    #[arg(long, value_name = "ADDR")]
+    http: Option<String>,
+    /// Simulated seconds per wall-clock second after the warm-up (e.g. 30);
+    /// default: as fast as possible.
+    #[arg(long)]
+    speed: Option<f64>,
+    /// After the demo, keep serving HTTP until SIGTERM or ctrl-c.
+    #[arg(long, requires = "http")]
+    hold: bool,
+    /// Configuration file (default: the embedded topology/reflex.toml).
+    #[arg(long)]
+    config: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -217,7 +265,33 @@ fn main() -> ExitCode {
             hours,
             profile,
             export,
-        } => cmd_demo(seed, faults, hours, &profile, export),
+            live,
+        } => cmd_demo(seed, faults, hours, &profile, export, live),
+        Command::Report {
+            input,
+            action_results,
+            since,
+            format,
+            output,
+            minutes_per_fix,
+            minutes_per_approval,
+            low_confidence,
+        } => cmd_report(reflex::report::cli::ReportCommand {
+            input,
+            action_results,
+            since,
+            format: match reflex::report::cli::Format::parse(&format) {
+                Some(f) => f,
+                None => {
+                    eprintln!("reflex: --format {format:?}: expected text, json or html");
+                    return ExitCode::from(2);
+                }
+            },
+            output,
+            minutes_per_fix,
+            minutes_per_approval,
+            low_confidence,
+        }),
         Command::Train {
             input,
             output,
@@ -634,21 +708,62 @@ fn cmd_validate(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     }
 }
 
+fn cmd_report(cmd: reflex::report::cli::ReportCommand) -> anyhow::Result<ExitCode> {
+    use reflex::report::cli::{self, CliErrorKind};
+    match cli::run(&cmd) {
+        Ok(_) => Ok(ExitCode::SUCCESS),
+        Err(e) => {
+            eprintln!("reflex: {e}");
+            Ok(ExitCode::from(if e.kind == CliErrorKind::Usage {
+                2
+            } else {
+                1
+            }))
+        }
+    }
+}
+
 fn cmd_demo(
     seed: u64,
     faults: Option<usize>,
     hours: Option<f64>,
     profile: &str,
     export: Option<PathBuf>,
+    live: DemoLive,
 ) -> anyhow::Result<ExitCode> {
     use reflex::sim::demo::{self, DemoError, DemoOptions, Profile};
     let Some(profile) = Profile::parse(profile) else {
         eprintln!("reflex: unknown --profile {profile:?} (expected demo or production)");
         return Ok(ExitCode::from(2));
     };
-    let cfg = match load_config(None) {
+    let cfg = match load_config(live.config) {
         Ok(c) => c,
         Err(code) => return Ok(code),
+    };
+    if live.speed.is_some_and(|s| !(s.is_finite() && s > 0.0)) {
+        eprintln!("reflex: --speed must be a positive number of simulated seconds per second");
+        return Ok(ExitCode::from(2));
+    }
+    // Live mode: the ops API and the board watch the loop (the narrative
+    // stays on stdout; logs below warnings would drown it).
+    let tel = if live.http.is_some() || live.speed.is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            )
+            .with_writer(std::io::stderr)
+            .try_init();
+        let readiness = reflex::telemetry::Readiness::embedded();
+        let tel = match start_telemetry(&cfg, live.http, readiness.clone())? {
+            Ok(t) => t,
+            Err(code) => return Ok(code),
+        };
+        readiness.set(reflex::telemetry::ReadyCondition::Config);
+        readiness.set(reflex::telemetry::ReadyCondition::Pipeline);
+        Some(tel)
+    } else {
+        None
     };
     let defaults = DemoOptions::for_profile(profile);
     let opts = DemoOptions {
@@ -656,16 +771,32 @@ fn cmd_demo(
         faults: faults.unwrap_or(defaults.faults),
         hours: hours.unwrap_or(defaults.hours),
         export: export.clone(),
+        observer: tel.as_ref().map(|t| {
+            Arc::new(reflex::telemetry::board::live::LiveDemo::new(
+                t.telemetry.clone(),
+                live.speed,
+                demo::START.plus_ms(reflex::sim::faults::WARMUP_MIN * 60_000),
+            )) as Arc<dyn reflex::telemetry::board::live::LoopObserver>
+        }),
         ..defaults
     };
     let mut stdout = std::io::stdout().lock();
-    match demo::run(&cfg, &opts, &mut stdout) {
+    let code = match demo::run(&cfg, &opts, &mut stdout) {
         Ok(run) => {
             use std::io::Write;
             writeln!(stdout, "\nreport\n{}", run.report)?;
             if profile == Profile::Production {
                 writeln!(stdout, "{}", run.report.hostile_summary())?;
             }
+            let value = reflex::report::compute(
+                &reflex::report::Records::from_outputs(&run.outputs, &run.results),
+                &reflex::report::ReportOptions::default(),
+            );
+            writeln!(
+                stdout,
+                "\n{}",
+                reflex::report::render::text(&value).trim_end()
+            )?;
             if let Some(dir) = export {
                 writeln!(
                     stdout,
@@ -680,7 +811,12 @@ fn cmd_demo(
             Ok(ExitCode::from(2))
         }
         Err(e) => Err(e.into()),
+    };
+    drop(stdout);
+    if let Some(t) = tel {
+        t.stop(live.hold);
     }
+    code
 }
 
 fn cmd_train(input: PathBuf, output: PathBuf, config: Option<PathBuf>) -> anyhow::Result<ExitCode> {

@@ -39,6 +39,7 @@
 //! ([`HoldReason::of_escalation`]); `tests/report.rs` pins them against a
 //! real demo run so that a rewording fails a test instead of the report.
 
+pub mod cli;
 pub mod load;
 pub mod render;
 
