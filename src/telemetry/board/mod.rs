@@ -293,9 +293,11 @@ pub async fn report_route(
         if let Some(s) = q.since.as_deref().filter(|s| !s.is_empty()) {
             match report::parse_since(s, report::latest_time(j.records())) {
                 Some(t) => opts.since = Some(t),
-                None => return bad(format!(
+                None => {
+                    return bad(format!(
                     "since {s:?}: expected RFC 3339, epoch milliseconds or a duration like 24h\n"
-                )),
+                ))
+                }
             }
         }
         report::compute(j.records(), &opts)

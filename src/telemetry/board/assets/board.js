@@ -5,7 +5,8 @@
 // anywhere but this origin.
 "use strict";
 (function () {
-  const STALE_MS = 15000;
+  // `?stale_ms=N` shortens the staleness threshold (tests, demos).
+  const STALE_MS = Number(new URLSearchParams(location.search).get("stale_ms")) || 15000;
   const POLL_MS = 5000;
   const TOKEN_KEY = "reflex-api-token";
   const S = {
@@ -102,6 +103,7 @@
     for (const b of S.incidents.values()) {
       if (b.actions.some((a) => a.action_id === r.action_id)) {
         if (!b.results.some((x) => sameRecord(x, r))) b.results.push(r);
+        S.now = later(S.now, r.finished_at);
         return;
       }
     }
@@ -285,30 +287,30 @@
     }
     const seen = new Map();
     for (const a of b.actions) {
-      const what = a.action_type + " " + a.target.service + (a.params && a.params.replicas != null ? " to " + a.params.replicas + " replicas" : "");
+      const what = a.type + " " + a.target.service + (a.params && a.params.replicas != null ? " to " + a.params.replicas + " replicas" : "");
       const dry = a.params && a.params.args && a.params.args.dry_run === "true";
       const wasPending = seen.get(a.action_id) === "approval_required";
       seen.set(a.action_id, a.decision);
       if (a.reason && a.reason.startsWith("undo:")) {
-        add(a.created_at, "action", "Undo", what + " (risk " + a.risk.toFixed(2) + ") — reverting a step that made things worse", 2);
+        add(a.created_at, "action", "Undo", what + " (risk " + a.risk.toFixed(2) + ") — reverting a step that made things worse", 4);
       } else if (dry) {
         add(a.created_at, "decision", "Decision", what + " — risk " + a.risk.toFixed(2) + " → dry run only", 2);
       } else if (a.decision === "approval_required") {
         add(a.created_at, "decision", "Decision", what + " — risk " + a.risk.toFixed(2) + " → approval required", 2);
       } else if (wasPending) {
         const by = (a.reason.match(/approved by (.*)$/) || [])[1] || "a human";
-        add(a.created_at, "action", "Approved", what + " by " + by + " → sent to the executor", 3);
+        add(a.created_at, "action", "Approved", what + " by " + by + " → sent to the executor", 4);
       } else {
         add(a.created_at, "decision", "Decision", what + " — risk " + a.risk.toFixed(2) + " → automatic", 2);
-        add(a.created_at, "action", "Action", what + " sent to the executor", 3);
+        add(a.created_at, "action", "Action", what + " sent to the executor", 4);
       }
     }
     for (const r of b.results) {
       const a = b.actions.find((x) => x.action_id === r.action_id);
-      add(r.finished_at, "result", "Result", (a ? a.action_type + " " + a.target.service + " " : "") + r.status.replace(/_/g, " ") + (r.detail ? " (" + r.detail + ")" : ""), 4);
+      add(r.finished_at, "result", "Result", (a ? a.type + " " + a.target.service + " " : "") + r.status.replace(/_/g, " ") + (r.detail ? " (" + r.detail + ")" : ""), 5);
     }
     for (const e of b.escalations) {
-      add(e.created_at, "escalation", "Escalated" + (e.team ? " to " + e.team : ""), e.reason, 5);
+      add(e.created_at, "escalation", "Escalated" + (e.team ? " to " + e.team : ""), e.reason, 3);
     }
     if (l.status === "resolved") {
       if (isVerified(l)) {
@@ -380,8 +382,8 @@
         const dis = S.approvalsEnabled ? null : "disabled";
         return el(
           "div",
-          { class: "pending-item", "data-action-id": a.action_id },
-          el("div", { class: "what" }, a.action_type + " " + a.target.service),
+          { class: "pending-item", "data-action-id": a.action_id, "data-incident-id": a.incident_id },
+          el("div", { class: "what" }, a.type + " " + a.target.service),
           el("div", { class: "thin small" }, "risk " + a.risk.toFixed(2) + " · incident " + a.incident_id + " · expires " + clock(a.expires_at)),
           el(
             "div",
@@ -461,7 +463,7 @@
     const verb = approve ? "approve" : "reject";
     let token = sessionStorage.getItem(TOKEN_KEY);
     if (!token) {
-      token = await askToken((approve ? "Approve " : "Reject ") + a.action_type + " " + a.target.service);
+      token = await askToken((approve ? "Approve " : "Reject ") + a.type + " " + a.target.service);
       if (!token) return;
       sessionStorage.setItem(TOKEN_KEY, token);
     }
@@ -483,7 +485,7 @@
       body = {};
     }
     if (r.ok) {
-      toast((approve ? "approved " : "rejected ") + a.action_type + " " + a.target.service);
+      toast((approve ? "approved " : "rejected ") + a.type + " " + a.target.service);
     } else {
       if (r.status === 401) sessionStorage.removeItem(TOKEN_KEY);
       toast(verb + " failed (" + r.status + "): " + (body.error || r.statusText), true);
