@@ -152,3 +152,45 @@ fn report_of_the_export_equals_the_demos_own_and_renders_clean() {
         b.requests
     );
 }
+
+/// The dashboard's value row reads only metrics reflex exports (by name).
+#[test]
+fn grafana_value_row_uses_exported_metrics() {
+    use reflex::telemetry::metrics as m;
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/grafana/reflex.json"
+    ))
+    .expect("dashboard");
+    let d: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    let panels = d["panels"].as_array().expect("panels");
+    let row = panels
+        .iter()
+        .position(|p| {
+            p["type"] == "row" && p["title"].as_str().is_some_and(|t| t.starts_with("Value"))
+        })
+        .expect("a Value row");
+    let known = [
+        m::INCIDENTS_OPENED,
+        m::ACTIONS,
+        m::ESCALATIONS,
+        m::VERIFICATIONS,
+        m::GUARD_HOLDS,
+    ];
+    let names = regex::Regex::new(r"reflex_[a-z_]+").expect("regex");
+    let mut seen = 0;
+    for p in &panels[row + 1..] {
+        for t in p["targets"].as_array().into_iter().flatten() {
+            let expr = t["expr"].as_str().expect("expr");
+            for n in names.find_iter(expr) {
+                assert!(
+                    known.contains(&n.as_str()),
+                    "{} is not exported: {expr}",
+                    n.as_str()
+                );
+                seen += 1;
+            }
+        }
+    }
+    assert!(seen >= 10, "the value row has its queries");
+}

@@ -187,7 +187,7 @@ pub fn view(records: &Records, limit: usize) -> (Vec<BoardIncident>, Vec<Recover
             }
         }
     }
-    pending.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+    pending.sort_by_key(|a| std::cmp::Reverse(a.created_at));
     let mut incidents: Vec<BoardIncident> = by_id.into_values().collect();
     incidents.sort_by(|a, b| {
         let open = |x: &BoardIncident| x.latest.status == IncidentStatus::Resolved;
