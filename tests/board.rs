@@ -138,6 +138,17 @@ fn board_follows_the_stream_and_takes_an_approval() {
         toast.as_str().is_some_and(|t| t.contains("approved")),
         "the page confirms the approval: {toast}"
     );
+    // The value report of the same process counts the approval.
+    let approved = b.eval("fetch('/api/report').then(r => r.json()).then(j => j.overall.approved)");
+    assert_eq!(
+        approved,
+        serde_json::json!(1),
+        "/api/report sees the approved fix"
+    );
+    let html = b.eval("fetch('/api/report?format=html&since=1h').then(r => r.text())");
+    assert!(html
+        .as_str()
+        .is_some_and(|h| h.contains("<svg") && h.contains("reflex value report")));
     let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("board/board.png");
     b.screenshot(&shot);
     assert!(std::fs::metadata(&shot).expect("screenshot").len() > 10_000);
@@ -145,6 +156,9 @@ fn board_follows_the_stream_and_takes_an_approval() {
 
     b.drain_events();
     assert!(b.errors.is_empty(), "console errors: {:#?}", b.errors);
+    // (A refused query is logged by the browser, so it comes after the check.)
+    let bad = b.eval("fetch('/api/report?since=whenever').then(r => r.status)");
+    assert_eq!(bad, serde_json::json!(400));
 
     // Drop the stream: the page says so, then reconnects to a new server
     // (the refused connections in between are logged by the browser).

@@ -134,10 +134,16 @@ pub fn text(r: &ValueReport) -> String {
         let _ = writeln!(s, "held back                nothing");
     } else {
         let _ = writeln!(s, "held back (where to invest to automate more):");
-        for h in r.held_back.iter().take(20) {
+        let shown = &r.held_back[..r.held_back.len().min(20)];
+        let w = shown
+            .iter()
+            .map(|h| h.service.chars().count())
+            .max()
+            .unwrap_or(0);
+        for h in shown {
             let _ = writeln!(
                 s,
-                "  {:>3} x {:<20} {:<24} {}",
+                "  {:>3} x {:<20} {:<w$}  {}",
                 h.incidents,
                 h.category.as_str(),
                 h.service,
