@@ -32,8 +32,18 @@ fn approval_config(dir: &Path) -> PathBuf {
     p
 }
 
+/// A demo process, killed when dropped (also when a check panics).
+struct Demo(Child);
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts `reflex demo` with `args`; returns the child and its HTTP address.
-fn demo(args: &[&str]) -> (Child, String) {
+fn demo(args: &[&str]) -> (Demo, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_reflex"))
         .arg("demo")
         .args(args)
@@ -43,6 +53,7 @@ fn demo(args: &[&str]) -> (Child, String) {
         .spawn()
         .expect("starting reflex demo");
     let stderr = child.stderr.take().expect("stderr");
+    let child = Demo(child);
     let (tx, rx) = channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -57,9 +68,8 @@ fn demo(args: &[&str]) -> (Child, String) {
     (child, addr)
 }
 
-fn stop(mut c: Child) {
-    let _ = c.kill();
-    let _ = c.wait();
+fn stop(c: Demo) {
+    drop(c);
 }
 
 #[test]
