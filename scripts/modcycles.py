@@ -210,13 +210,24 @@ def load_crate(src):
             if parts[-1] in ("mod", "lib"):
                 parts = parts[:-1]
             mods[tuple(parts)] = Module(tuple(parts), rel)
+    test_only = set()
     for path, m in mods.items():
         if path:
             parent = mods.get(path[:-1])
             if parent is not None:
                 parent.children.add(path[-1])
         with open(os.path.join(src, m.file), encoding="utf-8") as fh:
-            m.code = strip_cfg_test(strip_code(fh.read()))
+            code = strip_code(fh.read())
+        # `#[cfg(test)] mod tests;`: that file (and what is under it) is test-only.
+        for t in re.finditer(r"#\[cfg\(test\)\]\s*(?:pub(?:\s*\([^)]*\))?\s+)?mod\s+([A-Za-z0-9_]+)\s*;", code):
+            test_only.add(path + (t.group(1),))
+        m.code = strip_cfg_test(code)
+    for t in test_only:
+        for p in [p for p in mods if p[: len(t)] == t]:
+            del mods[p]
+        parent = mods.get(t[:-1])
+        if parent is not None:
+            parent.children.discard(t[-1])
     for m in mods.values():
         for im in ITEM_RE.finditer(m.code):
             m.items.add(im.group(1) or im.group(2))

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, as a newcomer or CI runs it: installs what the tests
-# need (the tansu Kafka-protocol broker, promtool, Python tools in a venv), starts the
+# need (the tansu Kafka-protocol broker, promtool, chromium, Python tools in a venv), starts the
 # broker on a free loopback port, runs every test, and stops the broker.
 #   bash scripts/test.sh
 set -euo pipefail
@@ -60,6 +60,17 @@ fi
 log "promtool check rules deploy/prometheus/alerts.yaml"
 promtool check rules deploy/prometheus/alerts.yaml
 python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["panels"], "no panels"' deploy/grafana/reflex.json
+
+# --- chromium (Debian's package) -------------------------------------------
+# tests/board.rs and tests/report.rs drive headless Chromium over its DevTools
+# pipe (the incident board, the HTML value report); under CI=true a missing
+# chromium fails them instead of skipping the browser checks.
+if ! command -v chromium >/dev/null 2>&1; then
+  log "installing chromium (apt) for the browser tests"
+  if [ "$(id -u)" -eq 0 ]; then SUDO=; else SUDO=sudo; fi
+  $SUDO apt-get update
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y chromium
+fi
 
 # --- Rust: module cycles, format, lints, tests -----------------------------
 log "module cycles (scripts/modcycles.py; self-test first)"

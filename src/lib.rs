@@ -32,6 +32,7 @@ pub mod executors;
 pub mod model;
 pub mod pipeline;
 pub mod recovery;
+pub mod report;
 pub mod shutdown;
 pub mod sim;
 pub mod sinks;

@@ -111,6 +111,35 @@ enum Command {
         /// Write events.jsonl (replayable with `reflex run`), truth.jsonl and demo-out/ here.
         #[arg(long)]
         export: Option<PathBuf>,
+        #[command(flatten)]
+        live: DemoLive,
+    },
+    /// The value report of an embedded run (`reflex run --output-dir` or `reflex demo --export`).
+    Report {
+        /// The output directory (or a demo export, whose records are in demo-out/).
+        #[arg(long)]
+        input: PathBuf,
+        /// Executor results (default: action-results.jsonl in the directory, if any).
+        #[arg(long, value_name = "FILE")]
+        action_results: Option<PathBuf>,
+        /// Only incidents from this event time (RFC 3339, epoch ms, or e.g. `24h` before the last record).
+        #[arg(long)]
+        since: Option<String>,
+        /// `text`, `json` or `html` (a self-contained page with inline SVG charts).
+        #[arg(long, default_value = "text")]
+        format: String,
+        /// Write here instead of standard output.
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// Human minutes one manual fix takes (for minutes saved).
+        #[arg(long, default_value_t = 30.0)]
+        minutes_per_fix: f64,
+        /// Human minutes an approval still takes.
+        #[arg(long, default_value_t = 5.0)]
+        minutes_per_approval: f64,
+        /// Held-back incidents stated below this confidence count as low confidence.
+        #[arg(long, default_value_t = 0.7)]
+        low_confidence: f64,
     },
     /// Fit the category classifier from labelled incidents (LABELLED.jsonl) and write the model file.
     Train {
@@ -140,6 +169,25 @@ enum Command {
         #[arg(long)]
         output: Option<PathBuf>,
     },
+}
+
+/// `reflex demo`'s live options: the ops API with the incident board, pacing.
+#[derive(clap::Args)]
+struct DemoLive {
+    /// Serve the incident board (`/`), /api/stream, /api/report, /metrics and
+    /// approvals (`REFLEX_API_TOKEN`) on this address while the demo runs.
+    #[arg(long, value_name = "ADDR")]
+    http: Option<String>,
+    /// Simulated seconds per wall-clock second after the warm-up (e.g. 30);
+    /// default: as fast as possible.
+    #[arg(long)]
+    speed: Option<f64>,
+    /// After the demo, keep serving HTTP until SIGTERM or ctrl-c.
+    #[arg(long, requires = "http")]
+    hold: bool,
+    /// Configuration file (default: the embedded topology/reflex.toml).
+    #[arg(long)]
+    config: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -247,13 +295,45 @@ fn dispatch(command: Command) -> Result<(), CliError> {
             hours,
             profile,
             export,
+            live,
         } => cli::demo::run(cli::demo::DemoArgs {
             seed,
             faults,
             hours,
             profile,
             export,
+            http: live.http,
+            speed: live.speed,
+            hold: live.hold,
+            config: live.config,
         }),
+        Command::Report {
+            input,
+            action_results,
+            since,
+            format,
+            output,
+            minutes_per_fix,
+            minutes_per_approval,
+            low_confidence,
+        } => {
+            let Some(format) = cli::report::Format::parse(&format) else {
+                return Err(CliError::usage(format!(
+                    "--format {format:?}: expected text, json or html"
+                )));
+            };
+            cli::report::run(&cli::report::ReportCommand {
+                input,
+                action_results,
+                since,
+                format,
+                output,
+                minutes_per_fix,
+                minutes_per_approval,
+                low_confidence,
+            })
+            .map(drop)
+        }
         Command::Train {
             input,
             output,

@@ -9,6 +9,7 @@
 
 pub mod demo;
 pub mod executor;
+pub mod report;
 pub mod run;
 pub mod telemetry;
 pub mod tools;

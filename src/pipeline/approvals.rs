@@ -55,6 +55,11 @@ impl ApprovalQueue {
         self.consumer.store(true, Ordering::SeqCst);
     }
 
+    /// Marks that no pipeline thread drains this queue any more (its loop ended).
+    pub fn detach(&self) {
+        self.consumer.store(false, Ordering::SeqCst);
+    }
+
     /// Whether a pipeline thread drains this queue.
     pub fn attached(&self) -> bool {
         self.consumer.load(Ordering::SeqCst)

@@ -13,8 +13,8 @@ use super::plan::{self, EscalationPlan, StepFacts, StepKind, StepPlan, Verdict};
 use super::state::{Episode, Event};
 use super::{sign, RecoveryOutput, RecoveryStage, MAX_RESULTS, RECENT_ATTEMPTS_MS};
 use crate::model::{Category, Escalation, EventTime, Incident, RecoveryAction, Target};
-use crate::stage::stats::Stats;
 use crate::recovery::risk;
+use crate::stage::stats::Stats;
 use crate::util::stable_id;
 use std::sync::atomic::Ordering;
 

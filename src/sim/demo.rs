@@ -37,6 +37,7 @@ use crate::pipeline::topology::{DecideOptions, Decider, Topology, TopologyError}
 use crate::pipeline::Stage;
 use crate::sinks::file::FileSink;
 use crate::sinks::{Output, Sink, SinkError};
+use crate::telemetry::board::live::LoopObserver;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -69,6 +70,8 @@ pub struct DemoOptions {
     pub categories: Vec<crate::model::Category>,
     /// Which fleet and background (see [`Profile`]).
     pub profile: Profile,
+    /// Watches the loop live (`reflex demo --http`); `None`: nothing is told.
+    pub observer: Option<Arc<dyn LoopObserver>>,
 }
 
 impl DemoOptions {
@@ -95,6 +98,7 @@ impl Default for DemoOptions {
             narrate: true,
             categories: Vec::new(),
             profile: Profile::Demo,
+            observer: None,
         }
     }
 }
@@ -131,12 +135,16 @@ pub struct DemoRun {
 struct DemoSink {
     tx: Sender<Output>,
     files: Option<FileSink>,
+    observer: Option<Arc<dyn LoopObserver>>,
 }
 
 impl Sink for DemoSink {
     fn write(&mut self, out: &Output) -> Result<(), SinkError> {
         if let Some(f) = &mut self.files {
             f.write(out)?;
+        }
+        if let Some(o) = &self.observer {
+            o.output(out);
         }
         // The receiver lives as long as the loop; a send cannot fail before.
         let _ = self.tx.send(out.clone());
@@ -335,8 +343,16 @@ pub fn run(cfg: &Config, opts: &DemoOptions, out: &mut dyn Write) -> Result<Demo
     }
 
     let (tx, rx): (Sender<Output>, Receiver<Output>) = channel();
-    let mut sink = DemoSink { tx, files };
-    let stats = Arc::new(Stats::default());
+    let observer = opts.observer.clone();
+    let mut sink = DemoSink {
+        tx,
+        files,
+        observer: observer.clone(),
+    };
+    let stats = observer
+        .as_ref()
+        .and_then(|o| o.stats())
+        .unwrap_or_default();
     let topology = Topology::build(cfg, &DecideOptions::default(), stats.clone())?;
     let mut driver = Driver {
         batcher: topology.decode.into_batcher(),
@@ -452,7 +468,11 @@ pub fn run(cfg: &Config, opts: &DemoOptions, out: &mut dyn Write) -> Result<Demo
         };
         for r in executor.completed(now) {
             narrate_result(&mut story, &r, &mut |l| say(out, l))?;
+            observer.iter().for_each(|o| o.result(&r));
             results.push(r);
+        }
+        if let Some(o) = &observer {
+            o.step(t, &mut driver.decider)?;
         }
     }
     driver.finish()?;
@@ -469,9 +489,11 @@ pub fn run(cfg: &Config, opts: &DemoOptions, out: &mut dyn Write) -> Result<Demo
         fed.push(r);
     }
     for r in executor.remaining() {
+        observer.iter().for_each(|o| o.result(&r));
         results.push(r);
     }
     drop(driver);
+    observer.iter().for_each(|o| o.finish());
     if let Some((p, mut w)) = events_file {
         w.flush().map_err(io_err(&p))?;
     }

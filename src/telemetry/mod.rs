@@ -7,6 +7,8 @@
 //! - [`server`]: `/metrics`, `/health`, `/ready`, `/api/incidents`,
 //!   `/api/stream`.
 //! - [`config`]: the `[telemetry]` section.
+//! - [`board`]: the live incident board page, its snapshot and the value
+//!   report over the records seen ([`board::Journal`]).
 //!
 //! The pipeline is observed from the outside: [`TapSink`] wraps the real
 //! sink and hands every *output* record (never every input event) to
@@ -15,6 +17,7 @@
 //! counters are the pipeline's own atomics ([`Stats`]).
 
 pub mod approvals;
+pub mod board;
 // The `[telemetry]` section lives with the other config structs (below
 // every runtime); the old path stays.
 pub use crate::config::telemetry as config;
@@ -62,6 +65,8 @@ pub struct Telemetry {
     pub approvals: approvals::ApprovalQueue,
     /// The bearer token the approval endpoints require (none: refused).
     api_token: Mutex<Option<Vec<u8>>>,
+    /// Records behind the board and `/api/report`.
+    journal: Mutex<board::Journal>,
 }
 
 impl Telemetry {
@@ -80,6 +85,7 @@ impl Telemetry {
             tracer: Mutex::new(None),
             approvals: approvals::ApprovalQueue::default(),
             api_token: Mutex::new(None),
+            journal: Mutex::new(board::Journal::default()),
             start_time: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs_f64())
@@ -138,9 +144,24 @@ impl Telemetry {
         metrics::render(&self.stats, &self.outputs, &g)
     }
 
+    /// The records behind the board and the report (a short lock).
+    pub fn journal(&self) -> MutexGuard<'_, board::Journal> {
+        lock(&self.journal)
+    }
+
+    /// An executor result the process was given: kept for the board and
+    /// the report, and streamed as a `result` event.
+    pub fn observe_result(&self, r: &crate::model::ActionResult) {
+        lock(&self.journal).result(r);
+        self.publish("result", r);
+    }
+
     /// Handles one output record that was written.
     pub fn observe(&self, out: &Output) {
         self.outputs.count(out);
+        if !matches!(out, Output::Detection(_) | Output::DeadLetter(_)) {
+            lock(&self.journal).push(out);
+        }
         match out {
             Output::Detection(d) => {
                 if let Some(t) = lock(&self.tracer).as_mut() {

@@ -1,4 +1,5 @@
-//! The ops HTTP server: one port, seven routes.
+//! The ops HTTP server: one port, seven routes here and the board's four
+//! ([`board`](super::board): `/`, `/board`, `/api/board`, `/api/report`).
 //!
 //! | route | answer |
 //! |---|---|
@@ -6,7 +7,7 @@
 //! | `GET /health` | `200 ok` while the process runs (liveness) |
 //! | `GET /ready` | `200 ready`, or `503` naming the unmet conditions ([`Readiness`](super::Readiness)) |
 //! | `GET /api/incidents?status=&service=&limit=` | open and recently resolved incidents, latest state each, newest first, as `{"incidents": [...]}` |
-//! | `GET /api/stream` | Server-Sent Events: `incident`, `action` and `escalation` records as they are written; first a `subscribed` event |
+//! | `GET /api/stream` | Server-Sent Events: `incident`, `action` and `escalation` records as they are written (and `result`, the executor results of an in-process loop such as `reflex demo`); first a `subscribed` event |
 //! | `POST /api/actions/{id}/approve` | approves a pending `approval_required` action (emitted again as `auto`); body optional `{"by": "name"}` |
 //! | `POST /api/actions/{id}/reject` | rejects it (recorded; feeds learning) |
 //!
@@ -48,6 +49,10 @@ pub fn router(t: Arc<Telemetry>) -> Router {
         .route("/api/stream", get(stream))
         .route("/api/actions/{id}/approve", post(approve))
         .route("/api/actions/{id}/reject", post(reject))
+        .route("/", get(super::board::page))
+        .route("/board", get(super::board::page))
+        .route("/api/board", get(super::board::snapshot))
+        .route("/api/report", get(super::board::report_route))
         .with_state(t)
 }
 

@@ -25,3 +25,7 @@ mod tests {
         let _ = super::y::h();
     }
 }
+
+// A test-only file module: its uses (crate::a, siblings) are not the crate's.
+#[cfg(test)]
+mod file_tests;
