@@ -12,12 +12,15 @@
 //! - [`production`]: the `production` profile — a bigger fleet with the
 //!   chronic background of a real one, overlapping and intermittent faults.
 //! - [`gen`]: the seeded RNG and the small stream generator used by tests.
+//! - `emit`: building events from templates, shared by [`world`] and
+//!   [`production`] (so neither depends on the other both ways).
 //!
 //! Guarantees: everything is a function of the seed and the options (a
 //! SplitMix RNG, ordered maps wherever order reaches output, simulated time
 //! only); the wall clock is read only for the events/s figure.
 
 pub mod demo;
+mod emit;
 pub mod executor;
 pub mod faults;
 pub mod fleet;
