@@ -300,13 +300,13 @@ impl Emitter<'_> {
         for e in &ch.edges {
             let n = self.rng.poisson(e.rate(mid, traffic) * ch.volume * dt_s);
             for _ in 0..n {
-                let t = uniform_time(&mut self.rng, t0, t1);
+                let t = uniform_time(self.rng, t0, t1);
                 let sym = if self.rng.chance(0.7) {
                     e.symptom
                 } else {
-                    random_symptom(&mut self.rng)
+                    random_symptom(self.rng)
                 };
-                let trace = trace_id(&mut self.rng);
+                let trace = trace_id(self.rng);
                 self.edge_failure(e, sym, t, &trace, false, &mut out);
             }
         }
@@ -320,7 +320,7 @@ impl Emitter<'_> {
             };
             let (a, b) = (s.start.max(t0), s.end.min(t1));
             for _ in 0..self.rng.poisson(s.rate * secs) {
-                let t = uniform_time(&mut self.rng, a, b);
+                let t = uniform_time(self.rng, a, b);
                 let trace = self.rng.pick(&s.traces).clone();
                 let sym = if self.rng.chance(0.6) {
                     Symptom::Timeout
@@ -347,17 +347,17 @@ impl Emitter<'_> {
             }
             let (a, b) = (c.start.max(t0), c.end.min(t1));
             for _ in 0..self.rng.poisson(c.rate * secs * ch.volume) {
-                let t = uniform_time(&mut self.rng, a, b);
+                let t = uniform_time(self.rng, a, b);
                 let tpl = *self.rng.pick(lines);
-                let dep = pick_dep(&mut self.rng, svc);
+                let dep = pick_dep(self.rng, svc);
                 let dep_ns = self.fleet.namespace_of(&dep).to_string();
                 let inst = match &c.pod {
                     Some(pod) => Some(pod),
-                    None => pick_instance(&mut self.rng, svc),
+                    None => pick_instance(self.rng, svc),
                 };
-                let trace = trace_id(&mut self.rng);
+                let trace = trace_id(self.rng);
                 let mut ev = make(
-                    &mut self.rng,
+                    self.rng,
                     t,
                     svc,
                     inst,
@@ -372,9 +372,9 @@ impl Emitter<'_> {
                     if let Some(us) = self.fleet.get(&dep) {
                         if self.rng.chance(0.4) {
                             let own = *self.rng.pick(UPSTREAM_OWN[lang_index(us.lang)]);
-                            let inst = pick_instance(&mut self.rng, us);
+                            let inst = pick_instance(self.rng, us);
                             let tu = t.plus_ms(-self.rng.int(5, 400));
-                            out.push(make(&mut self.rng, tu, us, inst, &own, "", "", Some(trace)));
+                            out.push(make(self.rng, tu, us, inst, &own, "", "", Some(trace)));
                         }
                     }
                 }
@@ -394,9 +394,9 @@ impl Emitter<'_> {
             let (reason, tpl) = K8S_WARN[k.reason % K8S_WARN.len()];
             let (a, b) = (k.start.max(t0), k.end.min(t1));
             for _ in 0..self.rng.poisson(secs / k.every_s) {
-                let t = uniform_time(&mut self.rng, a, b);
-                let inst = pick_instance(&mut self.rng, svc);
-                let mut ev = make(&mut self.rng, t, svc, inst, &tpl, "", "", None);
+                let t = uniform_time(self.rng, a, b);
+                let inst = pick_instance(self.rng, svc);
+                let mut ev = make(self.rng, t, svc, inst, &tpl, "", "", None);
                 if reason == "FailedScheduling" {
                     ev.instance = None;
                     ev.node = None;
@@ -419,13 +419,13 @@ impl Emitter<'_> {
                 0.8 + 0.2 * traffic
             };
             for _ in 0..self.rng.poisson(rate * shape * ch.volume * dt_s) {
-                let t = uniform_time(&mut self.rng, t0, t1);
+                let t = uniform_time(self.rng, t0, t1);
                 let tpl = *self.rng.pick(lines);
-                let dep = pick_dep(&mut self.rng, svc);
+                let dep = pick_dep(self.rng, svc);
                 let dep_ns = self.fleet.namespace_of(&dep).to_string();
-                let inst = pick_instance(&mut self.rng, svc);
-                let trace = self.rng.chance(0.5).then(|| trace_id(&mut self.rng));
-                let mut ev = make(&mut self.rng, t, svc, inst, &tpl, &dep, &dep_ns, trace);
+                let inst = pick_instance(self.rng, svc);
+                let trace = self.rng.chance(0.5).then(|| trace_id(self.rng));
+                let mut ev = make(self.rng, t, svc, inst, &tpl, &dep, &dep_ns, trace);
                 if tpl.upstream && !dep.is_empty() {
                     ev.upstream = Some(dep);
                 }
@@ -463,12 +463,12 @@ impl Emitter<'_> {
                     } else {
                         *self.rng.pick(noise::templates(us.lang).0)
                     };
-                    let dep = pick_dep(&mut self.rng, us);
+                    let dep = pick_dep(self.rng, us);
                     let dns = self.fleet.namespace_of(&dep).to_string();
-                    let inst = pick_instance(&mut self.rng, us);
+                    let inst = pick_instance(self.rng, us);
                     let tu = t.plus_ms(-self.rng.int(5, 600));
                     let mut ev = make(
-                        &mut self.rng,
+                        self.rng,
                         tu,
                         us,
                         inst,
@@ -491,9 +491,9 @@ impl Emitter<'_> {
         } else {
             *self.rng.pick(caller_lines(sym, cs.lang))
         };
-        let inst = pick_instance(&mut self.rng, cs);
+        let inst = pick_instance(self.rng, cs);
         let mut ev = make(
-            &mut self.rng,
+            self.rng,
             t,
             cs,
             inst,
@@ -535,9 +535,9 @@ impl Emitter<'_> {
             if proxy || self.rng.chance(0.5) {
                 let tpl = *self.rng.pick(caller_lines(Symptom::ServerError, gs.lang));
                 let ns = self.fleet.namespace_of(&failed).to_string();
-                let inst = pick_instance(&mut self.rng, gs);
+                let inst = pick_instance(self.rng, gs);
                 let mut ev = make(
-                    &mut self.rng,
+                    self.rng,
                     t,
                     gs,
                     inst,
@@ -587,9 +587,9 @@ impl Emitter<'_> {
                     let tp = ts.plus_ms(self.rng.int(5, 200));
                     let tpl = *self.rng.pick(caller_lines(Symptom::ServerError, Proxy));
                     let ns = self.fleet.namespace_of(s).to_string();
-                    let inst = pick_instance(&mut self.rng, ps);
+                    let inst = pick_instance(self.rng, ps);
                     let mut ev = make(
-                        &mut self.rng,
+                        self.rng,
                         tp,
                         ps,
                         inst,
