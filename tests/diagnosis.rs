@@ -1100,3 +1100,40 @@ fn a_caller_joins_the_pending_incident_of_the_dependency_it_blames() {
     assert_eq!(first.category, Category::MemoryExhaustion, "{first:#?}");
     assert!(first.services.iter().any(|s| s == "web"), "{first:#?}");
 }
+
+#[test]
+fn services_failing_their_network_together_on_one_node_open_a_node_incident() {
+    use reflex::pipeline::Stage;
+    // Three services each log a few connection resets of their own, too
+    // few for a strong detection: alone each is background. All of them
+    // on one node within minutes is that node's network; the same errors
+    // spread over three nodes are not an incident.
+    const RESET: Option<(&str, f64, &str)> = Some(("network", 0.7, "self"));
+    let run = |nodes: [&str; 3]| {
+        let mut s = stage();
+        let mut out = Vec::new();
+        for m in 0..4 {
+            for (svc, node) in ["cart", "search", "reviews"].iter().zip(nodes) {
+                let mut d = det(svc, m, "error_burst", 0.3, 3, &[], RESET);
+                d.nodes =
+                    vec![
+                        serde_json::from_value(serde_json::json!({"value": node, "count": 3}))
+                            .expect("node count"),
+                    ];
+                s.process(d, &mut out);
+            }
+            s.on_watermark(wm(m + 1), &mut out);
+        }
+        for m in 4..30 {
+            s.on_watermark(wm(m + 1), &mut out);
+        }
+        latest(&out)
+    };
+    let one = run(["node-7", "node-7", "node-7"]);
+    assert_eq!(one.len(), 1, "{one:#?}");
+    let inc = one.values().next().expect("one incident");
+    assert_eq!(inc.root_cause_service, "node-7", "{inc:#?}");
+    assert_eq!(inc.category, Category::Network, "{inc:#?}");
+    let spread = run(["node-1", "node-2", "node-3"]);
+    assert!(spread.is_empty(), "{spread:#?}");
+}

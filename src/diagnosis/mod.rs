@@ -284,6 +284,9 @@ pub struct DiagnosisStage {
     /// Per service, the end of its last strong detection that came from a
     /// batch job's run (ms): see [`Self::batch_only`].
     batch_runs: BTreeMap<String, i64>,
+    /// Per node, recent weak detections of services failing there with
+    /// network errors of their own: see [`Self::watch_node`].
+    node_watch: BTreeMap<String, Vec<Detection>>,
 }
 
 /// Bound on services remembered in `called`.
@@ -304,6 +307,11 @@ const QUIET_ROOT_WORDS: f64 = 0.5;
 /// Bound on services remembered as batch job runs.
 const MAX_BATCH_RUNS: usize = 65_536;
 
+/// How long weak node evidence waits for a quorum of services (ms).
+const NODE_WATCH_MS: i64 = 180_000;
+/// Bounds on nodes watched and detections kept per node.
+const MAX_NODES: usize = 1024;
+const MAX_NODE_DETECTIONS: usize = 64;
 /// Bound on remembered service namespaces.
 const MAX_NAMESPACES: usize = 65_536;
 
@@ -335,6 +343,7 @@ impl DiagnosisStage {
             called: BTreeSet::new(),
             blame: BTreeMap::new(),
             batch_runs: BTreeMap::new(),
+            node_watch: BTreeMap::new(),
         }
     }
 
@@ -748,11 +757,24 @@ impl DiagnosisStage {
     /// cause is the root `incidents[i]` would be published with.
     fn duplicate_of(&self, incidents: &[Tracked], i: usize) -> Option<usize> {
         let v = self.verdict(&incidents[i].signals)?;
+        let network = v.category == crate::model::Category::Network;
+        // Network errors on a node whose trouble is an incident (open or
+        // settling): one of the node's services, not a fault of its own.
+        let node_trouble = |q: &Tracked| {
+            let root = match q.last.as_ref() {
+                Some(l) => (l.1 == crate::model::Category::Network).then(|| l.0.clone()),
+                None => self
+                    .verdict(&q.signals)
+                    .filter(|qv| qv.category == crate::model::Category::Network)
+                    .map(|qv| qv.root),
+            };
+            root.is_some_and(|r| !self.graph.is_service(&r) && Self::on_node(&incidents[i], &r))
+        };
         incidents.iter().enumerate().position(|(k, q)| {
             k != i
                 && q.resolved_at.is_none()
-                && q.publish_at.is_none()
-                && q.last.as_ref().is_some_and(|l| l.0 == v.root)
+                && ((q.publish_at.is_none() && q.last.as_ref().is_some_and(|l| l.0 == v.root))
+                    || (network && node_trouble(q)))
         })
     }
 
@@ -918,10 +940,18 @@ impl DiagnosisStage {
             // A node: the services failing mostly on it (with network
             // errors of their own, or failing every call from there).
             for (s, sig) in &t.signals {
-                if rootcause::network_node(sig.nodes.iter().map(|(k, c)| (k.as_str(), *c)), 1.0)
+                let on_node = |min| {
+                    rootcause::network_node_min(
+                        sig.nodes.iter().map(|(k, c)| (k.as_str(), *c)),
+                        1.0,
+                        min,
+                    )
                     .as_deref()
-                    == Some(v.root.as_str())
-                {
+                        == Some(v.root.as_str())
+                };
+                let quorum = rootcause::service_node(sig, rootcause::NODE_QUORUM_EVENTS).as_deref()
+                    == Some(v.root.as_str());
+                if on_node(5) || quorum {
                     explained.insert(s.clone());
                 }
             }
@@ -1037,6 +1067,9 @@ impl DiagnosisStage {
             if let Some(j) = self.duplicate_of(incidents, i) {
                 if let Some(t) = incidents.pop() {
                     Self::absorb(&mut incidents[j], t);
+                    if !incidents[j].live() {
+                        continue;
+                    }
                     if let Some(rec) =
                         self.publish(&mut incidents[j], IncidentStatus::Updated, false)
                     {
@@ -1101,6 +1134,109 @@ impl DiagnosisStage {
         }
         let at = self.batch_runs.entry(d.service.clone()).or_insert(i64::MIN);
         *at = (*at).max(d.window.end.millis());
+    }
+
+    /// Watches weak evidence of node-local network trouble. A fault on a
+    /// node's network spreads thin: every pod there loses a few
+    /// connections, each too few to fire alone. When [`rootcause::NODE_QUORUM`]
+    /// services log network errors of their own (a few each) mostly from
+    /// one node within [`NODE_WATCH_MS`], that is the node's trouble: a
+    /// pending incident opens with their evidence (the diagnosis then names
+    /// the node), or, when an incident already covers the node, the quorum
+    /// counts as its activity. Chronic noise rarely puts three services'
+    /// network errors on one node at once; a single service never does.
+    fn watch_node(&mut self, d: &Detection, out: &mut Vec<Incident>) -> bool {
+        let w = d
+            .hints
+            .iter()
+            .filter(|h| {
+                h.category == crate::model::Category::Network
+                    && h.about == crate::model::About::Itself
+            })
+            .map(|h| h.weight)
+            .fold(0.0, f64::max);
+        if w < OWN_WAY {
+            return false;
+        }
+        let Some(node) =
+            rootcause::network_node_min(d.nodes.iter().map(|n| (n.value.as_str(), n.count)), w, 1)
+        else {
+            return false;
+        };
+        if self.node_watch.len() >= MAX_NODES && !self.node_watch.contains_key(&node) {
+            return false;
+        }
+        let horizon = d.window.end.millis() - NODE_WATCH_MS;
+        let seen = self.node_watch.entry(node.clone()).or_default();
+        seen.retain(|x| x.window.end.millis() > horizon);
+        if seen.len() < MAX_NODE_DETECTIONS {
+            seen.push(d.clone());
+        }
+        let mut per_service: BTreeMap<&str, i64> = BTreeMap::new();
+        for x in seen.iter() {
+            *per_service.entry(x.service.as_str()).or_default() += x.count;
+        }
+        let quorum = per_service
+            .values()
+            .filter(|c| **c >= rootcause::NODE_QUORUM_EVENTS)
+            .count();
+        // The trouble of a node already in an incident goes on while two
+        // of its services keep failing there (its incident stays open); a
+        // new one takes a full quorum.
+        let covering = self
+            .incidents
+            .iter()
+            .position(|t| t.resolved_at.is_none() && Self::on_node(t, &node));
+        let needed = if covering.is_some() {
+            2
+        } else {
+            rootcause::NODE_QUORUM
+        };
+        if quorum < needed {
+            return false;
+        }
+        let found = std::mem::take(seen);
+        if let Some(i) = covering {
+            for x in &found {
+                self.join(i, x, true, out);
+            }
+            return true;
+        }
+        let Some(first) = found.iter().min_by_key(|x| x.first_seen) else {
+            return false;
+        };
+        debug!(node, services = quorum, "Node-local network trouble.");
+        // The node's trouble coming back soon after its incident resolved
+        // may be a relapse (decided when it settles, as for services).
+        let reopen = self.cfg.reopen_within.0;
+        let relapse_of = self
+            .incidents
+            .iter_mut()
+            .find(|t| {
+                !t.relapse_pending
+                    && t.root() == Some(node.as_str())
+                    && t.resolved_at
+                        .is_some_and(|r| first.first_seen.millis() <= r.millis() + reopen)
+            })
+            .map(|t| {
+                t.relapse_pending = true;
+                t.id.clone()
+            });
+        let mut t = Tracked::open(first, relapse_of);
+        for x in &found {
+            Self::fold(&mut t, x, true);
+        }
+        self.incidents.push(t);
+        true
+    }
+
+    /// `t` is about `node`'s network trouble: rooted there, or holding a
+    /// service that fails mostly there with network errors of its own.
+    fn on_node(t: &Tracked, node: &str) -> bool {
+        t.root() == Some(node)
+            || t.signals.values().any(|s| {
+                rootcause::service_node(s, rootcause::NODE_QUORUM_EVENTS).as_deref() == Some(node)
+            })
     }
 
     /// Every service failing in a settling incident is a batch job's run
@@ -1211,6 +1347,9 @@ impl Stage for DiagnosisStage {
         let reopen = self.cfg.reopen_within.0;
         let within = |t: &Tracked| d.first_seen.millis() <= t.last_activity.millis() + gap;
         if d.score < self.cfg.min_open_score {
+            if self.watch_node(&d, out) {
+                return;
+            }
             // Weak evidence (cascades, new templates, sequences) is context
             // for a service an incident already holds: it never opens an
             // incident, adds a service to one or keeps one open. On a real
@@ -1350,8 +1489,12 @@ impl Stage for DiagnosisStage {
                 let t = incidents.remove(i);
                 let j = if j > i { j - 1 } else { j };
                 Self::absorb(&mut incidents[j], t);
-                if let Some(rec) = self.publish(&mut incidents[j], IncidentStatus::Updated, false) {
-                    out.push(rec);
+                if incidents[j].live() {
+                    if let Some(rec) =
+                        self.publish(&mut incidents[j], IncidentStatus::Updated, false)
+                    {
+                        out.push(rec);
+                    }
                 }
                 continue;
             }

@@ -300,14 +300,7 @@ pub fn diagnose_pinned(
     if let Some(node) = node_local_network(services).filter(|n| pinned.is_none_or(|p| p == n)) {
         let on_node: Vec<&String> = services
             .iter()
-            .filter(|(_, s)| {
-                network_node(
-                    s.nodes.iter().map(|(k, v)| (k.as_str(), *v)),
-                    s.self_hints.get(&Category::Network).copied().unwrap_or(0.0),
-                )
-                .as_deref()
-                    == Some(node.as_str())
-            })
+            .filter(|(_, s)| service_node(s, NODE_QUORUM_EVENTS).as_deref() == Some(node.as_str()))
             .map(|(k, _)| k)
             .collect();
         return Some(Verdict {
@@ -522,12 +515,30 @@ pub fn add_hint(sig: &mut ServiceSignals, category: Category, weight: f64, about
     *e = e.max(weight);
 }
 
+/// Failing events a service needs on one node to show node trouble alone.
+const NODE_EVENTS: i64 = 5;
+/// Services that together show a node's trouble although each logs only a
+/// few network errors there (a node-local fault spreads thin: every pod on
+/// the node loses some connections, none enough to fire alone).
+pub const NODE_QUORUM: usize = 3;
+/// Failing events each member of a [`NODE_QUORUM`] needs on the node.
+pub const NODE_QUORUM_EVENTS: i64 = 2;
+
 /// The node a service's failing events come from, when one node holds at
 /// least 70% of at least 5 of them and the service shows network evidence
 /// (`network_weight`, its strongest network hint) of at least 0.15.
 pub fn network_node<'a>(
     nodes: impl Iterator<Item = (&'a str, i64)>,
     network_weight: f64,
+) -> Option<String> {
+    network_node_min(nodes, network_weight, NODE_EVENTS)
+}
+
+/// [`network_node`] with at least `min_events` failing events.
+pub fn network_node_min<'a>(
+    nodes: impl Iterator<Item = (&'a str, i64)>,
+    network_weight: f64,
+    min_events: i64,
 ) -> Option<String> {
     if network_weight < 0.15 {
         return None;
@@ -540,24 +551,37 @@ pub fn network_node<'a>(
             best = Some((n, c));
         }
     }
-    best.filter(|b| total >= 5 && b.1 * 10 >= total * 7)
+    best.filter(|b| total >= min_events.max(1) && b.1 * 10 >= total * 7)
         .map(|b| b.0.to_string())
 }
 
-/// The node shared by at least two affected services (and half of them) as
-/// their [`network_node`], if any.
+/// The node of `s`'s failing events as [`network_node_min`] sees it.
+pub fn service_node(s: &ServiceSignals, min_events: i64) -> Option<String> {
+    let w = s.self_hints.get(&Category::Network).copied().unwrap_or(0.0);
+    network_node_min(s.nodes.iter().map(|(k, v)| (k.as_str(), *v)), w, min_events)
+}
+
+/// The node shared, as their [`network_node`], by at least half of the
+/// affected services: at least two of them, or at least [`NODE_QUORUM`]
+/// with a few ([`NODE_QUORUM_EVENTS`]) network errors each.
 pub fn node_local_network(services: &BTreeMap<String, ServiceSignals>) -> Option<String> {
-    let mut per_node: BTreeMap<String, usize> = BTreeMap::new();
+    let mut per_node: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     for s in services.values() {
-        let w = s.self_hints.get(&Category::Network).copied().unwrap_or(0.0);
-        if let Some(n) = network_node(s.nodes.iter().map(|(k, v)| (k.as_str(), *v)), w) {
-            *per_node.entry(n).or_default() += 1;
+        if let Some(n) = service_node(s, NODE_QUORUM_EVENTS) {
+            let e = per_node.entry(n.clone()).or_default();
+            e.1 += 1;
+            if service_node(s, NODE_EVENTS).as_deref() == Some(n.as_str()) {
+                e.0 += 1;
+            }
         }
     }
     per_node
         .into_iter()
-        .filter(|(_, k)| *k >= 2 && *k * 2 >= services.len())
-        .max_by(|a, b| a.1.cmp(&b.1).then_with(|| b.0.cmp(&a.0)))
+        .filter(|(_, (k, all))| {
+            (*k >= 2 && *k * 2 >= services.len())
+                || (*all >= NODE_QUORUM && *all * 2 >= services.len())
+        })
+        .max_by(|a, b| a.1 .1.cmp(&b.1 .1).then_with(|| b.0.cmp(&a.0)))
         .map(|(n, _)| n)
 }
 
