@@ -1,0 +1,95 @@
+//! An incident while diagnosis tracks it: pending (settling), open or
+//! recently resolved, with the signals folded into it.
+
+use super::*;
+
+#[derive(Debug)]
+pub(super) struct Tracked {
+    pub(super) id: String,
+    pub(super) opened_at: EventTime,
+    /// Watermark at which a pending incident is published.
+    pub(super) publish_at: Option<EventTime>,
+    pub(super) last_activity: EventTime,
+    pub(super) resolved_at: Option<EventTime>,
+    pub(super) signals: BTreeMap<String, ServiceSignals>,
+    pub(super) upstreams: BTreeSet<String>,
+    pub(super) traces: BTreeSet<String>,
+    pub(super) namespace: Option<String>,
+    /// What was last published: (root, category, services, confidence).
+    pub(super) last: Option<(String, crate::model::Category, Vec<String>, f64)>,
+    /// A pending incident that may be a relapse of this resolved one.
+    pub(super) relapse_of: Option<String>,
+    /// (Resolved incidents) a pending incident is deciding whether it is a
+    /// relapse of this one; no second candidate meanwhile.
+    pub(super) relapse_pending: bool,
+    /// Recovery emitted an action for this incident: its root is fixed.
+    pub(super) acted: bool,
+    /// Ends of the windows with strong detections (the first few): a
+    /// pending incident is confirmed by a second window or a second service
+    /// (a one-window blip such as a retry storm is not a fault).
+    pub(super) windows: BTreeSet<i64>,
+    /// The verdict last published (kept when a pinned root is no longer
+    /// among the candidates, e.g. a node once its services left).
+    pub(super) verdict: Option<rootcause::Verdict>,
+    /// Per service, the end of its last strong detection in this incident:
+    /// a service quiet for `resolve_after` leaves it again.
+    pub(super) seen: BTreeMap<String, (EventTime, u32)>,
+    /// Per dependency the incident's services fail calling, the strongest
+    /// category (not `unknown`) its own weak detections name about itself,
+    /// with its weight: a quiet root's own words, for the category only
+    /// (they never add a service or keep the incident open).
+    pub(super) whispers: BTreeMap<String, (crate::model::Category, f64)>,
+}
+
+impl Tracked {
+    /// A new pending incident opened by the strong detection `d`.
+    pub(super) fn open(d: &Detection, relapse_of: Option<String>) -> Tracked {
+        Tracked {
+            id: stable_id(
+                "inc-",
+                &[d.service.as_bytes(), &d.first_seen.millis().to_be_bytes()],
+            ),
+            opened_at: d.first_seen,
+            publish_at: Some(d.window.end.plus_ms(SETTLE_MS)),
+            last_activity: d.window.end,
+            resolved_at: None,
+            signals: BTreeMap::new(),
+            upstreams: BTreeSet::new(),
+            traces: BTreeSet::new(),
+            namespace: d.namespace.clone(),
+            last: None,
+            relapse_of,
+            relapse_pending: false,
+            acted: false,
+            windows: BTreeSet::new(),
+            verdict: None,
+            seen: BTreeMap::new(),
+            whispers: BTreeMap::new(),
+        }
+    }
+
+    /// Strong evidence in two windows, or two services (the second may be
+    /// a quiet one on the same troubled node).
+    pub(super) fn confirmed(&self) -> bool {
+        self.signals.len() >= 2 || self.windows.len() >= 2
+    }
+
+    /// Published and not resolved.
+    pub(super) fn live(&self) -> bool {
+        self.resolved_at.is_none() && self.publish_at.is_none()
+    }
+
+    /// The published root cause, if any.
+    pub(super) fn root(&self) -> Option<&str> {
+        self.last.as_ref().map(|l| l.0.as_str())
+    }
+}
+
+/// Resolved incidents awaiting a relapse decision: id → (root, opened_at).
+pub(super) fn relapse_candidates(incidents: &[Tracked]) -> BTreeMap<String, (String, EventTime)> {
+    incidents
+        .iter()
+        .filter(|t| t.relapse_pending)
+        .filter_map(|t| Some((t.id.clone(), (t.last.as_ref()?.0.clone(), t.opened_at))))
+        .collect()
+}
