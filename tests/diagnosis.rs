@@ -1137,3 +1137,54 @@ fn services_failing_their_network_together_on_one_node_open_a_node_incident() {
     let spread = run(["node-1", "node-2", "node-3"]);
     assert!(spread.is_empty(), "{spread:#?}");
 }
+
+#[test]
+fn a_caller_on_a_broken_node_failing_on_its_upstream_is_the_nodes_incident() {
+    use reflex::pipeline::Stage;
+    // checkout runs on node-7 only and fails calling payments (connection
+    // refused) while three other services log network errors of their own
+    // there: checkout's trouble is the node's, not payments', so it joins
+    // the node's incident instead of opening one rooted at payments.
+    const RESET: Option<(&str, f64, &str)> = Some(("network", 0.7, "self"));
+    let on = |mut d: reflex::model::Detection, node: &str, n: i64| {
+        d.nodes = vec![
+            serde_json::from_value(serde_json::json!({"value": node, "count": n}))
+                .expect("node count"),
+        ];
+        d
+    };
+    let mut s = stage();
+    let mut out = Vec::new();
+    for m in 0..4 {
+        let d = det(
+            "checkout",
+            m,
+            "error_burst",
+            0.9,
+            40,
+            &[("payments", 40)],
+            REFUSED,
+        );
+        // Few of its events say where they ran (one per window here).
+        s.process(on(d, "node-7", 1), &mut out);
+        for svc in ["cart", "search", "reviews"] {
+            let d = det(svc, m, "error_burst", 0.3, 3, &[], RESET);
+            s.process(on(d, "node-7", 3), &mut out);
+        }
+        s.on_watermark(wm(m + 1), &mut out);
+    }
+    for m in 4..30 {
+        s.on_watermark(wm(m + 1), &mut out);
+    }
+    let incs = latest(&out);
+    let opened: Vec<&Incident> = incs
+        .values()
+        .filter(|i| !i.summary.starts_with("Merged into"))
+        .collect();
+    assert_eq!(opened.len(), 1, "{incs:#?}");
+    assert_eq!(opened[0].root_cause_service, "node-7", "{incs:#?}");
+    assert!(
+        opened[0].services.iter().any(|s| s == "checkout"),
+        "{incs:#?}"
+    );
+}

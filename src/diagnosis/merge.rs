@@ -24,13 +24,21 @@ impl DiagnosisStage {
                     .filter(|qv| qv.category == crate::model::Category::Network)
                     .map(|qv| qv.root),
             };
-            root.is_some_and(|r| !self.graph.is_service(&r) && Self::on_node(&incidents[i], &r))
+            let near =
+                (q.opened_at.millis() - incidents[i].opened_at.millis()).abs() <= NODE_WATCH_MS;
+            root.as_ref().is_some_and(|r| {
+                !self.graph.is_service(r)
+                    && (network && Self::on_node(&incidents[i], r)
+                        || near
+                            && (Self::fails_only_on(&incidents[i], r)
+                                || self.silent_root_on(&incidents[i], &v.root, r)))
+            })
         };
         incidents.iter().enumerate().position(|(k, q)| {
             k != i
                 && q.resolved_at.is_none()
                 && ((q.publish_at.is_none() && q.last.as_ref().is_some_and(|l| l.0 == v.root))
-                    || (network && node_trouble(q)))
+                    || node_trouble(q))
         })
     }
 

@@ -191,6 +191,9 @@ pub struct DiagnosisStage {
     /// Namespace last reported per service (any detection, changes included),
     /// so an incident rooted at a silent service still targets the right one.
     namespaces: BTreeMap<String, String>,
+    /// Per service, the node its failing events last came from (when one
+    /// node held most of them): where a service that falls silent runs.
+    homes: BTreeMap<String, String>,
     /// Episodes of strong detections per service (scheduled failures).
     episodes: recurrence::Episodes,
     /// Services some caller named as its `upstream` (something depends on them).
@@ -257,6 +260,7 @@ impl DiagnosisStage {
             watermark: EventTime(i64::MIN),
             stats,
             namespaces: BTreeMap::new(),
+            homes: BTreeMap::new(),
             episodes: recurrence::Episodes::default(),
             called: BTreeSet::new(),
             blame: BTreeMap::new(),
@@ -442,6 +446,7 @@ impl Stage for DiagnosisStage {
     type Out = Incident;
 
     fn process(&mut self, d: Detection, out: &mut Vec<Incident>) {
+        self.note_home(&d);
         if let Some(ns) = &d.namespace {
             if self.namespaces.len() < MAX_NAMESPACES || self.namespaces.contains_key(&d.service) {
                 self.namespaces.insert(d.service.clone(), ns.clone());

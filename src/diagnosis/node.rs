@@ -110,4 +110,48 @@ impl DiagnosisStage {
                 rootcause::service_node(s, rootcause::NODE_QUORUM_EVENTS).as_deref() == Some(node)
             })
     }
+
+    /// Every service of `t` that failed did so mostly on `node` (a silent
+    /// root aside): callers on a broken node failing to reach a healthy
+    /// upstream are the node's trouble, whatever their errors say.
+    pub(super) fn fails_only_on(t: &Tracked, node: &str) -> bool {
+        let mut failing = 0;
+        for s in t.signals.values() {
+            let total: i64 = s.nodes.values().sum();
+            if total == 0 {
+                continue;
+            }
+            let here = s.nodes.get(node).copied().unwrap_or(0);
+            if here < 1 || here * 10 < total * 7 {
+                return false;
+            }
+            failing += 1;
+        }
+        failing > 0
+    }
+
+    /// Remembers the node most of `d`'s events came from.
+    pub(super) fn note_home(&mut self, d: &Detection) {
+        let total: i64 = d.nodes.iter().map(|n| n.count).sum();
+        let Some(best) = d.nodes.iter().max_by_key(|n| n.count) else {
+            return;
+        };
+        if total < 1 || best.count * 10 < total * 7 {
+            return;
+        }
+        if self.homes.len() < MAX_NAMESPACES || self.homes.contains_key(&d.service) {
+            self.homes.insert(d.service.clone(), best.value.clone());
+        }
+    }
+
+    /// `t` is `node`'s trouble seen from elsewhere: its root is silent in
+    /// it and was last seen failing on `node` (callers everywhere failing
+    /// to reach a service on a broken node).
+    pub(super) fn silent_root_on(&self, t: &Tracked, root: &str, node: &str) -> bool {
+        let silent = t
+            .signals
+            .get(root)
+            .is_none_or(|s| s.nodes.values().sum::<i64>() == 0);
+        silent && self.homes.get(root).is_some_and(|h| h == node)
+    }
 }
