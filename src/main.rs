@@ -115,32 +115,7 @@ enum Command {
         live: DemoLive,
     },
     /// The value report of an embedded run (`reflex run --output-dir` or `reflex demo --export`).
-    Report {
-        /// The output directory (or a demo export, whose records are in demo-out/).
-        #[arg(long)]
-        input: PathBuf,
-        /// Executor results (default: action-results.jsonl in the directory, if any).
-        #[arg(long, value_name = "FILE")]
-        action_results: Option<PathBuf>,
-        /// Only incidents from this event time (RFC 3339, epoch ms, or e.g. `24h` before the last record).
-        #[arg(long)]
-        since: Option<String>,
-        /// `text`, `json` or `html` (a self-contained page with inline SVG charts).
-        #[arg(long, default_value = "text")]
-        format: String,
-        /// Write here instead of standard output.
-        #[arg(long)]
-        output: Option<PathBuf>,
-        /// Human minutes one manual fix takes (for minutes saved).
-        #[arg(long, default_value_t = 30.0)]
-        minutes_per_fix: f64,
-        /// Human minutes an approval still takes.
-        #[arg(long, default_value_t = 5.0)]
-        minutes_per_approval: f64,
-        /// Held-back incidents stated below this confidence count as low confidence.
-        #[arg(long, default_value_t = 0.7)]
-        low_confidence: f64,
-    },
+    Report(cli::report::ReportCommand),
     /// Fit the category classifier from labelled incidents (LABELLED.jsonl) and write the model file.
     Train {
         /// Labelled incidents, one JSON object per line: {"category", "root_cause_service", "events": [...]}.
@@ -307,33 +282,7 @@ fn dispatch(command: Command) -> Result<(), CliError> {
             hold: live.hold,
             config: live.config,
         }),
-        Command::Report {
-            input,
-            action_results,
-            since,
-            format,
-            output,
-            minutes_per_fix,
-            minutes_per_approval,
-            low_confidence,
-        } => {
-            let Some(format) = cli::report::Format::parse(&format) else {
-                return Err(CliError::usage(format!(
-                    "--format {format:?}: expected text, json or html"
-                )));
-            };
-            cli::report::run(&cli::report::ReportCommand {
-                input,
-                action_results,
-                since,
-                format,
-                output,
-                minutes_per_fix,
-                minutes_per_approval,
-                low_confidence,
-            })
-            .map(drop)
-        }
+        Command::Report(cmd) => cli::report::run(&cmd).map(drop),
         Command::Train {
             input,
             output,

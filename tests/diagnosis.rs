@@ -981,32 +981,10 @@ fn an_incident_split_off_a_storm_it_joined_dates_from_its_own_first_failure() {
     // storm that it happened to join began.
     let mut s = stage();
     let mut out = Vec::new();
-    s.process(
-        det(
-            "pay",
-            0,
-            "error_burst",
-            0.9,
-            40,
-            &[("psp.example.com", 40)],
-            None,
-        ),
-        &mut out,
-    );
+    s.process(psp_storm(0), &mut out);
     s.on_watermark(wm(1), &mut out);
     for m in 1..6 {
-        s.process(
-            det(
-                "pay",
-                m,
-                "error_burst",
-                0.9,
-                40,
-                &[("psp.example.com", 40)],
-                None,
-            ),
-            &mut out,
-        );
+        s.process(psp_storm(m), &mut out);
         s.process(
             det(
                 "web",
@@ -1052,32 +1030,10 @@ fn a_caller_joins_the_pending_incident_of_the_dependency_it_blames() {
         det("web", 0, "pattern/cascade", 0.3, 2, &[("pay", 2)], None),
         &mut out,
     );
-    s.process(
-        det(
-            "pay",
-            0,
-            "error_burst",
-            0.9,
-            40,
-            &[("psp.example.com", 40)],
-            None,
-        ),
-        &mut out,
-    );
+    s.process(psp_storm(0), &mut out);
     s.on_watermark(wm(1), &mut out);
     for m in 1..6 {
-        s.process(
-            det(
-                "pay",
-                m,
-                "error_burst",
-                0.9,
-                40,
-                &[("psp.example.com", 40)],
-                None,
-            ),
-            &mut out,
-        );
+        s.process(psp_storm(m), &mut out);
         s.process(det("api", m, "error_burst", 0.9, 40, &[], OOM), &mut out);
         s.process(
             det(
@@ -1099,6 +1055,27 @@ fn a_caller_joins_the_pending_incident_of_the_dependency_it_blames() {
         .unwrap_or_else(|| panic!("an incident rooted at api: {out:#?}"));
     assert_eq!(first.category, Category::MemoryExhaustion, "{first:#?}");
     assert!(first.services.iter().any(|s| s == "web"), "{first:#?}");
+}
+
+/// `d` with `n` of its events placed on `node`.
+fn placed(mut d: reflex::model::Detection, node: &str, n: i64) -> reflex::model::Detection {
+    d.nodes = vec![
+        serde_json::from_value(serde_json::json!({"value": node, "count": n})).expect("node count"),
+    ];
+    d
+}
+
+/// pay's storm on an external PSP, the minute starting at `minute`.
+fn psp_storm(minute: i64) -> reflex::model::Detection {
+    det(
+        "pay",
+        minute,
+        "error_burst",
+        0.9,
+        40,
+        &[("psp.example.com", 40)],
+        None,
+    )
 }
 
 #[test]
@@ -1146,13 +1123,6 @@ fn a_caller_on_a_broken_node_failing_on_its_upstream_is_the_nodes_incident() {
     // there: checkout's trouble is the node's, not payments', so it joins
     // the node's incident instead of opening one rooted at payments.
     const RESET: Option<(&str, f64, &str)> = Some(("network", 0.7, "self"));
-    let on = |mut d: reflex::model::Detection, node: &str, n: i64| {
-        d.nodes = vec![
-            serde_json::from_value(serde_json::json!({"value": node, "count": n}))
-                .expect("node count"),
-        ];
-        d
-    };
     let mut s = stage();
     let mut out = Vec::new();
     for m in 0..4 {
@@ -1166,10 +1136,10 @@ fn a_caller_on_a_broken_node_failing_on_its_upstream_is_the_nodes_incident() {
             REFUSED,
         );
         // Few of its events say where they ran (one per window here).
-        s.process(on(d, "node-7", 1), &mut out);
+        s.process(placed(d, "node-7", 1), &mut out);
         for svc in ["cart", "search", "reviews"] {
             let d = det(svc, m, "error_burst", 0.3, 3, &[], RESET);
-            s.process(on(d, "node-7", 3), &mut out);
+            s.process(placed(d, "node-7", 3), &mut out);
         }
         s.on_watermark(wm(m + 1), &mut out);
     }

@@ -12,36 +12,40 @@ use crate::report::{compute, latest_time, parse_since, render, ReportOptions};
 use std::path::PathBuf;
 
 /// Which form to write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
     Text,
     Json,
+    /// A self-contained page with inline SVG charts.
     Html,
 }
 
-impl Format {
-    /// `text`, `json` or `html`.
-    pub fn parse(s: &str) -> Option<Format> {
-        match s {
-            "text" => Some(Format::Text),
-            "json" => Some(Format::Json),
-            "html" => Some(Format::Html),
-            _ => None,
-        }
-    }
-}
-
-/// The command's arguments.
-#[derive(Debug, Clone)]
+/// The command's arguments (parsed by clap in `main.rs`).
+#[derive(Debug, Clone, clap::Args)]
 pub struct ReportCommand {
+    /// The output directory (or a demo export, whose records are in demo-out/).
+    #[arg(long)]
     pub input: PathBuf,
+    /// Executor results (default: action-results.jsonl in the directory, if any).
+    #[arg(long, value_name = "FILE")]
     pub action_results: Option<PathBuf>,
+    /// Only incidents from this event time (RFC 3339, epoch ms, or e.g. `24h` before the last record).
+    #[arg(long)]
     pub since: Option<String>,
+    /// `text`, `json` or `html` (a self-contained page with inline SVG charts).
+    #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
-    /// Default: standard output.
+    /// Write here instead of standard output.
+    #[arg(long)]
     pub output: Option<PathBuf>,
+    /// Human minutes one manual fix takes (for minutes saved).
+    #[arg(long, default_value_t = 30.0)]
     pub minutes_per_fix: f64,
+    /// Human minutes an approval still takes.
+    #[arg(long, default_value_t = 5.0)]
     pub minutes_per_approval: f64,
+    /// Held-back incidents stated below this confidence count as low confidence.
+    #[arg(long, default_value_t = 0.7)]
     pub low_confidence: f64,
 }
 

@@ -115,32 +115,33 @@ impl DiagnosisStage {
     /// root aside): callers on a broken node failing to reach a healthy
     /// upstream are the node's trouble, whatever their errors say.
     pub(super) fn fails_only_on(t: &Tracked, node: &str) -> bool {
-        let mut failing = 0;
-        for s in t.signals.values() {
-            let total: i64 = s.nodes.values().sum();
-            if total == 0 {
-                continue;
-            }
-            let here = s.nodes.get(node).copied().unwrap_or(0);
-            if here < 1 || here * 10 < total * 7 {
-                return false;
-            }
-            failing += 1;
-        }
-        failing > 0
+        let mut failing = t
+            .signals
+            .values()
+            .filter(|s| s.nodes.values().any(|c| *c > 0))
+            .peekable();
+        failing.peek().is_some()
+            && failing.all(|s| {
+                Self::home_of(s.nodes.iter().map(|(k, v)| (k.as_str(), *v)))
+                    == Some(node.to_string())
+            })
+    }
+
+    /// The node most of some failing events came from (the 70 % rule of
+    /// [`rootcause::network_node_min`], whatever the errors say).
+    fn home_of<'a>(nodes: impl Iterator<Item = (&'a str, i64)>) -> Option<String> {
+        rootcause::network_node_min(nodes, 1.0, 1)
     }
 
     /// Remembers the node most of `d`'s events came from.
     pub(super) fn note_home(&mut self, d: &Detection) {
-        let total: i64 = d.nodes.iter().map(|n| n.count).sum();
-        let Some(best) = d.nodes.iter().max_by_key(|n| n.count) else {
+        let Some(home) = Self::home_of(d.nodes.iter().map(|n| (n.value.as_str(), n.count))) else {
             return;
         };
-        if total < 1 || best.count * 10 < total * 7 {
-            return;
-        }
-        if self.homes.len() < MAX_NAMESPACES || self.homes.contains_key(&d.service) {
-            self.homes.insert(d.service.clone(), best.value.clone());
+        if let Some(h) = self.homes.get_mut(&d.service) {
+            *h = home;
+        } else if self.homes.len() < MAX_NAMESPACES {
+            self.homes.insert(d.service.clone(), home);
         }
     }
 
@@ -151,7 +152,7 @@ impl DiagnosisStage {
         let silent = t
             .signals
             .get(root)
-            .is_none_or(|s| s.nodes.values().sum::<i64>() == 0);
+            .is_none_or(|s| s.nodes.values().all(|c| *c == 0));
         silent && self.homes.get(root).is_some_and(|h| h == node)
     }
 }
