@@ -1158,3 +1158,177 @@ fn a_caller_on_a_broken_node_failing_on_its_upstream_is_the_nodes_incident() {
         "{incs:#?}"
     );
 }
+
+#[test]
+fn a_one_window_blip_that_lands_in_another_pending_incident_does_not_open_by_itself() {
+    use reflex::pipeline::Stage;
+    // pay fails calling an external PSP for five minutes: a fault. In its
+    // second minute recs has one loud minute of timeouts on features (a
+    // retry storm) that also names the PSP once, so it joins pay's pending
+    // incident. When that settles, recs is split off: alone and in one
+    // window it is a blip, and stays unopened. The control: recs failing
+    // for three minutes (what a lone caller of a silent dependency needs)
+    // opens its own incident.
+    for (storm_minutes, expected) in [(1, 1usize), (3, 2)] {
+        let mut s = stage();
+        let mut out = Vec::new();
+        for m in 0..5 {
+            s.process(psp_storm(m), &mut out);
+            if (1..1 + storm_minutes).contains(&m) {
+                s.process(
+                    det(
+                        "recs",
+                        m,
+                        "error_burst",
+                        0.9,
+                        21,
+                        &[("features", 16), ("psp.example.com", 2)],
+                        None,
+                    ),
+                    &mut out,
+                );
+            }
+            s.on_watermark(wm(m + 1), &mut out);
+        }
+        for m in 5..30 {
+            s.on_watermark(wm(m + 1), &mut out);
+        }
+        let incs = latest(&out);
+        assert_eq!(incs.len(), expected, "storm {storm_minutes}: {incs:#?}");
+        assert!(
+            incs.values()
+                .any(|i| i.root_cause_service == "psp.example.com"),
+            "{incs:#?}"
+        );
+    }
+}
+
+#[test]
+fn a_batch_job_failing_on_upstreams_that_log_its_requests_errors_is_not_an_incident() {
+    use reflex::pipeline::Stage;
+    // indexer (a batch job) hammers catalog and an external search
+    // cluster for six minutes; catalog logs errors of no particular kind on
+    // exactly those requests, enough for one strong minute. catalog's other
+    // callers are fine: the trouble is indexer's edge, not catalog.
+    // Controls: another caller failing on catalog too, or catalog saying it
+    // is saturated, is a fault of catalog.
+    const SATURATED: Option<(&str, f64, &str)> = Some(("overload", 0.6, "self"));
+    for (web_fails, catalog_says, expected) in [
+        (false, None, 0usize),
+        (true, None, 1),
+        (false, SATURATED, 1),
+    ] {
+        let mut s = stage();
+        teach(&mut s, &["indexer", "web", "mobile"], "catalog", 0);
+        let mut out = Vec::new();
+        for m in 30..36 {
+            s.process(
+                det(
+                    "indexer",
+                    m,
+                    "error_burst",
+                    0.9,
+                    60,
+                    &[("catalog", 30), ("search.example.net", 30)],
+                    None,
+                ),
+                &mut out,
+            );
+            if m == 31 {
+                s.process(
+                    det("catalog", m, "error_burst", 0.6, 16, &[], catalog_says),
+                    &mut out,
+                );
+            }
+            if web_fails {
+                s.process(
+                    det(
+                        "web",
+                        m,
+                        "error_burst",
+                        0.9,
+                        50,
+                        &[("catalog", 50)],
+                        REFUSED,
+                    ),
+                    &mut out,
+                );
+            }
+            s.on_watermark(wm(m + 1), &mut out);
+        }
+        for m in 36..60 {
+            s.on_watermark(wm(m + 1), &mut out);
+        }
+        let incs = latest(&out);
+        assert_eq!(
+            incs.len(),
+            expected,
+            "web {web_fails}, catalog {catalog_says:?}: {incs:#?}"
+        );
+    }
+}
+
+#[test]
+fn a_silent_roots_own_words_corroborate_a_lone_witness() {
+    use reflex::pipeline::Stage;
+    // The ingress fails on portal for two minutes; portal itself logs only
+    // a never-seen "MemoryError" (a weak detection). One witness would wait
+    // for a third window; portal's own words say it is out of memory, so it
+    // opens, with that category. Without them it is a blip and does not.
+    for portal_speaks in [true, false] {
+        let mut s = stage();
+        let mut out = Vec::new();
+        for m in 0..2 {
+            s.process(
+                det(
+                    "ingress",
+                    m,
+                    "error_burst",
+                    0.9,
+                    60,
+                    &[("portal", 60)],
+                    REFUSED,
+                ),
+                &mut out,
+            );
+            if portal_speaks {
+                s.process(
+                    det("portal", m, "pattern/new_template", 0.3, 1, &[], OOM),
+                    &mut out,
+                );
+            }
+            s.on_watermark(wm(m + 1), &mut out);
+        }
+        for m in 2..30 {
+            s.on_watermark(wm(m + 1), &mut out);
+        }
+        let incs = latest(&out);
+        if portal_speaks {
+            let i = incs.values().next().expect("an incident");
+            assert_eq!(incs.len(), 1, "{incs:#?}");
+            assert_eq!(i.root_cause_service, "portal", "{i:#?}");
+            assert_eq!(i.category, Category::MemoryExhaustion, "{i:#?}");
+        } else {
+            assert!(incs.is_empty(), "{incs:#?}");
+        }
+    }
+}
+
+#[test]
+fn the_end_of_input_opens_what_is_confirmed_and_nothing_else() {
+    use reflex::pipeline::Stage;
+    // The input ends while incidents are pending: a one-minute blip is not
+    // opened, a failure seen in two minutes is (the input ended, not the
+    // fault).
+    for (minutes, expected) in [(1, 0usize), (2, 1)] {
+        let mut s = stage();
+        let mut out = Vec::new();
+        for m in 0..minutes {
+            s.process(det("api", m, "error_burst", 0.9, 40, &[], OOM), &mut out);
+        }
+        s.on_watermark(wm(minutes), &mut out);
+        s.flush(&mut out);
+        let incs = latest(&out);
+        assert_eq!(incs.len(), expected, "{minutes} minutes: {incs:#?}");
+    }
+}

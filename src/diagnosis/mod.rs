@@ -26,7 +26,10 @@
 //!   the dependency graph learned from the catalog, `upstream` fields and
 //!   trace order, shared upstreams or trace ids, the same troubled node).
 //!   When it settles, the services its root does not explain are split off
-//!   into their own incident (two faults at once on connected services).
+//!   into their own pending incident (two faults at once on connected
+//!   services), which keeps gathering its own evidence and is held to the
+//!   same bar, as is what is left: two unrelated one-window blips do not
+//!   confirm each other by landing in the same pending incident.
 //! - The root of an incident that recovery acted on never changes; before
 //!   any action it moves only to a service that explains the old root's
 //!   failure (the old root fails mostly calling it).
@@ -46,9 +49,15 @@
 //!   not a new fault: it is logged and not opened (it opens once it
 //!   outlasts the earlier run).
 //! - A lone witness (one caller's complaints about a silent or external
-//!   dependency) must persist for three windows; and when that dependency
-//!   has other callers, none of which fails on it, the trouble is that one
-//!   edge's (a retry storm, a batch job's heavy queries), not an incident.
+//!   dependency) must persist for three windows, unless the dependency
+//!   changed shortly before or its own weak detections name a failure of
+//!   its own kind (a quiet `OOMKilled`); and when that dependency has other
+//!   callers, none of which fails on it, the trouble is that one edge's (a
+//!   retry storm, a batch job's heavy queries), not an incident. The same
+//!   holds when the dependencies it blames log errors that say nothing
+//!   about themselves on exactly those requests (echoes of one caller).
+//! - At the end of input, what is pending is decided by the same bar,
+//!   without waiting for windows that will not come.
 //!
 //! Lifecycle (event time): `open` when it settles; `updated` when its root
 //! cause, category or services change; `resolved` when neither its root nor
@@ -105,6 +114,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use tracing::debug;
 use tracked::{relapse_candidates, Tracked};
+use witness::Due;
 
 /// Pending time before an incident is first published (event time).
 const SETTLE_MS: i64 = 60_000;
@@ -386,8 +396,9 @@ impl DiagnosisStage {
             }
         }
         if strong {
-            if t.windows.len() < MAX_WINDOWS {
-                t.windows.insert(d.window.end.millis());
+            let end = d.window.end.millis();
+            if t.windows.len() < MAX_WINDOWS || t.windows.contains_key(&end) {
+                t.windows.entry(end).or_default().insert(d.service.clone());
             }
             t.last_activity = t.last_activity.max(d.window.end);
             let e = t.seen.entry(d.service.clone()).or_insert((d.window.end, 0));
@@ -567,16 +578,20 @@ impl Stage for DiagnosisStage {
         // A pending incident gathers what is connected to it while its root
         // settles; what its root does not explain is split off when it
         // settles (`split_unexplained`).
-        // Of several, the one holding the service it blames most: a caller
-        // failing on a dependency belongs with that dependency's own
-        // failure, not with whatever storm the graph also connects it to.
+        // Of several, the one already holding the service (what split off
+        // keeps gathering its own evidence), else the one holding the
+        // service it blames most: a caller failing on a dependency belongs
+        // with that dependency's own failure, not with whatever storm the
+        // graph also connects it to.
         let blamed = |t: &Tracked| {
-            d.upstreams
+            let most = d
+                .upstreams
                 .iter()
                 .filter(|u| t.signals.contains_key(&u.value))
                 .map(|u| u.count)
                 .max()
-                .unwrap_or(0)
+                .unwrap_or(0);
+            (t.signals.contains_key(&d.service), most)
         };
         if let Some((i, _)) = self
             .incidents
@@ -650,42 +665,26 @@ impl Stage for DiagnosisStage {
             }
             i += 1;
         }
-        let mut splits = Vec::new();
+        let mut parts = Vec::new();
         let mut dropped: Vec<String> = Vec::new();
         for t in &mut incidents {
             if let Some(p) = t.publish_at {
                 if wm < p {
                     continue;
                 }
-                let lone = self.lone_witness(t);
-                let waits = lone.as_ref().is_some_and(|(_, changed)| !changed);
-                let witness = lone.map(|(w, _)| w);
-                let unconfirmed =
-                    !t.confirmed() || (t.windows.len() < LONE_WITNESS_WINDOWS && waits);
-                if unconfirmed && wm.millis() <= t.last_activity.millis() + SETTLE_MS {
-                    // Unconfirmed: wait for the next window.
-                    continue;
-                }
-                // A blip that did not come back, one edge's trouble, or a
-                // job failing on its schedule: not opened (its detections
-                // stay published on the detections topic).
-                let not_opened = if unconfirmed {
-                    Some("unconfirmed")
-                } else if witness.is_some_and(|w| self.one_edge_only(t, w)) {
-                    Some("one caller failing on a dependency that is fine for others")
-                } else {
-                    self.job_not_fault(t)
-                };
-                if let Some(reason) = not_opened {
-                    debug!(incident_id = %t.id, reason, "Pending incident not opened.");
-                    dropped.push(t.id.clone());
-                    if let Some(old) = t.relapse_of.take() {
-                        released.push(old);
+                match self.due(t, Some(wm), &mut parts) {
+                    Due::Wait => continue,
+                    Due::Drop(reason) => {
+                        debug!(incident_id = %t.id, reason, "Pending incident not opened.");
+                        dropped.push(t.id.clone());
+                        if let Some(old) = t.relapse_of.take() {
+                            released.push(old);
+                        }
+                        continue;
                     }
-                    continue;
+                    Due::Open => {}
                 }
                 t.publish_at = None;
-                splits.extend(self.split_unexplained(t));
                 if self.settle(t, &candidates, &mut adopted, &mut released) {
                     Stats::add(&self.stats.incidents_opened, 1);
                 }
@@ -707,7 +706,7 @@ impl Stage for DiagnosisStage {
             }
         }
         incidents.retain(|t| !(t.publish_at.is_some() && dropped.contains(&t.id)));
-        self.open_splits(&mut incidents, splits, out);
+        incidents.extend(parts);
         self.merge_published_duplicates(&mut incidents, out);
         incidents.retain(|t| {
             // A resolved incident whose relapse took over its id is gone.
@@ -732,25 +731,60 @@ impl Stage for DiagnosisStage {
     }
 
     fn flush(&mut self, out: &mut Vec<Incident>) {
-        // Publish what is still pending; open incidents stay open (the input
-        // ended, not the fault).
+        // Decide what is still pending, by the same bar but without waiting
+        // for windows that will not come; open incidents stay open (the
+        // input ended, not the fault).
         let mut incidents = std::mem::take(&mut self.incidents);
         let candidates = relapse_candidates(&incidents);
         let (mut adopted, mut released) = (Vec::new(), Vec::new());
-        let mut splits = Vec::new();
-        for t in &mut incidents {
-            if t.publish_at.take().is_some() {
-                splits.extend(self.split_unexplained(t));
-                if self.settle(t, &candidates, &mut adopted, &mut released) {
-                    Stats::add(&self.stats.incidents_opened, 1);
-                }
-                if let Some(rec) = self.publish(t, IncidentStatus::Open, true) {
-                    out.push(rec);
+        let mut i = 0;
+        while i < incidents.len() {
+            if incidents[i].publish_at.is_none() {
+                i += 1;
+                continue;
+            }
+            if incidents[i].relapse_of.is_none() {
+                if let Some(j) = self.duplicate_of(&incidents, i) {
+                    let t = incidents.remove(i);
+                    let j = if j > i { j - 1 } else { j };
+                    Self::absorb(&mut incidents[j], t);
+                    if incidents[j].live() {
+                        if let Some(rec) =
+                            self.publish(&mut incidents[j], IncidentStatus::Updated, false)
+                        {
+                            out.push(rec);
+                        }
+                    }
+                    continue;
                 }
             }
+            let mut parts = Vec::new();
+            let t = &mut incidents[i];
+            if let Due::Drop(reason) = self.due(t, None, &mut parts) {
+                debug!(incident_id = %t.id, reason, "Pending incident not opened.");
+                if let Some(old) = t.relapse_of.take() {
+                    released.push(old);
+                }
+                incidents.remove(i);
+                incidents.extend(parts);
+                continue;
+            }
+            t.publish_at = None;
+            if self.settle(t, &candidates, &mut adopted, &mut released) {
+                Stats::add(&self.stats.incidents_opened, 1);
+            }
+            if let Some(rec) = self.publish(t, IncidentStatus::Open, true) {
+                out.push(rec);
+            }
+            incidents.extend(parts);
+            i += 1;
         }
-        self.open_splits(&mut incidents, splits, out);
         incidents.retain(|t| !(t.resolved_at.is_some() && adopted.contains(&t.id)));
+        for t in &mut incidents {
+            if released.contains(&t.id) {
+                t.relapse_pending = false;
+            }
+        }
         self.incidents = incidents;
     }
 }

@@ -127,6 +127,16 @@ impl DiagnosisStage {
                 signals.insert(s, sig);
             }
         }
+        // Each part keeps its own windows and last activity: the bar to open
+        // (a second window, a second service) is each part's own.
+        let windows = t.windows_of(&signals.keys().collect());
+        t.windows = t.windows_of(&t.signals.keys().collect());
+        let last_of =
+            |seen: &BTreeMap<String, (EventTime, u32)>| seen.values().map(|(at, _)| *at).max();
+        let last_activity = last_of(&seen).unwrap_or(t.last_activity);
+        if let Some(at) = last_of(&t.seen) {
+            t.last_activity = at;
+        }
         // What stays began with its own first failure: the detection that
         // opened the pending incident may be one of those split off (an
         // unrelated storm that the fault's first callers happened to join),
@@ -160,7 +170,7 @@ impl DiagnosisStage {
             id: stable_id("inc-", &[service.as_bytes(), &first.millis().to_be_bytes()]),
             opened_at: first,
             publish_at: None,
-            last_activity: t.last_activity,
+            last_activity,
             resolved_at: None,
             signals,
             upstreams,
@@ -170,49 +180,11 @@ impl DiagnosisStage {
             relapse_of: None,
             relapse_pending: false,
             acted: false,
-            windows: BTreeSet::new(),
+            windows,
             verdict: None,
             seen,
             whispers,
         })
-    }
-
-    /// Opens the incidents split off settling ones (each may split again),
-    /// unless its root is already an open incident's root: then it joins it.
-    pub(super) fn open_splits(
-        &self,
-        incidents: &mut Vec<Tracked>,
-        mut splits: Vec<Tracked>,
-        out: &mut Vec<Incident>,
-    ) {
-        while let Some(mut n) = splits.pop() {
-            splits.extend(self.split_unexplained(&mut n));
-            // What split off is held to the same bar as a settling incident.
-            if let Some(reason) = self.job_not_fault(&n) {
-                debug!(incident_id = %n.id, reason, "Split incident not opened.");
-                continue;
-            }
-            incidents.push(n);
-            let i = incidents.len() - 1;
-            if let Some(j) = self.duplicate_of(incidents, i) {
-                if let Some(t) = incidents.pop() {
-                    Self::absorb(&mut incidents[j], t);
-                    if !incidents[j].live() {
-                        continue;
-                    }
-                    if let Some(rec) =
-                        self.publish(&mut incidents[j], IncidentStatus::Updated, false)
-                    {
-                        out.push(rec);
-                    }
-                }
-                continue;
-            }
-            Stats::add(&self.stats.incidents_opened, 1);
-            if let Some(rec) = self.publish(&mut incidents[i], IncidentStatus::Open, true) {
-                out.push(rec);
-            }
-        }
     }
 
     /// Services other than the root that joined with a single strong

@@ -26,8 +26,10 @@ pub(super) struct Tracked {
     pub(super) acted: bool,
     /// Ends of the windows with strong detections (the first few): a
     /// pending incident is confirmed by a second window or a second service
-    /// (a one-window blip such as a retry storm is not a fault).
-    pub(super) windows: BTreeSet<i64>,
+    /// (a one-window blip such as a retry storm is not a fault). Per window,
+    /// the services that fired in it, so that a part split off takes its
+    /// own windows along.
+    pub(super) windows: BTreeMap<i64, BTreeSet<String>>,
     /// The verdict last published (kept when a pinned root is no longer
     /// among the candidates, e.g. a node once its services left).
     pub(super) verdict: Option<rootcause::Verdict>,
@@ -61,7 +63,7 @@ impl Tracked {
             relapse_of,
             relapse_pending: false,
             acted: false,
-            windows: BTreeSet::new(),
+            windows: BTreeMap::new(),
             verdict: None,
             seen: BTreeMap::new(),
             whispers: BTreeMap::new(),
@@ -72,6 +74,24 @@ impl Tracked {
     /// a quiet one on the same troubled node).
     pub(super) fn confirmed(&self) -> bool {
         self.signals.len() >= 2 || self.windows.len() >= 2
+    }
+
+    /// Keeps only the windows in which one of `services` fired.
+    pub(super) fn windows_of(
+        &self,
+        services: &BTreeSet<&String>,
+    ) -> BTreeMap<i64, BTreeSet<String>> {
+        self.windows
+            .iter()
+            .filter_map(|(end, fired)| {
+                let kept: BTreeSet<String> = fired
+                    .iter()
+                    .filter(|s| services.contains(s))
+                    .cloned()
+                    .collect();
+                (!kept.is_empty()).then_some((*end, kept))
+            })
+            .collect()
     }
 
     /// Published and not resolved.
