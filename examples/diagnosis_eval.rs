@@ -110,6 +110,9 @@ fn main() {
             for x in &r.false_incidents {
                 println!("seed {seed}: {x}");
             }
+            for x in &r.overstayed {
+                println!("seed {seed}: overstayed {x}");
+            }
             for row in r
                 .rows
                 .iter()

@@ -7,7 +7,9 @@
 //! `tests/demo.rs`, which also check the category of every fault.
 
 use reflex::config::Config;
-use reflex::model::{Category, ErrorEvent, EventKind, EventTime, Incident, Severity};
+use reflex::model::{
+    Category, ErrorEvent, EventKind, EventTime, Incident, IncidentStatus, Severity,
+};
 use reflex::pipeline::embedded::{self, DecideOptions};
 use reflex::sim::gen::{generate, to_jsonl, Fault, GenConfig};
 use reflex::sinks::{MemorySink, Output};
@@ -1331,4 +1333,76 @@ fn the_end_of_input_opens_what_is_confirmed_and_nothing_else() {
         let incs = latest(&out);
         assert_eq!(incs.len(), expected, "{minutes} minutes: {incs:#?}");
     }
+}
+
+#[test]
+fn a_victim_failing_for_a_new_reason_does_not_pull_its_callers_into_the_old_incident() {
+    use reflex::pipeline::Stage;
+    // promo runs out of memory for five minutes and catalog fails calling
+    // it: one incident. Right after, config breaks: catalog now fails
+    // calling config, and search fails calling catalog. catalog's new
+    // failure is not promo's, so search's complaints about catalog are
+    // the new fault's: promo's incident gains nobody and resolves, and the
+    // new fault is an incident of its own.
+    let mut s = stage();
+    let mut out = Vec::new();
+    for m in 0..5 {
+        s.process(det("promo", m, "error_burst", 0.9, 40, &[], OOM), &mut out);
+        s.process(
+            det(
+                "catalog",
+                m,
+                "error_burst",
+                0.9,
+                50,
+                &[("promo", 50)],
+                REFUSED,
+            ),
+            &mut out,
+        );
+        s.on_watermark(wm(m + 1), &mut out);
+    }
+    for m in 6..30 {
+        s.process(
+            det(
+                "catalog",
+                m,
+                "error_burst",
+                0.9,
+                50,
+                &[("config", 50)],
+                REFUSED,
+            ),
+            &mut out,
+        );
+        s.process(
+            det(
+                "search",
+                m,
+                "error_burst",
+                0.9,
+                40,
+                &[("catalog", 40)],
+                REFUSED,
+            ),
+            &mut out,
+        );
+        s.process(
+            det("config", m, "error_burst", 0.9, 30, &[], FILES),
+            &mut out,
+        );
+        s.on_watermark(wm(m + 1), &mut out);
+    }
+    let incs = latest(&out);
+    let promo = incs
+        .values()
+        .find(|i| i.root_cause_service == "promo")
+        .unwrap_or_else(|| panic!("promo's incident: {incs:#?}"));
+    assert_eq!(promo.status, IncidentStatus::Resolved, "{promo:#?}");
+    assert!(!promo.services.iter().any(|s| s == "search"), "{promo:#?}");
+    assert!(
+        incs.values()
+            .any(|i| i.root_cause_service == "config" && i.services.iter().any(|s| s == "search")),
+        "{incs:#?}"
+    );
 }

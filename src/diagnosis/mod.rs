@@ -17,7 +17,10 @@
 //!   services the incident explains (two thirds of its failures when it also
 //!   fails in its own way), or, without upstream data, it calls them and
 //!   shows no failure of its own, or it fails on the troubled node of a
-//!   node-local network incident. A caller failing on two incidents' roots
+//!   node-local network incident. A member whose latest strong detection
+//!   the incident did not explain (a victim now failing on a new fault
+//!   upstream of it) no longer speaks for it until it is explained again,
+//!   so its callers' complaints about it do not join. A caller failing on two incidents' roots
 //!   counts toward each with its calls to that root. Anything else — a
 //!   strong, independent failure — is a new incident.
 //! - While *pending* (`settle` after its first detection, so the callers'
@@ -422,6 +425,9 @@ impl DiagnosisStage {
     /// Folds `d` into `incidents[i]` and publishes the change, if any.
     fn join(&mut self, i: usize, d: &Detection, strong: bool, out: &mut Vec<Incident>) {
         let mut t = self.incidents.remove(i);
+        if strong {
+            t.estranged.remove(&d.service);
+        }
         Self::fold(&mut t, d, strong);
         if t.live() {
             if let Some(rec) = self.publish(&mut t, IncidentStatus::Updated, false) {
@@ -564,6 +570,11 @@ impl Stage for DiagnosisStage {
             .filter(|(_, t)| t.live() && within(t) && self.explains(t, &d))
             .map(|(i, _)| i)
             .collect();
+        for (i, t) in self.incidents.iter_mut().enumerate() {
+            if t.live() && t.signals.contains_key(&d.service) && !explaining.contains(&i) {
+                t.estranged.insert(d.service.clone());
+            }
+        }
         if explaining.len() == 1 {
             self.join(explaining[0], &d, true, out);
             return;

@@ -29,7 +29,7 @@ impl DiagnosisStage {
         if t.signals.len() >= MAX_INCIDENT_SERVICES && !t.signals.contains_key(&d.service) {
             return false;
         }
-        let member = |s: &str| s == root || t.signals.contains_key(s);
+        let member = |s: &str| s == root || (t.signals.contains_key(s) && !t.estranged.contains(s));
         let ups = d.upstreams.iter().map(|u| (u.value.as_str(), u.count));
         let own_way = own_way(
             d.hints
@@ -184,6 +184,7 @@ impl DiagnosisStage {
             verdict: None,
             seen,
             whispers,
+            estranged: BTreeSet::new(),
         })
     }
 

@@ -41,6 +41,11 @@ pub(super) struct Tracked {
     /// with its weight: a quiet root's own words, for the category only
     /// (they never add a service or keep the incident open).
     pub(super) whispers: BTreeMap<String, (crate::model::Category, f64)>,
+    /// Services of the incident whose latest strong detection it did not
+    /// explain: failing now for another reason (a new fault upstream of
+    /// them), they no longer speak for it, so their callers' complaints
+    /// about them do not join it. A detection it explains again lifts it.
+    pub(super) estranged: BTreeSet<String>,
 }
 
 impl Tracked {
@@ -67,6 +72,7 @@ impl Tracked {
             verdict: None,
             seen: BTreeMap::new(),
             whispers: BTreeMap::new(),
+            estranged: BTreeSet::new(),
         }
     }
 
