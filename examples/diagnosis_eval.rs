@@ -128,6 +128,18 @@ fn main() {
                     row.outcome
                 );
             }
+            let all = std::env::var("REFLEX_EVAL_ROWS").is_ok_and(|v| v == "1");
+            for row in r.rows.iter().filter(|_| all) {
+                println!(
+                    "seed {seed}: row {} {} {} -> {:?}: {} ({})",
+                    row.id,
+                    row.category.as_str(),
+                    row.root,
+                    row.diagnosed,
+                    row.action,
+                    row.outcome
+                );
+            }
             for row in r.rows.iter().filter(|x| {
                 !x.root_found
                     || !x.own_incident_within_5m()

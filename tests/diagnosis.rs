@@ -1406,3 +1406,157 @@ fn a_victim_failing_for_a_new_reason_does_not_pull_its_callers_into_the_old_inci
         "{incs:#?}"
     );
 }
+
+/// Two callers fail to reach `bff` for four minutes from minute 30 while
+/// `bff` logs nothing; `change` is `bff`'s change (type, minute) if any.
+fn silent_bff(change: Option<(&str, i64)>) -> BTreeMap<String, Incident> {
+    use reflex::pipeline::Stage;
+    let mut s = stage();
+    let mut out = Vec::new();
+    if let Some((kind, at)) = change {
+        s.process(
+            det("bff", at, &format!("change/{kind}"), 1.0, 1, &[], None),
+            &mut out,
+        );
+    }
+    for m in 30..34 {
+        for caller in ["web", "mobile"] {
+            s.process(
+                det(caller, m, "error_burst", 0.9, 50, &[("bff", 50)], REFUSED),
+                &mut out,
+            );
+        }
+        s.on_watermark(wm(m + 1), &mut out);
+    }
+    for m in 34..40 {
+        s.on_watermark(wm(m + 1), &mut out);
+    }
+    latest(&out)
+}
+
+#[test]
+fn a_service_silent_right_after_its_config_changed_is_a_config_error() {
+    // Its callers only see refused connections; the ConfigMap change two
+    // minutes before is why (it crashes on start). A scale-out, or a config
+    // change long before that it served through, says nothing of the kind.
+    let one = |incs: BTreeMap<String, Incident>| {
+        assert_eq!(incs.len(), 1, "{incs:#?}");
+        let i = incs.into_values().next().expect("an incident");
+        assert_eq!(i.root_cause_service, "bff", "{i:#?}");
+        i.category
+    };
+    assert_eq!(one(silent_bff(Some(("config", 28)))), Category::ConfigError);
+    assert_eq!(one(silent_bff(Some(("deploy", 28)))), Category::BadDeploy);
+    for other in [Some(("scale", 28)), Some(("config", 18)), None] {
+        let c = one(silent_bff(other));
+        assert!(
+            !matches!(c, Category::ConfigError | Category::BadDeploy),
+            "{other:?}: {c:?}"
+        );
+    }
+}
+
+#[test]
+fn callers_of_a_service_failing_in_another_incident_join_that_incident() {
+    use reflex::pipeline::Stage;
+    // ledger fails; orders fails calling it and checkout fails calling
+    // orders. checkout's complaints came first and sit in their own pending
+    // incident, where orders looks silent; but orders is failing loudly in
+    // ledger's incident, so checkout's trouble is ledger's, one hop out
+    // (however well a harmless deploy of orders just before would explain
+    // a silent orders).
+    let mut s = stage();
+    let mut out = Vec::new();
+    s.process(
+        det("orders", 29, "change/deploy", 1.0, 1, &[], None),
+        &mut out,
+    );
+    for m in 30..34 {
+        s.process(
+            det(
+                "checkout",
+                m,
+                "error_burst",
+                0.9,
+                30,
+                &[("orders", 30)],
+                None,
+            ),
+            &mut out,
+        );
+        s.process(
+            det("ledger", m, "error_burst", 0.9, 40, &[], None),
+            &mut out,
+        );
+        s.process(
+            det("orders", m, "error_burst", 0.9, 60, &[("ledger", 60)], None),
+            &mut out,
+        );
+        s.on_watermark(wm(m + 1), &mut out);
+    }
+    for m in 34..60 {
+        s.on_watermark(wm(m + 1), &mut out);
+    }
+    let incs = latest(&out);
+    assert_eq!(incs.len(), 1, "{incs:#?}");
+    let i = incs.values().next().expect("an incident");
+    assert_eq!(i.root_cause_service, "ledger", "{i:#?}");
+    assert!(i.services.iter().any(|s| s == "checkout"), "{i:#?}");
+}
+
+#[test]
+fn a_noisy_callers_stray_call_does_not_tie_it_to_another_callers_trouble() {
+    use reflex::pipeline::Stage;
+    // reports fails calling orders (one caller's trouble with a dependency
+    // its other callers use fine: not an incident). partner then exhausts its own
+    // connection pool; of its 200 failing events one names orders. That
+    // stray call does not make partner a second witness against orders:
+    // partner is its own incident.
+    let mut s = stage();
+    let mut out = Vec::new();
+    // orders serves reports, partner and web; it is silent now.
+    teach(&mut s, &["reports", "partner", "web"], "orders", 0);
+    for m in 30..36 {
+        s.process(
+            det(
+                "reports",
+                m,
+                "error_burst",
+                0.9,
+                40,
+                &[("orders", 30)],
+                REFUSED,
+            ),
+            &mut out,
+        );
+        if m >= 32 {
+            s.process(
+                det(
+                    "partner",
+                    m,
+                    "error_burst",
+                    0.9,
+                    200,
+                    &[("orders", 1), ("catalog", 1)],
+                    FILES,
+                ),
+                &mut out,
+            );
+        }
+        s.on_watermark(wm(m + 1), &mut out);
+    }
+    for m in 36..60 {
+        s.on_watermark(wm(m + 1), &mut out);
+    }
+    let incs = latest(&out);
+    let has = |i: &Incident, s: &str| i.services.iter().any(|x| x == s);
+    assert!(
+        incs.values()
+            .all(|i| !(has(i, "partner") && has(i, "reports"))),
+        "{incs:#?}"
+    );
+    assert!(
+        incs.values().any(|i| i.root_cause_service == "partner"),
+        "{incs:#?}"
+    );
+}

@@ -176,15 +176,7 @@ impl DetectStage {
     }
 
     fn change_detection(ev: &ErrorEvent) -> Detection {
-        let change_type = ev
-            .attributes
-            .get("change_type")
-            .map(String::as_str)
-            .unwrap_or(if ev.version.is_some() {
-                "deploy"
-            } else {
-                "change"
-            });
+        let change_type = ev.change_type();
         let evidence = match &ev.version {
             Some(v) => format!(
                 "{}: {change_type} to version {v} ({})",

@@ -1,6 +1,7 @@
 //! Duplicates of one fault become one incident: a pending incident whose
 //! root is already an open incident's (or a service of a node already in
-//! trouble) joins it, and two open incidents that came to name one root are
+//! trouble, or a service silent to it but failing in another incident)
+//! joins it, and two open incidents that came to name one root are
 //! merged, the younger published as resolved saying where it went.
 //!
 //! Guarantee: evidence is never dropped by a merge (signals, traces,
@@ -34,11 +35,23 @@ impl DiagnosisStage {
                                 || self.silent_root_on(&incidents[i], &v.root, r)))
             })
         };
+        // Its root is silent here but failing loudly in `q`, which holds it
+        // as a service its root explains: a service failing on its
+        // upstream fails its callers too, logged here or not, so their
+        // complaints are `q`'s fault seen one hop further out.
+        let relayed = |q: &Tracked| {
+            v.silent
+                && !q.estranged.contains(&v.root)
+                && q.signals
+                    .get(&v.root)
+                    .is_some_and(|s| s.first_seen.is_some())
+        };
         incidents.iter().enumerate().position(|(k, q)| {
             k != i
                 && q.resolved_at.is_none()
                 && ((q.publish_at.is_none() && q.last.as_ref().is_some_and(|l| l.0 == v.root))
-                    || node_trouble(q))
+                    || node_trouble(q)
+                    || relayed(q))
         })
     }
 

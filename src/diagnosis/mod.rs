@@ -28,6 +28,12 @@
 //!   incident gathers connected strong detections (same service, adjacent in
 //!   the dependency graph learned from the catalog, `upstream` fields and
 //!   trace order, shared upstreams or trace ids, the same troubled node).
+//!   Threshold detections count each upstream's failing calls only beyond
+//!   that edge's normal, so a noisy caller's usual failing calls tie it to
+//!   nothing, and a shared upstream must be a fifth of its failure or more.
+//!   A pending incident whose root is silent to it but failing loudly in
+//!   another incident joins that one (a service failing on its upstream
+//!   fails its callers too, whatever it logs).
 //!   When it settles, the services its root does not explain are split off
 //!   into their own pending incident (two faults at once on connected
 //!   services), which keeps gathering its own evidence and is held to the
@@ -313,9 +319,14 @@ impl DiagnosisStage {
         if t.signals.contains_key(&d.service) {
             return true;
         }
-        t.signals.keys().any(|s| {
-            self.graph.adjacent(s, &d.service) || d.upstreams.iter().any(|u| &u.value == s)
-        }) || d.upstreams.iter().any(|u| t.upstreams.contains(&u.value))
+        // Upstreams `d` names beyond their edges' normal; a shared one must
+        // be a fair part of `d`'s failure (a noisy caller's stray call to
+        // an upstream another caller blames does not tie the two).
+        let named = || d.upstreams.iter().filter(|u| u.count > 0);
+        t.signals
+            .keys()
+            .any(|s| self.graph.adjacent(s, &d.service) || named().any(|u| &u.value == s))
+            || named().any(|u| 5 * u.count >= d.count && t.upstreams.contains(&u.value))
             || d.trace_ids.iter().any(|x| t.traces.contains(x))
             || Self::same_troubled_node(t, d)
     }
@@ -390,7 +401,7 @@ impl DiagnosisStage {
     /// sequences) explains an incident but never keeps it open.
     fn fold(t: &mut Tracked, d: &Detection, strong: bool) {
         signals::fold_detection(t.signals.entry(d.service.clone()).or_default(), d);
-        for u in &d.upstreams {
+        for u in d.upstreams.iter().filter(|u| u.count > 0) {
             t.upstreams.insert(u.value.clone());
         }
         for x in &d.trace_ids {
@@ -480,6 +491,7 @@ impl Stage for DiagnosisStage {
                 time: d.first_seen,
                 version: d.version.clone(),
                 evidence: d.evidence.clone(),
+                kind: d.rule.clone(),
             });
             return;
         }

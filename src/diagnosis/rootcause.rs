@@ -43,6 +43,10 @@ pub fn confidence(margin: f64, category_share: f64) -> f64 {
     (0.4 + 0.3 * margin + 0.3 * category_share).clamp(0.0, 1.0)
 }
 
+/// How soon after a change a silent service must have gone silent for the
+/// change to be what broke it (a rollout takes effect within minutes).
+const BREAKING_CHANGE_LEAD_MS: i64 = 5 * 60_000;
+
 /// Confidence cap of a diagnosis a human should confirm (silent root, hearsay):
 /// below the usual automatic-action threshold.
 pub const SILENT_ROOT_CAP: f64 = 0.55;
@@ -63,6 +67,9 @@ pub struct Change {
     pub time: EventTime,
     pub version: Option<String>,
     pub evidence: String,
+    /// What changed (`attributes.change_type`: `deploy`, `config`, `scale`,
+    /// ...; `deploy` when only a version is given).
+    pub kind: String,
 }
 
 /// The verdict.
@@ -330,6 +337,7 @@ pub fn diagnose_pinned(
                 share: 1.0,
                 from_votes: true,
                 hearsay: false,
+                structural: false,
                 votes: BTreeMap::new(),
             },
         });
@@ -348,11 +356,19 @@ pub fn diagnose_pinned(
         .and_then(|s| s.first_seen)
         .and_then(|f| recent_change(&root, f))
         .cloned();
+    // A silent root's change is the rules' only word about it (see
+    // `categorise`), if it came just before the silence: a change that
+    // breaks a service does so as it rolls out, while one that left it
+    // serving for longer is a coincidence (harmless changes land all day).
+    let silent_change = (!external && !services.contains_key(&root))
+        .then(|| recent_change(&root, onset))
+        .flatten()
+        .filter(|c| onset.millis() - c.time.millis() <= BREAKING_CHANGE_LEAD_MS);
     let rc = categorise(
         services,
         &root,
         external,
-        change.as_ref(),
+        change.as_ref().or(silent_change),
         min_category_weight,
     );
     let best = (rc.category, 0.0);
@@ -431,6 +447,11 @@ pub struct RuleCategory {
     /// Only the callers vouch for it while the root is loud with errors of
     /// its own that support nothing of the kind.
     pub hearsay: bool,
+    /// The category follows from what happened to the root, not from
+    /// anything it or its callers logged (a silent root's config change or
+    /// deploy): the rules decide, whatever the classifier makes of the
+    /// callers' errors.
+    pub structural: bool,
     /// Votes per category: the root's own hints plus half its callers'
     /// dependency hints about it.
     pub votes: BTreeMap<Category, f64>,
@@ -482,10 +503,27 @@ pub fn categorise(
         .get(root)
         .is_some_and(|s| s.count >= LOUD_ROOT_EVENTS && !s.self_hints.contains_key(&best.0));
     let mut from_votes = false;
+    let mut structural = false;
+    let silent = !services.contains_key(root);
     if external {
         best = (Category::DependencyFailure, 1.0);
         category_share = 0.8;
-    } else if change.is_some() {
+    } else if let Some(c) =
+        change.filter(|c| silent && matches!(c.kind.as_str(), "config" | "deploy"))
+    {
+        // A service that went silent right after its configuration changed
+        // or a new version rolled out, with its callers failing to reach
+        // it: the change broke it (it crashes on start, or listens
+        // nowhere). Its callers' impression (refused, unavailable) is how
+        // that looks from outside, not why.
+        best = if c.kind == "config" {
+            (Category::ConfigError, 1.0)
+        } else {
+            (Category::BadDeploy, 1.0)
+        };
+        category_share = 0.8;
+        structural = true;
+    } else if change.is_some() && !silent {
         if best.0 != Category::ConfigError {
             best = (Category::BadDeploy, 1.0);
         }
@@ -501,6 +539,7 @@ pub fn categorise(
         share: category_share,
         from_votes,
         hearsay,
+        structural,
         votes,
     }
 }

@@ -103,6 +103,20 @@ pub struct ErrorEvent {
 }
 
 impl ErrorEvent {
+    /// What a `change` event changed: `attributes.change_type` (`deploy`,
+    /// `config`, `scale`, ...), else `deploy` when it carries a version,
+    /// else `change`.
+    pub fn change_type(&self) -> &str {
+        self.attributes
+            .get("change_type")
+            .map(String::as_str)
+            .unwrap_or(if self.version.is_some() {
+                "deploy"
+            } else {
+                "change"
+            })
+    }
+
     /// A minimal event; the other fields start empty.
     pub fn new(
         id: impl Into<String>,

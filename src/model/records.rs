@@ -141,7 +141,9 @@ pub struct Detection {
     pub first_seen: EventTime,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hints: Vec<CategoryHint>,
-    /// Dependencies the failing calls went to (`upstream` field), most frequent first.
+    /// Dependencies the failing calls went to (`upstream` field), most
+    /// frequent first. Threshold detections count only the calls beyond the
+    /// edge's learned normal (an upstream at its normal is listed with 0).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub upstreams: Vec<Counted>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

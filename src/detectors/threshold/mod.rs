@@ -67,10 +67,19 @@ pub fn poisson_sf(k: u64, lambda: f64) -> f64 {
     sum.min(1.0)
 }
 
+/// Upstreams whose normal failing calls are learned per key (as many as a
+/// window's facts list).
+const EDGE_CAP: usize = 8;
+
 /// A key's learned normal: an exponentially weighted mean of its per-window value.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Baseline {
     mean: f64,
+    /// Per upstream, the failing calls naming it in a normal window (same
+    /// weighting as `mean`): a caller that fails a few calls to an upstream
+    /// all day has that as the edge's normal, and a detection reports only
+    /// the calls beyond it.
+    edges: Vec<(String, f64)>,
     /// Windows folded in so far (saturating).
     windows: u32,
     /// Start of the last window folded in.
@@ -132,7 +141,7 @@ impl ThresholdDetector {
         let w = r.window.0;
         let mut keys: Vec<(String, WindowAcc)> = accs.into_iter().collect();
         keys.sort_by(|a, b| a.0.cmp(&b.0));
-        for (key, acc) in keys {
+        for (key, mut acc) in keys {
             let matched = acc.facts.matched;
             let value = match r.measure {
                 Measure::Count => matched as f64,
@@ -143,6 +152,7 @@ impl ThresholdDetector {
             let last_seen = acc.facts.first_seen.unwrap_or(EventTime(start));
             let b = rs.baselines.entry(key.clone()).or_insert(Baseline {
                 mean: 0.0,
+                edges: Vec::new(),
                 windows: 0,
                 last_window: start - w,
                 last_seen,
@@ -150,7 +160,11 @@ impl ThresholdDetector {
             // Windows without events count as zeros in the mean.
             let skipped = ((start - b.last_window) / w - 1).max(0);
             if skipped > 0 {
-                b.mean *= (1.0 - r.baseline_alpha).powi(skipped.min(10_000) as i32);
+                let decay = (1.0 - r.baseline_alpha).powi(skipped.min(10_000) as i32);
+                b.mean *= decay;
+                for e in &mut b.edges {
+                    e.1 *= decay;
+                }
             }
             let bar = r.threshold.max(r.baseline_factor * b.mean);
             let significant = match r.measure {
@@ -175,6 +189,7 @@ impl ThresholdDetector {
             b.windows = b.windows.saturating_add(1);
             let normal = b.mean;
             b.mean = (1.0 - alpha) * b.mean + alpha * value;
+            let edge_normals = learn_edges(&mut b.edges, &acc.facts, alpha, fired);
             b.last_window = start;
             b.last_seen = b.last_seen.max(last_seen);
             if !fired {
@@ -213,9 +228,48 @@ impl ThresholdDetector {
                 },
                 evidence,
             };
+            acc.facts.discount_upstreams(|u| {
+                edge_normals.iter().find(|e| e.0 == u).map_or(0.0, |e| e.1)
+            });
             out.push(acc.facts.into_detection(meta, head));
         }
     }
+}
+
+/// Folds one window's failing calls per upstream into a key's edge normals
+/// (an edge the window did not name learns a zero); returns the normals as
+/// they were before this window, for the upstreams it named. Only quiet
+/// windows add new edges: a fault's upstream is not normal for its caller.
+fn learn_edges(
+    edges: &mut Vec<(String, f64)>,
+    facts: &Facts,
+    alpha: f64,
+    fired: bool,
+) -> Vec<(String, f64)> {
+    let before: Vec<(String, f64)> = facts
+        .upstream_counts()
+        .filter_map(|(u, _)| edges.iter().find(|e| e.0 == u).cloned())
+        .collect();
+    for e in edges.iter_mut() {
+        let c = facts
+            .upstream_counts()
+            .find(|(u, _)| *u == e.0)
+            .map_or(0, |(_, c)| c);
+        e.1 = (1.0 - alpha) * e.1 + alpha * c as f64;
+    }
+    if !fired {
+        for (u, c) in facts.upstream_counts() {
+            if edges.len() >= EDGE_CAP {
+                break;
+            }
+            if !edges.iter().any(|e| e.0 == u) {
+                edges.push((u.to_string(), alpha * c as f64));
+            }
+        }
+    }
+    // Edges that faded out make room for new ones.
+    edges.retain(|e| e.1 >= 0.01);
+    before
 }
 
 impl Detector for ThresholdDetector {
@@ -477,6 +531,72 @@ mod tests {
         assert_eq!(d.state_keys(), 2);
         minutes(&mut d, "b", 200, 1, 5);
         assert_eq!(d.state_keys(), 1, "a was silent for over an hour");
+    }
+
+    /// One minute of `svc` errors: `n` naming each of `upstreams`, `own`
+    /// naming none; returns what closing the minute detected.
+    fn minute_with(
+        d: &mut ThresholdDetector,
+        svc: &str,
+        m: i64,
+        upstreams: &[(&str, i64)],
+        own: i64,
+    ) -> Vec<Detection> {
+        let mut i = 0;
+        let mut ev = |up: Option<&str>| {
+            let mut e =
+                ErrorEvent::new("x", EventTime(m * 60_000 + i), svc, Severity::Error, "boom");
+            e.upstream = up.map(str::to_string);
+            i += 50;
+            d.observe(
+                &Observed {
+                    event: &e,
+                    template: None,
+                    signatures: &[],
+                    late: false,
+                    watermark: EventTime(m * 60_000),
+                },
+                &mut Vec::new(),
+            );
+        };
+        for (u, n) in upstreams {
+            for _ in 0..*n {
+                ev(Some(u));
+            }
+        }
+        for _ in 0..own {
+            ev(None);
+        }
+        let mut out = Vec::new();
+        d.on_watermark(EventTime((m + 1) * 60_000), &mut out);
+        out
+    }
+
+    #[test]
+    fn a_detection_counts_an_edges_failing_calls_only_beyond_its_normal() {
+        let mut d = detector(rule());
+        // All day: 12 failing calls a minute to `orders` (the edge's normal).
+        for m in 0..60 {
+            assert!(minute_with(&mut d, "partner", m, &[("orders", 12)], 0).is_empty());
+        }
+        // Then the caller fails its own way: the burst is not about orders.
+        let out = minute_with(&mut d, "partner", 60, &[("orders", 12)], 150);
+        assert_eq!(out.len(), 1, "{out:?}");
+        let up = &out[0].upstreams;
+        assert_eq!(out[0].count, 162);
+        assert!(
+            up.iter().any(|u| u.value == "orders" && u.count == 0),
+            "orders stays named, at 0 beyond normal: {up:?}"
+        );
+        // A rise on the edge is reported as the rise; a new upstream in full.
+        let out = minute_with(&mut d, "partner", 61, &[("orders", 112), ("ledger", 40)], 0);
+        let up = &out[0].upstreams;
+        let count = |v: &str| up.iter().find(|u| u.value == v).map(|u| u.count);
+        assert_eq!(count("ledger"), Some(40), "{up:?}");
+        assert!(
+            count("orders").is_some_and(|c| (98..=101).contains(&c)),
+            "{up:?}"
+        );
     }
 
     #[test]

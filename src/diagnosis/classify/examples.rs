@@ -88,6 +88,7 @@ fn change_before(events: &[ErrorEvent], service: &str, first: EventTime) -> Opti
             time: e.time,
             version: e.version.clone(),
             evidence: e.message.clone(),
+            kind: e.change_type().to_string(),
         })
 }
 
@@ -132,19 +133,19 @@ impl Example {
         category: Category,
     ) -> Example {
         let node_local = rootcause::node_local_network(&services).is_some();
-        // As at run time: a change counts for the rules only when the root
-        // has failing events of its own (a silent root's change is a feature).
-        let rule_change = change.as_ref().filter(|_| services.contains_key(root));
+        // As at run time (`categorise` decides what a change means for a
+        // silent root).
         let rule = if node_local {
             RuleCategory {
                 category: Category::Network,
                 share: 1.0,
                 from_votes: true,
                 hearsay: false,
+                structural: false,
                 votes: BTreeMap::new(),
             }
         } else {
-            categorise(&services, root, external, rule_change, 0.25)
+            categorise(&services, root, external, change.as_ref(), 0.25)
         };
         Example {
             ctx: Context {

@@ -41,12 +41,13 @@ impl CategoryModel {
         // message text, an unfamiliar stack; the rules are explicit about
         // what they matched), or when it says `bad_deploy` with no change
         // of the root shortly before the onset (a resemblance, e.g. a new
-        // exception, with nothing to roll back).
+        // exception, with nothing to roll back), or when the rules' category
+        // is structural (a silent root's config change or deploy).
         let unsure = d.category != v.rule.category
             && v.rule.category != Category::Unknown
             && d.model_probability < UNSURE_MODEL;
         let no_deploy = d.category == Category::BadDeploy && !v.root_changed;
-        let deferred = !d.by_rules && (unsure || no_deploy);
+        let deferred = !d.by_rules && (unsure || no_deploy || v.rule.structural);
         if deferred {
             d = self.decide_with(Policy::Rules, &x, &v.rule, structural);
         }
