@@ -1410,6 +1410,14 @@ fn a_victim_failing_for_a_new_reason_does_not_pull_its_callers_into_the_old_inci
 /// Two callers fail to reach `bff` for four minutes from minute 30 while
 /// `bff` logs nothing; `change` is `bff`'s change (type, minute) if any.
 fn silent_bff(change: Option<(&str, i64)>) -> BTreeMap<String, Incident> {
+    silent_bff_seen_as(change, REFUSED)
+}
+
+/// [`silent_bff`] with the callers' errors saying `hint`.
+fn silent_bff_seen_as(
+    change: Option<(&str, i64)>,
+    hint: Option<(&str, f64, &str)>,
+) -> BTreeMap<String, Incident> {
     use reflex::pipeline::Stage;
     let mut s = stage();
     let mut out = Vec::new();
@@ -1422,7 +1430,7 @@ fn silent_bff(change: Option<(&str, i64)>) -> BTreeMap<String, Incident> {
     for m in 30..34 {
         for caller in ["web", "mobile"] {
             s.process(
-                det(caller, m, "error_burst", 0.9, 50, &[("bff", 50)], REFUSED),
+                det(caller, m, "error_burst", 0.9, 50, &[("bff", 50)], hint),
                 &mut out,
             );
         }
@@ -1454,6 +1462,14 @@ fn a_service_silent_right_after_its_config_changed_is_a_config_error() {
             "{other:?}: {c:?}"
         );
     }
+    // Callers that cannot resolve or route to it see the network, which no
+    // rollout breaks: the deploy just before is a coincidence.
+    let dns = Some(("network", 0.6, "self"));
+    let c = one(silent_bff_seen_as(Some(("deploy", 28)), dns));
+    assert!(
+        !matches!(c, Category::ConfigError | Category::BadDeploy),
+        "{c:?}"
+    );
 }
 
 #[test]

@@ -43,6 +43,19 @@ pub fn confidence(margin: f64, category_share: f64) -> f64 {
     (0.4 + 0.3 * margin + 0.3 * category_share).clamp(0.0, 1.0)
 }
 
+/// The failing services report network trouble (name resolution, routes,
+/// resets) of their own or on their calls: what a rollout does not cause,
+/// so a silent root's recent change is no explanation.
+fn callers_see_network(services: &BTreeMap<String, ServiceSignals>) -> bool {
+    services.values().any(|s| {
+        s.self_hints
+            .get(&Category::Network)
+            .into_iter()
+            .chain(s.dep_hints.get(&Category::Network))
+            .any(|w| *w >= super::OWN_WAY)
+    })
+}
+
 /// How soon after a change a silent service must have gone silent for the
 /// change to be what broke it (a rollout takes effect within minutes).
 const BREAKING_CHANGE_LEAD_MS: i64 = 5 * 60_000;
@@ -508,9 +521,9 @@ pub fn categorise(
     if external {
         best = (Category::DependencyFailure, 1.0);
         category_share = 0.8;
-    } else if let Some(c) =
-        change.filter(|c| silent && matches!(c.kind.as_str(), "config" | "deploy"))
-    {
+    } else if let Some(c) = change.filter(|c| {
+        silent && matches!(c.kind.as_str(), "config" | "deploy") && !callers_see_network(services)
+    }) {
         // A service that went silent right after its configuration changed
         // or a new version rolled out, with its callers failing to reach
         // it: the change broke it (it crashes on start, or listens
