@@ -1465,6 +1465,10 @@ fn a_service_silent_right_after_its_config_changed_is_a_config_error() {
     // Callers that cannot resolve or route to it see the network, which no
     // rollout breaks: the deploy just before is a coincidence.
     let dns = Some(("network", 0.6, "self"));
+    assert_eq!(
+        one(silent_bff_seen_as(Some(("scale", 28)), dns)),
+        Category::Network
+    );
     let c = one(silent_bff_seen_as(Some(("deploy", 28)), dns));
     assert!(
         !matches!(c, Category::ConfigError | Category::BadDeploy),

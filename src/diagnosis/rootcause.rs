@@ -488,10 +488,17 @@ pub fn categorise(
     }
     // Callers' evidence about the root counts half, and once: many callers
     // seeing the same failure are one signal, not several.
+    // Of a silent root, their own network trouble (they cannot resolve or
+    // route) is evidence about the way to it too.
+    let silent = !services.contains_key(root);
     let mut dep_votes: BTreeMap<Category, f64> = BTreeMap::new();
     for (name, sig) in services {
         if name != root && sig.upstreams.contains_key(root) {
-            for (c, w) in &sig.dep_hints {
+            let own_network = sig
+                .self_hints
+                .get_key_value(&Category::Network)
+                .filter(|_| silent);
+            for (c, w) in sig.dep_hints.iter().chain(own_network) {
                 let e = dep_votes.entry(*c).or_default();
                 *e = e.max(0.5 * w);
             }
@@ -517,7 +524,6 @@ pub fn categorise(
         .is_some_and(|s| s.count >= LOUD_ROOT_EVENTS && !s.self_hints.contains_key(&best.0));
     let mut from_votes = false;
     let mut structural = false;
-    let silent = !services.contains_key(root);
     if external {
         best = (Category::DependencyFailure, 1.0);
         category_share = 0.8;
@@ -655,6 +661,25 @@ mod tests {
             add_hint(&mut s, Category::Network, net, About::Itself);
         }
         s
+    }
+
+    #[test]
+    fn callers_that_cannot_reach_a_silent_root_for_network_reasons_say_network() {
+        // Two callers on different nodes fail calling a silent `auth`:
+        // their own DNS errors outweigh a few timeouts read as overload.
+        let mut m = BTreeMap::new();
+        for (name, node) in [("web", "n1"), ("pay", "n2")] {
+            let mut s = sig(&[(node, 30)], 0.6, 10);
+            s.upstreams.insert("auth".into(), 30);
+            add_hint(&mut s, Category::Overload, 0.25, About::Dependency);
+            m.insert(name.to_string(), s);
+        }
+        let rc = categorise(&m, "auth", false, None, 0.25);
+        assert_eq!(rc.category, Category::Network, "{:?}", rc.votes);
+        // A loud root's callers' own network trouble is theirs, not a vote.
+        m.insert("auth".to_string(), sig(&[("n3", 30)], 0.0, 5));
+        let rc = categorise(&m, "auth", false, None, 0.25);
+        assert_ne!(rc.category, Category::Network, "{:?}", rc.votes);
     }
 
     #[test]
