@@ -1410,13 +1410,14 @@ fn a_victim_failing_for_a_new_reason_does_not_pull_its_callers_into_the_old_inci
 /// Two callers fail to reach `bff` for four minutes from minute 30 while
 /// `bff` logs nothing; `change` is `bff`'s change (type, minute) if any.
 fn silent_bff(change: Option<(&str, i64)>) -> BTreeMap<String, Incident> {
-    silent_bff_seen_as(change, REFUSED)
+    silent_bff_seen_as(change, REFUSED, &["web", "mobile"])
 }
 
-/// [`silent_bff`] with the callers' errors saying `hint`.
+/// [`silent_bff`] with `callers` failing, their errors saying `hint`.
 fn silent_bff_seen_as(
     change: Option<(&str, i64)>,
     hint: Option<(&str, f64, &str)>,
+    callers: &[&str],
 ) -> BTreeMap<String, Incident> {
     use reflex::pipeline::Stage;
     let mut s = stage();
@@ -1428,7 +1429,7 @@ fn silent_bff_seen_as(
         );
     }
     for m in 30..34 {
-        for caller in ["web", "mobile"] {
+        for caller in callers {
             s.process(
                 det(caller, m, "error_burst", 0.9, 50, &[("bff", 50)], hint),
                 &mut out,
@@ -1466,13 +1467,28 @@ fn a_service_silent_right_after_its_config_changed_is_a_config_error() {
     // rollout breaks: the deploy just before is a coincidence.
     let dns = Some(("network", 0.6, "self"));
     assert_eq!(
-        one(silent_bff_seen_as(Some(("scale", 28)), dns)),
+        one(silent_bff_seen_as(
+            Some(("scale", 28)),
+            dns,
+            &["web", "mobile"]
+        )),
         Category::Network
     );
-    let c = one(silent_bff_seen_as(Some(("deploy", 28)), dns));
+    let c = one(silent_bff_seen_as(
+        Some(("deploy", 28)),
+        dns,
+        &["web", "mobile"],
+    ));
     assert!(
         !matches!(c, Category::ConfigError | Category::BadDeploy),
         "{c:?}"
+    );
+    // A service that stopped serving fails every caller; one caller's
+    // trouble after a config change nearby is no such break.
+    let incs = silent_bff_seen_as(Some(("config", 28)), REFUSED, &["web"]);
+    assert!(
+        incs.values().all(|i| i.category != Category::ConfigError),
+        "{incs:#?}"
     );
 }
 

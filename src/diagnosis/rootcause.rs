@@ -43,6 +43,14 @@ pub fn confidence(margin: f64, category_share: f64) -> f64 {
     (0.4 + 0.3 * margin + 0.3 * category_share).clamp(0.0, 1.0)
 }
 
+/// How many of the failing services name `root` in their failing calls.
+fn callers_failing_on(services: &BTreeMap<String, ServiceSignals>, root: &str) -> usize {
+    services
+        .iter()
+        .filter(|(n, s)| n.as_str() != root && s.upstreams.get(root).is_some_and(|c| *c > 0))
+        .count()
+}
+
 /// The failing services report network trouble (name resolution, routes,
 /// resets) of their own or on their calls: what a rollout does not cause,
 /// so a silent root's recent change is no explanation.
@@ -528,13 +536,18 @@ pub fn categorise(
         best = (Category::DependencyFailure, 1.0);
         category_share = 0.8;
     } else if let Some(c) = change.filter(|c| {
-        silent && matches!(c.kind.as_str(), "config" | "deploy") && !callers_see_network(services)
+        silent
+            && matches!(c.kind.as_str(), "config" | "deploy")
+            && callers_failing_on(services, root) >= 2
+            && !callers_see_network(services)
     }) {
         // A service that went silent right after its configuration changed
         // or a new version rolled out, with its callers failing to reach
         // it: the change broke it (it crashes on start, or listens
         // nowhere). Its callers' impression (refused, unavailable) is how
-        // that looks from outside, not why.
+        // that looks from outside, not why. A service that stopped serving
+        // fails all its callers: one caller's trouble after a change
+        // nearby is no such break.
         best = if c.kind == "config" {
             (Category::ConfigError, 1.0)
         } else {
