@@ -1596,3 +1596,41 @@ fn a_noisy_callers_stray_call_does_not_tie_it_to_another_callers_trouble() {
         "{incs:#?}"
     );
 }
+
+#[test]
+fn a_caller_whose_calls_to_the_root_are_at_their_normal_is_not_its_victim() {
+    use reflex::pipeline::Stage;
+    // api fails; web, which calls api, also bursts, but its failing calls
+    // to api are no more than usual (listed at 0 beyond the edge's normal):
+    // web fails for its own reasons and stays out of api's incident.
+    // Control: the same burst with the calls to api risen joins.
+    for risen in [false, true] {
+        let mut s = stage();
+        teach(&mut s, &["web"], "api", 0);
+        let mut out = Vec::new();
+        for m in 30..34 {
+            s.process(det("api", m, "error_burst", 0.9, 60, &[], None), &mut out);
+            if m >= 32 {
+                let to_api = if risen { 80 } else { 0 };
+                s.process(
+                    det("web", m, "error_burst", 0.9, 80, &[("api", to_api)], None),
+                    &mut out,
+                );
+            }
+            s.on_watermark(wm(m + 1), &mut out);
+        }
+        for m in 34..60 {
+            s.on_watermark(wm(m + 1), &mut out);
+        }
+        let incs = latest(&out);
+        let api = incs
+            .values()
+            .find(|i| i.root_cause_service == "api")
+            .expect("api's incident");
+        assert_eq!(
+            api.services.iter().any(|x| x == "web"),
+            risen,
+            "risen {risen}: {incs:#?}"
+        );
+    }
+}

@@ -167,7 +167,8 @@ fn own_way(
 /// counts, `own_way`: evidence of a failure of its own of another kind) is
 /// explained by a set of failing services (`member`): most of the calls it
 /// blames go to members and they are a third of its failing events (two
-/// thirds when it also fails in its own way); without upstream data, it
+/// thirds when it also fails in its own way); without upstream data (none
+/// listed: upstreams listed at 0 are data, at their edges' normal), it
 /// calls a member (`calls_member`) and shows nothing of its own. A caller
 /// failing a few calls to a member while failing mostly for other reasons
 /// is not explained: that is chronic background, not this fault.
@@ -178,14 +179,17 @@ fn explained_by<'a>(
     member: impl Fn(&str) -> bool,
     calls_member: impl FnOnce() -> bool,
 ) -> bool {
-    let (mut named, mut total) = (0i64, 0i64);
+    let (mut named, mut total, mut listed) = (0i64, 0i64, false);
     for (u, c) in upstreams {
+        listed = true;
         total += c;
         if member(u) {
             named += c;
         }
     }
-    if total > 0 {
+    // Upstreams listed at 0 are at their edges' normal: the failure is not
+    // about them, so the graph does not explain it either.
+    if listed {
         let failing = failing.max(total);
         named > 0
             && 2 * named >= total
