@@ -1,5 +1,7 @@
 //! Windowed threshold detector: count / rate / ratio per key in tumbling
-//! event-time windows, relative to each key's learned baseline.
+//! event-time windows, relative to each key's learned baseline. A detection's
+//! upstreams are relative too: each key learns the failing calls a normal
+//! window makes to each upstream, and reports only the calls beyond that.
 //!
 //! Keying: each rule keys events by `group_by` (service, service+instance or
 //! service+error_type). Windows are aligned to the epoch, so all keys of a
@@ -9,7 +11,8 @@
 //! Guarantees: a window is evaluated exactly once, after the watermark has
 //! passed its end; an event later than that is folded into the oldest window
 //! still open (it is counted late by the pipeline, never dropped). State per
-//! key is one baseline (~80 bytes plus the key) and, per open window, one
+//! key is one baseline (~80 bytes plus the key, plus up to `EDGE_CAP`
+//! upstream normals) and, per open window, one
 //! accumulator bounded by the caps below; silent keys are evicted after
 //! `idle_eviction`.
 
