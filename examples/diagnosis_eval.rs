@@ -113,25 +113,16 @@ fn main() {
             for x in &r.overstayed {
                 println!("seed {seed}: overstayed {x}");
             }
-            for row in r
+            let all = std::env::var("REFLEX_EVAL_ROWS").is_ok_and(|v| v == "1");
+            for (label, row) in r
                 .rows
                 .iter()
                 .filter(|x| x.remediable && !x.fixed_automatically)
+                .map(|x| ("not auto-fixed", x))
+                .chain(r.rows.iter().filter(|_| all).map(|x| ("row", x)))
             {
                 println!(
-                    "seed {seed}: not auto-fixed {} {} {} -> {:?}: {} ({})",
-                    row.id,
-                    row.category.as_str(),
-                    row.root,
-                    row.diagnosed,
-                    row.action,
-                    row.outcome
-                );
-            }
-            let all = std::env::var("REFLEX_EVAL_ROWS").is_ok_and(|v| v == "1");
-            for row in r.rows.iter().filter(|_| all) {
-                println!(
-                    "seed {seed}: row {} {} {} -> {:?}: {} ({})",
+                    "seed {seed}: {label} {} {} {} -> {:?}: {} ({})",
                     row.id,
                     row.category.as_str(),
                     row.root,

@@ -51,11 +51,6 @@ impl TopCounts {
         v
     }
 
-    /// The values and their counts, in the order first seen.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, i64)> {
-        self.items.iter().map(|(v, c)| (v.as_str(), *c))
-    }
-
     /// Replaces each count by `f(value, count)` (values are kept, even at 0).
     pub fn map_counts(&mut self, mut f: impl FnMut(&str, i64) -> i64) {
         for (v, c) in &mut self.items {

@@ -84,18 +84,11 @@ impl Facts {
         }
     }
 
-    /// The failing calls per upstream gathered so far.
-    pub fn upstream_counts(&self) -> impl Iterator<Item = (&str, i64)> {
-        self.upstreams.iter()
-    }
-
-    /// Counts each upstream's failing calls only beyond `normal(upstream)`,
-    /// the calls that edge fails in a normal window; an upstream at or
-    /// below its normal stays listed with 0 (the window did name it, so
-    /// its calls are known not to be what rose).
-    pub fn discount_upstreams(&mut self, normal: impl Fn(&str) -> f64) {
-        self.upstreams
-            .map_counts(|u, c| (c as f64 - normal(u)).max(0.0).round() as i64);
+    /// Replaces each upstream's failing-call count by `f(upstream, count)`
+    /// (the threshold detector's edge normals; an upstream at its normal
+    /// stays listed with 0).
+    pub fn map_upstreams(&mut self, f: impl FnMut(&str, i64) -> i64) {
+        self.upstreams.map_counts(f);
     }
 
     /// The detection these facts support.

@@ -51,10 +51,10 @@ fn callers_failing_on(services: &BTreeMap<String, ServiceSignals>, root: &str) -
         .count()
 }
 
-/// The failing services report network trouble (name resolution, routes,
-/// resets) of their own or on their calls: what a rollout does not cause,
-/// so a silent root's recent change is no explanation.
-fn callers_see_network(services: &BTreeMap<String, ServiceSignals>) -> bool {
+/// Some failing service reports network trouble (name resolution, routes,
+/// resets) of its own or on its calls: what a rollout does not cause, so a
+/// silent root's recent change is no explanation.
+fn network_trouble_among(services: &BTreeMap<String, ServiceSignals>) -> bool {
     services.values().any(|s| {
         s.self_hints
             .get(&Category::Network)
@@ -381,7 +381,8 @@ pub fn diagnose_pinned(
     // `categorise`), if it came just before the silence: a change that
     // breaks a service does so as it rolls out, while one that left it
     // serving for longer is a coincidence (harmless changes land all day).
-    let silent_change = (!external && !services.contains_key(&root))
+    let silent = !external && !services.contains_key(&root);
+    let silent_change = silent
         .then(|| recent_change(&root, onset))
         .flatten()
         .filter(|c| onset.millis() - c.time.millis() <= BREAKING_CHANGE_LEAD_MS);
@@ -415,7 +416,6 @@ pub fn diagnose_pinned(
     // A silent service blamed by its callers: it may be down, or merely not
     // failing loudly enough to be detected. Confident only when a change on
     // it (e.g. scaled to zero) explains the silence.
-    let silent = !external && !services.contains_key(&root);
     let mut root_cap: f64 = 1.0;
     let mut root_changed = change.is_some();
     if silent {
@@ -539,7 +539,7 @@ pub fn categorise(
         silent
             && matches!(c.kind.as_str(), "config" | "deploy")
             && callers_failing_on(services, root) >= 2
-            && !callers_see_network(services)
+            && !network_trouble_among(services)
     }) {
         // A service that went silent right after its configuration changed
         // or a new version rolled out, with its callers failing to reach

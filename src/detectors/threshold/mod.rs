@@ -192,7 +192,7 @@ impl ThresholdDetector {
             b.windows = b.windows.saturating_add(1);
             let normal = b.mean;
             b.mean = (1.0 - alpha) * b.mean + alpha * value;
-            let edge_normals = learn_edges(&mut b.edges, &acc.facts, alpha, fired);
+            learn_edges(&mut b.edges, &mut acc.facts, alpha, fired);
             b.last_window = start;
             b.last_seen = b.last_seen.max(last_seen);
             if !fired {
@@ -231,48 +231,46 @@ impl ThresholdDetector {
                 },
                 evidence,
             };
-            acc.facts.discount_upstreams(|u| {
-                edge_normals.iter().find(|e| e.0 == u).map_or(0.0, |e| e.1)
-            });
             out.push(acc.facts.into_detection(meta, head));
         }
     }
 }
 
 /// Folds one window's failing calls per upstream into a key's edge normals
-/// (an edge the window did not name learns a zero); returns the normals as
-/// they were before this window, for the upstreams it named. Only quiet
+/// (an edge the window did not name learns a zero). In a `fired` window the
+/// facts then count each upstream's calls beyond its normal as it was
+/// before this window (an upstream without one counts in full). Only quiet
 /// windows add new edges: a fault's upstream is not normal for its caller.
-fn learn_edges(
-    edges: &mut Vec<(String, f64)>,
-    facts: &Facts,
-    alpha: f64,
-    fired: bool,
-) -> Vec<(String, f64)> {
-    let before: Vec<(String, f64)> = facts
-        .upstream_counts()
-        .filter_map(|(u, _)| edges.iter().find(|e| e.0 == u).cloned())
-        .collect();
-    for e in edges.iter_mut() {
-        let c = facts
-            .upstream_counts()
-            .find(|(u, _)| *u == e.0)
-            .map_or(0, |(_, c)| c);
-        e.1 = (1.0 - alpha) * e.1 + alpha * c as f64;
-    }
-    if !fired {
-        for (u, c) in facts.upstream_counts() {
-            if edges.len() >= EDGE_CAP {
-                break;
+/// One pass over at most `EDGE_CAP` edges; nothing is allocated but a new
+/// edge's name.
+fn learn_edges(edges: &mut Vec<(String, f64)>, facts: &mut Facts, alpha: f64, fired: bool) {
+    let mut named = [false; EDGE_CAP];
+    facts.map_upstreams(|u, c| match edges.iter().position(|e| e.0 == u) {
+        Some(k) => {
+            named[k] = true;
+            let normal = edges[k].1;
+            edges[k].1 = (1.0 - alpha) * normal + alpha * c as f64;
+            if fired {
+                (c as f64 - normal).max(0.0).round() as i64
+            } else {
+                c
             }
-            if !edges.iter().any(|e| e.0 == u) {
+        }
+        None => {
+            if !fired && edges.len() < EDGE_CAP {
+                named[edges.len()] = true;
                 edges.push((u.to_string(), alpha * c as f64));
             }
+            c
+        }
+    });
+    for (e, named) in edges.iter_mut().zip(named) {
+        if !named {
+            e.1 *= 1.0 - alpha;
         }
     }
     // Edges that faded out make room for new ones.
     edges.retain(|e| e.1 >= 0.01);
-    before
 }
 
 impl Detector for ThresholdDetector {
