@@ -1,7 +1,9 @@
 //! The service dependency graph: declared edges from the catalog plus edges
 //! learned online from `upstream` fields (caller → upstream). Also remembers
 //! which names have been seen as services, so an upstream that never
-//! reports itself can be recognised as an external dependency.
+//! reports itself can be recognised as an external dependency, and which
+//! callers name their upstreams in their own events (for those, a failure
+//! naming none is not a failure of their calls).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -12,10 +14,15 @@ pub struct DependencyGraph {
     services: BTreeSet<String>,
     /// Names declared as services in the catalog.
     catalogued: BTreeSet<String>,
+    /// Callers whose own detections have named an upstream (bounded like
+    /// `services`).
+    namers: BTreeSet<String>,
 }
 
 /// Bound on learned edges per caller (memory; real fan-out is far smaller).
 const MAX_EDGES_PER_SERVICE: usize = 256;
+/// Bound on callers remembered as naming their upstreams.
+const MAX_NAMERS: usize = 100_000;
 
 impl DependencyGraph {
     /// Declares a catalogued service and its dependencies.
@@ -32,6 +39,20 @@ impl DependencyGraph {
         if !self.services.contains(name) {
             self.services.insert(name.to_string());
         }
+    }
+
+    /// Marks `caller` as naming its upstreams in its own events (an
+    /// `upstream` field, not an edge inferred from trace order).
+    pub fn saw_named_upstream(&mut self, caller: &str) {
+        if !self.namers.contains(caller) && self.namers.len() < MAX_NAMERS {
+            self.namers.insert(caller.to_string());
+        }
+    }
+
+    /// Whether `caller`'s events are known to name their upstreams: then a
+    /// failure of it that names none is its own, whatever it calls.
+    pub fn names_upstreams(&self, caller: &str) -> bool {
+        self.namers.contains(caller)
     }
 
     /// Records that `caller` called `callee` (`n` observations).

@@ -506,6 +506,9 @@ impl Stage for DiagnosisStage {
         // Callers named in `upstream` fields (not inferred from trace order,
         // which also pairs a batch job with the services it hammers).
         if d.rule != "trace_cascade" {
+            if !d.upstreams.is_empty() {
+                self.graph.saw_named_upstream(&d.service);
+            }
             for u in &d.upstreams {
                 if self.called.len() < MAX_CALLED && !self.called.contains(&u.value) {
                     self.called.insert(u.value.clone());

@@ -178,7 +178,9 @@ pub fn diagnose_pinned(
     };
 
     // How strongly `caller` blames `callee`: the share of its failing calls
-    // that name it, or half a vote for a known edge without upstream data.
+    // that name it, or half a vote for a known edge without upstream data
+    // (only for a caller whose events never name upstreams: one that does,
+    // failing without naming any, fails on its own, whatever it calls).
     // Denominator: all its failing events (a service's few background
     // errors naming a dependency do not make it a victim of that dependency).
     let failing = |sig: &ServiceSignals| -> i64 { sig.count.max(sig.upstreams.values().sum()) };
@@ -186,7 +188,7 @@ pub fn diagnose_pinned(
         let total = failing(sig);
         if !sig.upstreams.is_empty() && total > 0 {
             sig.upstreams.get(callee).copied().unwrap_or(0) as f64 / total as f64
-        } else if graph.calls(caller, callee) {
+        } else if !graph.names_upstreams(caller) && graph.calls(caller, callee) {
             0.5
         } else {
             0.0
@@ -732,5 +734,43 @@ mod tests {
         assert_eq!(v.root, "api.mail.example");
         assert!(v.external);
         assert_eq!(v.category, Category::DependencyFailure);
+    }
+
+    #[test]
+    fn a_service_that_names_its_upstreams_and_names_none_fails_on_its_own() {
+        // `ledger` exhausts its pool (its events name no upstream); its
+        // callers fail calling it, two also a couple of calls to `config`,
+        // which ledger is known to call from the background.
+        let mut g = DependencyGraph::default();
+        for s in ["ledger", "orders", "pay", "refunds"] {
+            g.saw_service(s);
+        }
+        g.add_edge("ledger", "config", 40);
+        let mut ledger = sig(&[("n1", 50)], 0.0, 140);
+        add_hint(
+            &mut ledger,
+            Category::ResourceExhaustion,
+            0.3,
+            About::Itself,
+        );
+        let mut m = BTreeMap::new();
+        m.insert("ledger".to_string(), ledger);
+        for (name, calls, first) in [("orders", 25, 130), ("pay", 30, 110), ("refunds", 29, 120)] {
+            let mut c = sig(&[("n2", 40)], 0.0, first);
+            c.upstreams.insert("ledger".into(), calls);
+            if name != "refunds" {
+                c.upstreams.insert("config".into(), 2);
+            }
+            m.insert(name.to_string(), c);
+        }
+        // Without upstream fields from ledger, the known edge is a half vote
+        // that ledger fails because of config.
+        let v = diagnose(&m, &g, &Default::default(), 900_000, 0.25).unwrap();
+        assert_eq!(v.root, "config", "{:?}", v.evidence);
+        // Ledger's events do name upstreams (the background edge came from
+        // them): failing while naming none, it fails on its own.
+        g.saw_named_upstream("ledger");
+        let v = diagnose(&m, &g, &Default::default(), 900_000, 0.25).unwrap();
+        assert_eq!(v.root, "ledger", "{:?}", v.evidence);
     }
 }
