@@ -72,9 +72,16 @@ fn bench(c: &mut Criterion) {
             }
         })
     });
+    g.bench_function("count_output", |b| {
+        b.iter(|| {
+            for o in outs.iter().cycle().take(OBSERVED) {
+                t.outputs.count(black_box(o));
+            }
+        })
+    });
     g.throughput(Throughput::Elements(1));
     g.bench_function("render_scrape", |b| {
-        b.iter(|| black_box(t.render_metrics().len()))
+        b.iter(|| black_box(t.render_metrics().map(|s| s.len())))
     });
     g.finish();
 }

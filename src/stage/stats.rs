@@ -233,6 +233,24 @@ pub struct HistogramSnapshot {
     pub count: u64,
 }
 
+impl HistogramSnapshot {
+    /// (upper bound, count in that bucket alone) for every finite bucket of
+    /// [`LATENCY_BUCKETS`]: the form an exposition encoder takes; the
+    /// `+Inf` bucket is [`Self::count`].
+    pub fn per_bucket(&self) -> Vec<(f64, u64)> {
+        let mut below = 0;
+        LATENCY_BUCKETS
+            .iter()
+            .zip(&self.cumulative)
+            .map(|(&le, &c)| {
+                let n = c.saturating_sub(below);
+                below = c;
+                (le, n)
+            })
+            .collect()
+    }
+}
+
 impl LatencyHistogram {
     /// Records one observation.
     pub fn record(&self, d: Duration) {
@@ -321,5 +339,11 @@ mod tests {
         assert_eq!(s.cumulative[0], 1);
         assert_eq!(s.cumulative[LATENCY_BUCKETS.len() - 1], 2);
         assert_eq!(*s.cumulative.last().unwrap(), 3);
+        let per = s.per_bucket();
+        assert_eq!(per.len(), LATENCY_BUCKETS.len());
+        assert_eq!(per[0], (LATENCY_BUCKETS[0], 1));
+        // 3 ms lands in the 5 ms bucket; the 10 s overflow is in no finite one.
+        assert_eq!(per.iter().map(|b| b.1).sum::<u64>(), 2);
+        assert_eq!(per[5], (0.005, 1));
     }
 }

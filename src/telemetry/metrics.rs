@@ -1,6 +1,7 @@
 //! Every metric reflex exports, by name, as one set of families
-//! ([`families`]) that both exporters encode: the Prometheus text here
-//! ([`render`]) and the OTLP instruments (`otel`), so the two cannot drift.
+//! ([`families`]) that both exporters encode: Prometheus through the
+//! `prometheus-client` crate ([`FamilyCollector`], [`render`]) and the OTLP
+//! instruments (`otel`), so the two cannot drift.
 //!
 //! Guarantees:
 //! - All names live here as constants and follow Prometheus conventions
@@ -10,16 +11,22 @@
 //!   [`DETECTORS`], [`StageName::ALL`]), so cardinality is bounded whatever
 //!   the input.
 //! - Nothing here runs per event: the pipeline bumps relaxed atomics
-//!   ([`Stats`], [`OutputCounters`]) and a scrape reads them.
+//!   ([`Stats`], [`OutputCounters`]) and a scrape reads them; the
+//!   prometheus-client registry holds no metric of its own, only the
+//!   collector that reads the families when scraped.
+//! - The exposition is Prometheus text 0.0.4 ([`CONTENT_TYPE`]), with the
+//!   exported series names exactly the constants below (`_total` included).
 
 use crate::model::{ActionType, Category, DeadLetterKind, Decision};
 use crate::sinks::{Output, Topic};
 pub use crate::stage::stats::{kafka_error, KafkaErrorKind};
-use crate::stage::stats::{
-    kafka_errors, Guard, HistogramSnapshot, Outcome, StageName, Stats, LATENCY_BUCKETS,
-};
-use std::fmt::Write as _;
+use crate::stage::stats::{kafka_errors, Guard, HistogramSnapshot, Outcome, StageName, Stats};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{prometheus_text, DescriptorEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// Input records received (decoded or dead-lettered), by input topic.
 pub const EVENTS_IN: &str = "reflex_events_in_total";
@@ -204,16 +211,6 @@ pub enum Kind {
     Counter,
     Gauge,
     Histogram,
-}
-
-impl Kind {
-    fn as_str(self) -> &'static str {
-        match self {
-            Kind::Counter => "counter",
-            Kind::Gauge => "gauge",
-            Kind::Histogram => "histogram",
-        }
-    }
 }
 
 /// One sample's value.
@@ -476,83 +473,125 @@ pub fn families(stats: &Stats, out: &OutputCounters, g: Option<&Gauges>) -> Vec<
     f
 }
 
-fn write_sample(s: &mut String, name: &str, labels: &[(&str, &str)], v: impl std::fmt::Display) {
-    s.push_str(name);
-    if !labels.is_empty() {
-        s.push('{');
-        for (i, (k, val)) in labels.iter().enumerate() {
-            if i > 0 {
-                s.push(',');
-            }
-            let _ = write!(s, "{k}=\"{}\"", escape(val));
-        }
-        s.push('}');
-    }
-    let _ = writeln!(s, " {v}");
+/// The Prometheus side of [`families`]: a prometheus-client collector that
+/// reads the families at scrape time and hands them to the crate's encoder,
+/// so the exposition format (names, label escaping, number formats, the
+/// histogram series) is prometheus-client's, not ours. Nothing is stored in
+/// the registry: the counters stay the pipeline's relaxed atomics, and a
+/// scrape is the only moment they are read.
+pub struct FamilyCollector {
+    stats: Arc<Stats>,
+    outputs: Arc<OutputCounters>,
+    /// The values only the telemetry hub knows, read at each scrape.
+    gauges: Box<dyn Fn() -> Gauges + Send + Sync>,
 }
 
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+impl FamilyCollector {
+    /// A collector over `stats` and `outputs`, with the hub's `gauges`.
+    pub fn new(
+        stats: Arc<Stats>,
+        outputs: Arc<OutputCounters>,
+        gauges: impl Fn() -> Gauges + Send + Sync + 'static,
+    ) -> Self {
+        FamilyCollector {
+            stats,
+            outputs,
+            gauges: Box::new(gauges),
+        }
+    }
 }
 
-/// Renders every metric in the Prometheus text exposition format 0.0.4.
-pub fn render(stats: &Stats, out: &OutputCounters, g: &Gauges) -> String {
-    let mut s = String::with_capacity(8192);
-    for f in families(stats, out, Some(g)) {
-        let _ = writeln!(s, "# HELP {} {}", f.name, f.help);
-        let _ = writeln!(s, "# TYPE {} {}", f.name, f.kind.as_str());
-        for sample in &f.samples {
-            match &sample.value {
-                Value::Int(v) => write_sample(&mut s, f.name, &sample.labels, v),
-                Value::Float(v) => write_sample(&mut s, f.name, &sample.labels, v),
-                Value::Histogram(h) => {
-                    let bucket = format!("{}_bucket", f.name);
-                    for (i, c) in h.cumulative.iter().enumerate() {
-                        let le = LATENCY_BUCKETS
-                            .get(i)
-                            .map(|b| b.to_string())
-                            .unwrap_or_else(|| "+Inf".to_string());
-                        let mut l = sample.labels.clone();
-                        l.push(("le", &le));
-                        write_sample(&mut s, &bucket, &l, c);
-                    }
-                    write_sample(
-                        &mut s,
-                        &format!("{}_sum", f.name),
-                        &sample.labels,
-                        h.sum_seconds,
-                    );
-                    write_sample(
-                        &mut s,
-                        &format!("{}_count", f.name),
-                        &sample.labels,
-                        h.count,
-                    );
-                }
+impl std::fmt::Debug for FamilyCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FamilyCollector").finish_non_exhaustive()
+    }
+}
+
+impl Collector for FamilyCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let g = (self.gauges)();
+        for f in families(&self.stats, &self.outputs, Some(&g)) {
+            encode_family(&mut encoder, &f)?;
+        }
+        Ok(())
+    }
+}
+
+/// Encodes one family through prometheus-client.
+fn encode_family(enc: &mut DescriptorEncoder<'_>, f: &Family) -> Result<(), std::fmt::Error> {
+    let (name, metric_type) = match f.kind {
+        // prometheus-client appends `_total` to a counter's name itself:
+        // handing it our name without the suffix keeps the exported series
+        // (`reflex_events_in_total`) exactly the SPEC's.
+        Kind::Counter => (
+            f.name.strip_suffix("_total").unwrap_or(f.name),
+            MetricType::Counter,
+        ),
+        Kind::Gauge => (f.name, MetricType::Gauge),
+        Kind::Histogram => (f.name, MetricType::Histogram),
+    };
+    let mut family = enc.encode_descriptor(name, f.help, None, metric_type)?;
+    for s in &f.samples {
+        let labels = s.labels.as_slice();
+        let mut m = family.encode_family(&labels)?;
+        match (&s.value, f.kind) {
+            (Value::Int(v), Kind::Counter) => m.encode_counter::<NoLabelSet, _, u64>(v, None)?,
+            (Value::Float(v), Kind::Counter) => m.encode_counter::<NoLabelSet, _, f64>(v, None)?,
+            (Value::Int(v), _) => m.encode_gauge(v)?,
+            (Value::Float(v), _) => m.encode_gauge(v)?,
+            (Value::Histogram(h), _) => {
+                m.encode_histogram::<NoLabelSet>(h.sum_seconds, h.count, &h.per_bucket(), None)?
             }
         }
     }
-    s
+    Ok(())
+}
+
+/// The registry `/metrics` encodes: one [`FamilyCollector`], nothing else.
+pub fn registry(collector: FamilyCollector) -> Registry {
+    let mut r = Registry::default();
+    r.register_collector(Box::new(collector));
+    r
+}
+
+/// The `Content-Type` of [`render`]'s output.
+pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
+
+/// Renders every metric of `registry` in the Prometheus text exposition
+/// format 0.0.4 (what `promtool check metrics` reads and every Prometheus
+/// scrapes; the OpenMetrics form would name counter families without
+/// `_total`, which promtool 2.42 rejects as "no help text").
+pub fn render(registry: &Registry) -> Result<String, std::fmt::Error> {
+    let mut s = String::with_capacity(16 * 1024);
+    prometheus_text::encode(&mut s, registry)?;
+    Ok(s)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn otlp_view_is_the_prometheus_view_minus_hub_gauges() {
-        let stats = Stats::default();
-        Stats::add(&stats.events_in, 3);
-        Stats::add(&stats.guard_holds[Guard::Cooldown as usize], 2);
-        let out = OutputCounters::default();
-        let g = Gauges {
+    fn scrape(stats: Arc<Stats>, out: Arc<OutputCounters>, g: Gauges) -> String {
+        let r = registry(FamilyCollector::new(stats, out, move || g.clone()));
+        render(&r).expect("encode")
+    }
+
+    fn hub() -> Gauges {
+        Gauges {
             open_by_category: vec![1; Category::ALL.len()],
             state: vec![("detector_keys", 4)],
             ready: true,
             start_time: 1.5,
-        };
+        }
+    }
+
+    #[test]
+    fn otlp_view_is_the_prometheus_view_minus_hub_gauges() {
+        let stats = Arc::new(Stats::default());
+        Stats::add(&stats.events_in, 3);
+        Stats::add(&stats.guard_holds[Guard::Cooldown as usize], 2);
+        let out = Arc::new(OutputCounters::default());
+        let g = hub();
         let prom = families(&stats, &out, Some(&g));
         let otlp = families(&stats, &out, None);
         for f in &otlp {
@@ -572,26 +611,67 @@ mod tests {
             missing,
             vec![INCIDENTS_OPEN, STATE_ENTRIES, READY, START_TIME]
         );
-        let text = render(&stats, &out, &g);
+        let text = scrape(stats, out, g);
         assert!(text.contains("reflex_events_in_total{topic=\"errors\"} 3\n"));
         assert!(text.contains("reflex_guard_holds_total{guard=\"cooldown\"} 2\n"));
         assert!(text.contains("reflex_start_time_seconds 1.5\n"));
     }
 
     #[test]
-    fn every_family_has_help_and_type_and_counters_end_in_total() {
-        let text = render(
-            &Stats::default(),
-            &OutputCounters::default(),
-            &Gauges::default(),
+    fn scrape_is_prometheus_text_with_our_names_help_and_values() {
+        let stats = Arc::new(Stats::default());
+        Stats::add(&stats.events_in, 5);
+        Stats::add(&stats.dead_letters, 2);
+        let out = Arc::new(OutputCounters::default());
+        out.by_topic[4].fetch_add(2, Ordering::Relaxed);
+        stats.record_batch(StageName::Decide, std::time::Duration::from_micros(300));
+        stats.record_batch(StageName::Decide, std::time::Duration::from_secs(9));
+        let text = scrape(stats, out, hub());
+        // A whole counter family, exactly: HELP and TYPE carry the sample
+        // name (`_total` once), as text format 0.0.4 requires.
+        assert!(
+            text.contains(
+                "# HELP reflex_events_in_total Input records received (decoded or dead-lettered), by input topic.\n\
+                 # TYPE reflex_events_in_total counter\n\
+                 reflex_events_in_total{topic=\"errors\"} 7\n"
+            ),
+            "{text}"
         );
+        assert!(text.contains("reflex_events_out_total{topic=\"reflex.dlq\"} 2\n"));
+        assert!(text.contains("# TYPE reflex_incidents_open gauge\n"));
+        assert!(text.contains("reflex_build_info{version=\""));
+        // Histogram series: cumulative buckets, then `+Inf` = count.
+        let h = "reflex_stage_batch_duration_seconds";
+        assert!(text.contains(&format!("# TYPE {h} histogram\n")));
+        assert!(text.contains(&format!(
+            "{h}_bucket{{stage=\"decide\",le=\"0.00025\"}} 0\n"
+        )));
+        assert!(text.contains(&format!("{h}_bucket{{stage=\"decide\",le=\"0.0005\"}} 1\n")));
+        assert!(text.contains(&format!("{h}_bucket{{stage=\"decide\",le=\"2.5\"}} 1\n")));
+        assert!(text.contains(&format!("{h}_bucket{{stage=\"decide\",le=\"+Inf\"}} 2\n")));
+        assert!(text.contains(&format!("{h}_count{{stage=\"decide\"}} 2\n")));
+        assert!(
+            text.contains(&format!("{h}_sum{{stage=\"decide\"}} 9.0003\n")),
+            "{text}"
+        );
+        // Text format 0.0.4, not OpenMetrics.
+        assert!(!text.contains("# EOF"));
+        assert!(!text.contains("_total_total"));
+    }
+
+    #[test]
+    fn every_family_has_help_and_type_and_counters_end_in_total() {
+        let text = scrape(Arc::default(), Arc::default(), Gauges::default());
+        let mut types = 0;
         for line in text.lines().filter(|l| l.starts_with("# TYPE")) {
             let parts: Vec<&str> = line.split_whitespace().collect();
             let (name, kind) = (parts[2], parts[3]);
             assert!(name.starts_with("reflex_"), "{line}");
             assert_eq!(kind == "counter", name.ends_with("_total"), "{line}");
             assert!(text.contains(&format!("# HELP {name} ")), "{name}");
+            types += 1;
         }
+        assert_eq!(types, 22, "{text}");
         assert!(text.contains("reflex_dead_letters_total{reason_kind=\"too_large\"} 0"));
         assert!(text.contains(
             "reflex_stage_batch_duration_seconds_bucket{stage=\"decide\",le=\"+Inf\"} 0"
