@@ -4,24 +4,52 @@
 //! [`KafkaErrorKind`]): the vocabulary the stages count in and telemetry
 //! renders, kept here so neither has to import the other.
 //!
-//! Guarantee: recording never blocks and never allocates. Per-event paths
-//! only bump relaxed atomics; stage latencies are recorded once per batch
-//! into a fixed-bucket histogram ([`LatencyHistogram`]).
+//! Guarantees:
+//! - Recording never blocks and never allocates. Per-event paths only bump
+//!   relaxed atomics; stage latencies are recorded once per batch into a
+//!   fixed-bucket histogram ([`LatencyHistogram`]).
+//! - Each thing is counted once, here: the run summary and every metric
+//!   family read these counters (a total is the sum of its labelled
+//!   counts, [`Stats::get`]), nothing keeps a second tally of the same.
 
+pub use super::labels::Total;
+use super::labels::{Counts, DetectorName, Grid, Label};
+use crate::model::{ActionType, Category, DeadLetterKind, Decision};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+/// Incident records of one status, by category.
+pub type ByCategory = Counts<Category, { Category::ALL.len() }>;
+
 /// Counters of one pipeline run.
+///
+/// The output counts (`dead_letters`, `detections`, `opened_by_category`,
+/// `resolved_by_category`, `actions`, `escalations`) are bumped by the
+/// decide node once per record it writes; `incident_records` and
+/// `incidents_opened` by diagnosis as it publishes.
 #[derive(Debug, Default)]
 pub struct Stats {
+    /// Input events decoded (by the detect stage).
     pub events_in: AtomicU64,
-    pub dead_letters: AtomicU64,
+    /// Dead letters written, by reason kind.
+    pub dead_letters: Counts<DeadLetterKind, { DeadLetterKind::ALL.len() }>,
     pub late_events: AtomicU64,
     pub change_events: AtomicU64,
-    pub detections: AtomicU64,
+    /// Detections written, by detector.
+    pub detections: Counts<DetectorName, 5>,
+    /// New incidents (a relapse that reopens a resolved incident is not
+    /// new): fewer than the `open` records when incidents are reopened.
     pub incidents_opened: AtomicU64,
+    /// Incident records published (every status): the `reflex.incidents`
+    /// output count.
     pub incident_records: AtomicU64,
-    pub actions: AtomicU64,
+    /// `open` records written, by category at opening.
+    pub opened_by_category: ByCategory,
+    /// `resolved` records written, by category at resolution.
+    pub resolved_by_category: ByCategory,
+    /// Recovery actions written, by type and decision.
+    pub actions: Grid<ActionType, Decision, 6, 2>,
+    /// Escalations written.
     pub escalations: AtomicU64,
     /// Actions held back, by guard (indexed like [`Guard::ALL`]).
     pub guard_holds: [AtomicU64; Guard::ALL.len()],
@@ -49,9 +77,10 @@ impl Stats {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
-    /// Reads a counter.
-    pub fn get(counter: &AtomicU64) -> u64 {
-        counter.load(Ordering::Relaxed)
+    /// Reads a counter; a labelled one ([`Counts`], [`Grid`]) reads as its
+    /// total over every label.
+    pub fn get(counter: &impl Total) -> u64 {
+        counter.total()
     }
 
     /// Records how long `stage` took over one batch.
@@ -131,6 +160,50 @@ impl Guard {
             Guard::RateBudget => "rate_budget",
             Guard::DryRun => "dry_run",
         }
+    }
+}
+
+impl Label for StageName {
+    const KEY: &'static str = "stage";
+    const ALL: &'static [Self] = &StageName::ALL;
+    fn index(self) -> usize {
+        self as usize
+    }
+    fn value(self) -> &'static str {
+        self.as_str()
+    }
+}
+
+impl Label for Guard {
+    const KEY: &'static str = "guard";
+    const ALL: &'static [Self] = &Guard::ALL;
+    fn index(self) -> usize {
+        self as usize
+    }
+    fn value(self) -> &'static str {
+        self.as_str()
+    }
+}
+
+impl Label for Outcome {
+    const KEY: &'static str = "outcome";
+    const ALL: &'static [Self] = &Outcome::ALL;
+    fn index(self) -> usize {
+        self as usize
+    }
+    fn value(self) -> &'static str {
+        self.as_str()
+    }
+}
+
+impl Label for KafkaErrorKind {
+    const KEY: &'static str = "kind";
+    const ALL: &'static [Self] = &KafkaErrorKind::ALL;
+    fn index(self) -> usize {
+        self as usize
+    }
+    fn value(self) -> &'static str {
+        self.as_str()
     }
 }
 

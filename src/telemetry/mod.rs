@@ -13,9 +13,10 @@
 //!
 //! The pipeline is observed from the outside: [`TapSink`] wraps the real
 //! sink and hands every *output* record (never every input event) to
-//! [`Telemetry::observe`], which counts it, keeps the incident store, feeds
-//! live subscribers and, when exporting, builds incident traces. Input-side
-//! counters are the pipeline's own atomics ([`Stats`]).
+//! [`Telemetry::observe`], which keeps the incident store, feeds live
+//! subscribers and, when exporting, builds incident traces. Every counter
+//! is the pipeline's own ([`Stats`], counted once where the pipeline works
+//! or writes); telemetry only reads them.
 
 pub mod approvals;
 pub mod board;
@@ -34,7 +35,7 @@ use crate::model::Incident;
 use crate::pipeline::Observer;
 use crate::sinks::{Output, Sink, SinkError};
 use crate::stage::stats::Stats;
-use metrics::{Gauges, OutputCounters};
+use metrics::Gauges;
 use otel::IncidentTracer;
 use std::sync::{Arc, Mutex, MutexGuard};
 use store::{IncidentFilter, IncidentStore};
@@ -56,7 +57,6 @@ pub const STREAM_CAPACITY: usize = 1024;
 /// Everything the observers of one process share.
 pub struct Telemetry {
     pub stats: Arc<Stats>,
-    pub outputs: Arc<OutputCounters>,
     pub readiness: Readiness,
     /// Shared with the metrics collector, which reads the open incidents
     /// by category at each scrape.
@@ -86,19 +86,13 @@ impl Telemetry {
             cfg.max_open_incidents,
             cfg.recent_incidents,
         )));
-        let outputs = Arc::new(OutputCounters::default());
         let gauges = {
             let (store, stats, readiness) = (store.clone(), stats.clone(), readiness.clone());
             move || hub_gauges(&store, &stats, &readiness, start_time)
         };
-        let registry = metrics::registry(metrics::FamilyCollector::new(
-            stats.clone(),
-            outputs.clone(),
-            gauges,
-        ));
+        let registry = metrics::registry(metrics::FamilyCollector::new(stats.clone(), gauges));
         Telemetry {
             stats,
-            outputs,
             readiness,
             store,
             registry,
@@ -162,7 +156,8 @@ impl Telemetry {
 
     /// Handles one output record that was written.
     pub fn observe(&self, out: &Output) {
-        self.outputs.count(out);
+        // Not counted here: the decide node counts what it writes
+        // (`pipeline::topology::count_output`), once, into `Stats`.
         if !matches!(out, Output::Detection(_) | Output::DeadLetter(_)) {
             lock(&self.journal).push(out);
         }
