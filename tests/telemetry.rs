@@ -89,6 +89,12 @@ fn start(args: &[&str], stdin: bool) -> Running {
 
 /// A plain HTTP/1.1 GET: (status, body).
 fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let (status, _, body) = get_with_head(addr, path);
+    (status, body)
+}
+
+/// A plain HTTP/1.1 GET: (status, response head, body).
+fn get_with_head(addr: SocketAddr, path: &str) -> (u16, String, String) {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(DEADLINE)).unwrap();
     write!(
@@ -109,7 +115,7 @@ fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     } else {
         body.to_string()
     };
-    (status, body)
+    (status, head.to_string(), body)
 }
 
 fn dechunk(mut b: &[u8]) -> String {
@@ -179,8 +185,15 @@ fn metrics_scrape_passes_promtool_and_counters_move_with_events() {
     let half = lines.len() / 2;
     let events_in = "reflex_events_in_total{topic=\"errors\"}";
 
-    let (status, m0) = get(r.addr, "/metrics");
+    let (status, head, m0) = get_with_head(r.addr, "/metrics");
     assert_eq!(status, 200);
+    // The body is text format 0.0.4 (what promtool reads below), and says so.
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("\r\ncontent-type: text/plain; version=0.0.4; charset=utf-8"),
+        "{head}"
+    );
+    assert!(!m0.contains("# EOF"), "OpenMetrics served as text 0.0.4");
     assert_eq!(sample(&m0, events_in), Some(0.0), "{m0}");
 
     let mut stdin = r.stdin.take().unwrap();

@@ -77,14 +77,8 @@ pub fn start(
     };
     let mut guard = None;
     if let (Some(rt), Some(endpoint)) = (&rt, &otlp) {
-        let built = rt.block_on(async {
-            otel::init(
-                endpoint,
-                &tcfg.service_name,
-                telemetry.stats.clone(),
-                telemetry.outputs.clone(),
-            )
-        });
+        let built = rt
+            .block_on(async { otel::init(endpoint, &tcfg.service_name, telemetry.stats.clone()) });
         let (g, tracer) = match built {
             Ok(b) => b,
             Err(e) if e.kind() == otel::OtelErrorKind::Config => {

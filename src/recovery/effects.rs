@@ -14,7 +14,6 @@ use super::state::{Episode, Event};
 use super::{sign, RecoveryOutput, RecoveryStage, MAX_RESULTS, RECENT_ATTEMPTS_MS};
 use crate::model::{Category, Escalation, EventTime, Incident, RecoveryAction, Target};
 use crate::recovery::risk;
-use crate::stage::stats::Stats;
 use crate::util::stable_id;
 use std::sync::atomic::Ordering;
 
@@ -29,12 +28,10 @@ impl RecoveryStage {
     }
 
     pub(super) fn push_action(&self, a: RecoveryAction, out: &mut Vec<RecoveryOutput>) {
-        Stats::add(&self.stats.actions, 1);
         out.push(RecoveryOutput::Action(Box::new(a)));
     }
 
     pub(super) fn push_escalation(&self, e: Escalation, out: &mut Vec<RecoveryOutput>) {
-        Stats::add(&self.stats.escalations, 1);
         out.push(RecoveryOutput::Escalation(e));
     }
 

@@ -7,6 +7,7 @@ pub mod file;
 pub mod kafka;
 
 use crate::model::{DeadLetter, Detection, Escalation, Incident, RecoveryAction};
+use crate::stage::labels::Label;
 
 /// The output topics of SPEC §2 that the pipeline writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -130,5 +131,17 @@ impl Sink for MemorySink {
     fn write(&mut self, out: &Output) -> Result<(), SinkError> {
         self.records.push(out.clone());
         Ok(())
+    }
+}
+
+/// The `topic` label of the output metrics: the default topic name.
+impl Label for Topic {
+    const KEY: &'static str = "topic";
+    const ALL: &'static [Self] = &Topic::ALL;
+    fn index(self) -> usize {
+        self as usize
+    }
+    fn value(self) -> &'static str {
+        self.default_name()
     }
 }

@@ -1,7 +1,8 @@
 //! The stage abstraction and the vocabulary every stage shares: the
 //! [`Stage`] trait, event-time watermarks ([`watermark`]), input batches
 //! ([`batcher`]) and the run's counters with their fixed label sets
-//! ([`stats`]: guards, verification outcomes, stage names, Kafka trouble).
+//! ([`stats`]: guards, verification outcomes, stage names, Kafka trouble;
+//! [`labels`]: the typed label sets and the counters indexed by them).
 //!
 //! This is the layer below the stages (detectors, diagnosis, recovery) and
 //! the runtimes that wire them ([`crate::pipeline`]); it depends only on the
@@ -10,6 +11,7 @@
 //! `scripts/modcycles.py`).
 
 pub mod batcher;
+pub mod labels;
 pub mod stats;
 pub mod watermark;
 

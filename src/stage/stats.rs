@@ -4,24 +4,52 @@
 //! [`KafkaErrorKind`]): the vocabulary the stages count in and telemetry
 //! renders, kept here so neither has to import the other.
 //!
-//! Guarantee: recording never blocks and never allocates. Per-event paths
-//! only bump relaxed atomics; stage latencies are recorded once per batch
-//! into a fixed-bucket histogram ([`LatencyHistogram`]).
+//! Guarantees:
+//! - Recording never blocks and never allocates. Per-event paths only bump
+//!   relaxed atomics; stage latencies are recorded once per batch into a
+//!   fixed-bucket histogram ([`LatencyHistogram`]).
+//! - Each thing is counted once, here: the run summary and every metric
+//!   family read these counters (a total is the sum of its labelled
+//!   counts, [`Stats::get`]), nothing keeps a second tally of the same.
 
+pub use super::labels::Total;
+use super::labels::{Counts, DetectorName, Grid, Label};
+use crate::model::{ActionType, Category, DeadLetterKind, Decision};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+/// Incident records of one status, by category.
+pub type ByCategory = Counts<Category, { Category::ALL.len() }>;
+
 /// Counters of one pipeline run.
+///
+/// The output counts (`dead_letters`, `detections`, `opened_by_category`,
+/// `resolved_by_category`, `actions`, `escalations`) are bumped by the
+/// decide node once per record it writes; `incident_records` and
+/// `incidents_opened` by diagnosis as it publishes.
 #[derive(Debug, Default)]
 pub struct Stats {
+    /// Input events decoded (by the detect stage).
     pub events_in: AtomicU64,
-    pub dead_letters: AtomicU64,
+    /// Dead letters written, by reason kind.
+    pub dead_letters: Counts<DeadLetterKind, { DeadLetterKind::ALL.len() }>,
     pub late_events: AtomicU64,
     pub change_events: AtomicU64,
-    pub detections: AtomicU64,
+    /// Detections written, by detector.
+    pub detections: Counts<DetectorName, 5>,
+    /// New incidents (a relapse that reopens a resolved incident is not
+    /// new): fewer than the `open` records when incidents are reopened.
     pub incidents_opened: AtomicU64,
+    /// Incident records published (every status): the `reflex.incidents`
+    /// output count.
     pub incident_records: AtomicU64,
-    pub actions: AtomicU64,
+    /// `open` records written, by category at opening.
+    pub opened_by_category: ByCategory,
+    /// `resolved` records written, by category at resolution.
+    pub resolved_by_category: ByCategory,
+    /// Recovery actions written, by type and decision.
+    pub actions: Grid<ActionType, Decision, 6, 2>,
+    /// Escalations written.
     pub escalations: AtomicU64,
     /// Actions held back, by guard (indexed like [`Guard::ALL`]).
     pub guard_holds: [AtomicU64; Guard::ALL.len()],
@@ -49,9 +77,10 @@ impl Stats {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
-    /// Reads a counter.
-    pub fn get(counter: &AtomicU64) -> u64 {
-        counter.load(Ordering::Relaxed)
+    /// Reads a counter; a labelled one ([`Counts`], [`Grid`]) reads as its
+    /// total over every label.
+    pub fn get(counter: &impl Total) -> u64 {
+        counter.total()
     }
 
     /// Records how long `stage` took over one batch.
@@ -131,6 +160,50 @@ impl Guard {
             Guard::RateBudget => "rate_budget",
             Guard::DryRun => "dry_run",
         }
+    }
+}
+
+impl Label for StageName {
+    const KEY: &'static str = "stage";
+    const ALL: &'static [Self] = &StageName::ALL;
+    fn index(self) -> usize {
+        self as usize
+    }
+    fn value(self) -> &'static str {
+        self.as_str()
+    }
+}
+
+impl Label for Guard {
+    const KEY: &'static str = "guard";
+    const ALL: &'static [Self] = &Guard::ALL;
+    fn index(self) -> usize {
+        self as usize
+    }
+    fn value(self) -> &'static str {
+        self.as_str()
+    }
+}
+
+impl Label for Outcome {
+    const KEY: &'static str = "outcome";
+    const ALL: &'static [Self] = &Outcome::ALL;
+    fn index(self) -> usize {
+        self as usize
+    }
+    fn value(self) -> &'static str {
+        self.as_str()
+    }
+}
+
+impl Label for KafkaErrorKind {
+    const KEY: &'static str = "kind";
+    const ALL: &'static [Self] = &KafkaErrorKind::ALL;
+    fn index(self) -> usize {
+        self as usize
+    }
+    fn value(self) -> &'static str {
+        self.as_str()
     }
 }
 
@@ -233,6 +306,24 @@ pub struct HistogramSnapshot {
     pub count: u64,
 }
 
+impl HistogramSnapshot {
+    /// (upper bound, count in that bucket alone) for every finite bucket of
+    /// [`LATENCY_BUCKETS`]: the form an exposition encoder takes; the
+    /// `+Inf` bucket is [`Self::count`].
+    pub fn per_bucket(&self) -> Vec<(f64, u64)> {
+        let mut below = 0;
+        LATENCY_BUCKETS
+            .iter()
+            .zip(&self.cumulative)
+            .map(|(&le, &c)| {
+                let n = c.saturating_sub(below);
+                below = c;
+                (le, n)
+            })
+            .collect()
+    }
+}
+
 impl LatencyHistogram {
     /// Records one observation.
     pub fn record(&self, d: Duration) {
@@ -321,5 +412,11 @@ mod tests {
         assert_eq!(s.cumulative[0], 1);
         assert_eq!(s.cumulative[LATENCY_BUCKETS.len() - 1], 2);
         assert_eq!(*s.cumulative.last().unwrap(), 3);
+        let per = s.per_bucket();
+        assert_eq!(per.len(), LATENCY_BUCKETS.len());
+        assert_eq!(per[0], (LATENCY_BUCKETS[0], 1));
+        // 3 ms lands in the 5 ms bucket; the 10 s overflow is in no finite one.
+        assert_eq!(per.iter().map(|b| b.1).sum::<u64>(), 2);
+        assert_eq!(per[5], (0.005, 1));
     }
 }

@@ -1,25 +1,34 @@
 //! Every metric reflex exports, by name, as one set of families
-//! ([`families`]) that both exporters encode: the Prometheus text here
-//! ([`render`]) and the OTLP instruments (`otel`), so the two cannot drift.
+//! ([`families`]) that both exporters encode: Prometheus through the
+//! `prometheus-client` crate ([`FamilyCollector`], [`render`]) and the OTLP
+//! instruments (`otel`), so the two cannot drift.
 //!
 //! Guarantees:
 //! - All names live here as constants and follow Prometheus conventions
 //!   (`reflex_` prefix, `_total` counters, base units in the name).
-//! - Labels come from small fixed sets ([`Topic::ALL`],
-//!   [`DeadLetterKind::ALL`], [`Category::ALL`], [`ACTION_TYPES`],
-//!   [`DETECTORS`], [`StageName::ALL`]), so cardinality is bounded whatever
-//!   the input.
-//! - Nothing here runs per event: the pipeline bumps relaxed atomics
-//!   ([`Stats`], [`OutputCounters`]) and a scrape reads them.
+//! - Labels are typed: every labelled family is built from an enum that is
+//!   a [`Label`] set (its key and every value: topics, dead-letter kinds,
+//!   categories, action types and decisions, detectors, guards, outcomes,
+//!   stages, Kafka error kinds), so cardinality is bounded whatever the
+//!   input.
+//! - Nothing here counts: every value is read from the pipeline's
+//!   [`Stats`] (relaxed atomics, each thing counted once, there) when a
+//!   scrape or an OTLP collection asks; the
+//!   prometheus-client registry holds no metric of its own, only the
+//!   collector that reads the families when scraped.
+//! - The exposition is Prometheus text 0.0.4 ([`CONTENT_TYPE`]), with the
+//!   exported series names exactly the constants below (`_total` included).
 
-use crate::model::{ActionType, Category, DeadLetterKind, Decision};
-use crate::sinks::{Output, Topic};
+use crate::model::{ActionType, Category, Decision};
+use crate::sinks::Topic;
+use crate::stage::labels::{DetectorName, Label};
 pub use crate::stage::stats::{kafka_error, KafkaErrorKind};
-use crate::stage::stats::{
-    kafka_errors, Guard, HistogramSnapshot, Outcome, StageName, Stats, LATENCY_BUCKETS,
-};
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use crate::stage::stats::{kafka_errors, Guard, HistogramSnapshot, Outcome, StageName, Stats};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{prometheus_text, DescriptorEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+use std::sync::Arc;
 
 /// Input records received (decoded or dead-lettered), by input topic.
 pub const EVENTS_IN: &str = "reflex_events_in_total";
@@ -68,46 +77,12 @@ pub const KAFKA_ERRORS: &str = "reflex_kafka_errors_total";
 
 /// The input topic label in embedded mode (the SPEC's default input topic).
 pub const INPUT_TOPIC: &str = "errors";
-/// The `detector` label values; anything else is counted as `other`.
-pub const DETECTORS: [&str; 5] = ["threshold", "anomaly", "pattern", "change", "other"];
-/// The `type` label values of actions, in a fixed order.
-pub const ACTION_TYPES: [ActionType; 6] = [
-    ActionType::Restart,
-    ActionType::DeletePod,
-    ActionType::Scale,
-    ActionType::Rollback,
-    ActionType::DrainNode,
-    ActionType::RunRunbook,
-];
-/// The `decision` label values.
-pub const DECISIONS: [Decision; 2] = [Decision::Auto, Decision::ApprovalRequired];
 /// The breakers whose state is exported.
 pub const BREAKERS: [&str; 1] = ["recovery"];
 
-fn action_index(t: ActionType) -> usize {
-    match t {
-        ActionType::Restart => 0,
-        ActionType::DeletePod => 1,
-        ActionType::Scale => 2,
-        ActionType::Rollback => 3,
-        ActionType::DrainNode => 4,
-        ActionType::RunRunbook => 5,
-    }
-}
-
-fn decision_index(d: Decision) -> usize {
-    match d {
-        Decision::Auto => 0,
-        Decision::ApprovalRequired => 1,
-    }
-}
-
 /// The wire name of a decision.
 pub fn decision_str(d: Decision) -> &'static str {
-    match d {
-        Decision::Auto => "auto",
-        Decision::ApprovalRequired => "approval_required",
-    }
+    d.value()
 }
 
 /// The wire name of an incident status.
@@ -121,68 +96,19 @@ pub fn status_str(s: crate::model::IncidentStatus) -> &'static str {
 
 /// Index of a category in [`Category::ALL`].
 pub fn category_index(c: Category) -> usize {
-    Category::ALL.iter().position(|&x| x == c).unwrap_or(0)
+    c.index()
 }
 
-fn topic_index(t: Topic) -> usize {
-    Topic::ALL.iter().position(|&x| x == t).unwrap_or(0)
-}
-
-fn kind_index(k: DeadLetterKind) -> usize {
-    DeadLetterKind::ALL
-        .iter()
-        .position(|&x| x == k)
-        .unwrap_or(0)
-}
-
-/// Counters of what was written to the outputs (bumped by the telemetry
-/// sink wrapper once per output record, never per input event).
-#[derive(Debug, Default)]
-pub struct OutputCounters {
-    pub by_topic: [AtomicU64; Topic::ALL.len()],
-    pub dead_by_kind: [AtomicU64; DeadLetterKind::ALL.len()],
-    pub detections_by_detector: [AtomicU64; DETECTORS.len()],
-    pub opened_by_category: [AtomicU64; Category::ALL.len()],
-    pub resolved_by_category: [AtomicU64; Category::ALL.len()],
-    pub actions: [[AtomicU64; DECISIONS.len()]; ACTION_TYPES.len()],
-    pub escalations: AtomicU64,
-}
-
-fn bump(c: &AtomicU64) {
-    c.fetch_add(1, Ordering::Relaxed);
-}
-
-fn get(c: &AtomicU64) -> u64 {
-    c.load(Ordering::Relaxed)
-}
-
-impl OutputCounters {
-    /// Counts one output record.
-    pub fn count(&self, out: &Output) {
-        bump(&self.by_topic[topic_index(out.topic())]);
-        match out {
-            Output::DeadLetter(d) => bump(&self.dead_by_kind[kind_index(d.reason_kind)]),
-            Output::Detection(d) => {
-                let i = DETECTORS
-                    .iter()
-                    .position(|&x| x == d.detector)
-                    .unwrap_or(DETECTORS.len() - 1);
-                bump(&self.detections_by_detector[i]);
-            }
-            Output::Incident(i) => match i.status {
-                crate::model::IncidentStatus::Open => {
-                    bump(&self.opened_by_category[category_index(i.category)])
-                }
-                crate::model::IncidentStatus::Resolved => {
-                    bump(&self.resolved_by_category[category_index(i.category)])
-                }
-                crate::model::IncidentStatus::Updated => {}
-            },
-            Output::Action(a) => {
-                bump(&self.actions[action_index(a.action_type)][decision_index(a.decision)])
-            }
-            Output::Escalation(_) => bump(&self.escalations),
-        }
+/// How many records went to output `t`: the sum of that output's own
+/// labelled counts (or, for incidents, diagnosis's count of the records it
+/// published), so the by-topic family keeps no tally of its own.
+fn written(stats: &Stats, t: Topic) -> u64 {
+    match t {
+        Topic::Detections => Stats::get(&stats.detections),
+        Topic::Incidents => Stats::get(&stats.incident_records),
+        Topic::Actions => Stats::get(&stats.actions),
+        Topic::Escalations => Stats::get(&stats.escalations),
+        Topic::Dlq => Stats::get(&stats.dead_letters),
     }
 }
 
@@ -204,16 +130,6 @@ pub enum Kind {
     Counter,
     Gauge,
     Histogram,
-}
-
-impl Kind {
-    fn as_str(self) -> &'static str {
-        match self {
-            Kind::Counter => "counter",
-            Kind::Gauge => "gauge",
-            Kind::Histogram => "histogram",
-        }
-    }
 }
 
 /// One sample's value.
@@ -261,15 +177,11 @@ impl Family {
         self
     }
 
-    fn ints<T: Copy>(
-        mut self,
-        key: &'static str,
-        set: &[T],
-        label: impl Fn(T) -> &'static str,
-        value: impl Fn(usize) -> u64,
-    ) -> Self {
-        for (i, x) in set.iter().enumerate() {
-            self = self.int(&[(key, label(*x))], value(i));
+    /// One sample per value of the label set `L` (its key, its values,
+    /// in `L::ALL` order).
+    fn by<L: Label>(mut self, value: impl Fn(L) -> u64) -> Self {
+        for &l in L::ALL {
+            self = self.int(&[(L::KEY, l.value())], value(l));
         }
         self.samples.shrink_to_fit();
         self
@@ -279,7 +191,7 @@ impl Family {
 /// Every metric family, read now. `gauges` are the values only the
 /// telemetry hub knows (incident store, readiness, start time); without
 /// them (the OTLP callbacks) those families are left out.
-pub fn families(stats: &Stats, out: &OutputCounters, g: Option<&Gauges>) -> Vec<Family> {
+pub fn families(stats: &Stats, g: Option<&Gauges>) -> Vec<Family> {
     let received = Stats::get(&stats.events_in) + Stats::get(&stats.dead_letters);
     let mut f = vec![
         family(
@@ -293,15 +205,9 @@ pub fn families(stats: &Stats, out: &OutputCounters, g: Option<&Gauges>) -> Vec<
             Kind::Counter,
             "Output records written, by output topic.",
         )
-        .ints("topic", &Topic::ALL, Topic::default_name, |i| {
-            get(&out.by_topic[i])
-        }),
-        family(DEAD_LETTERS, Kind::Counter, "Dead letters by reason kind.").ints(
-            "reason_kind",
-            &DeadLetterKind::ALL,
-            DeadLetterKind::as_str,
-            |i| get(&out.dead_by_kind[i]),
-        ),
+        .by(|t: Topic| written(stats, t)),
+        family(DEAD_LETTERS, Kind::Counter, "Dead letters by reason kind.")
+            .by(|k| stats.dead_letters.get(k)),
         family(
             LATE_EVENTS,
             Kind::Counter,
@@ -314,28 +220,20 @@ pub fn families(stats: &Stats, out: &OutputCounters, g: Option<&Gauges>) -> Vec<
             "Change events (deploys, config changes).",
         )
         .int(&[], Stats::get(&stats.change_events)),
-        family(DETECTIONS, Kind::Counter, "Detections by detector.").ints(
-            "detector",
-            &DETECTORS,
-            |d| d,
-            |i| get(&out.detections_by_detector[i]),
-        ),
+        family(DETECTIONS, Kind::Counter, "Detections by detector.")
+            .by(|d: DetectorName| stats.detections.get(d)),
         family(
             INCIDENTS_OPENED,
             Kind::Counter,
             "Incidents opened, by category at opening.",
         )
-        .ints("category", &Category::ALL, Category::as_str, |i| {
-            get(&out.opened_by_category[i])
-        }),
+        .by(|c| stats.opened_by_category.get(c)),
         family(
             INCIDENTS_RESOLVED,
             Kind::Counter,
             "Incidents resolved, by category at resolution.",
         )
-        .ints("category", &Category::ALL, Category::as_str, |i| {
-            get(&out.resolved_by_category[i])
-        }),
+        .by(|c| stats.resolved_by_category.get(c)),
     ];
     if let Some(g) = g {
         f.push(
@@ -344,9 +242,7 @@ pub fn families(stats: &Stats, out: &OutputCounters, g: Option<&Gauges>) -> Vec<
                 Kind::Gauge,
                 "Incidents open now, by category.",
             )
-            .ints("category", &Category::ALL, Category::as_str, |i| {
-                g.open_by_category.get(i).copied().unwrap_or(0)
-            }),
+            .by(|c: Category| g.open_by_category.get(c.index()).copied().unwrap_or(0)),
         );
     }
     let mut actions = family(
@@ -354,18 +250,18 @@ pub fn families(stats: &Stats, out: &OutputCounters, g: Option<&Gauges>) -> Vec<
         Kind::Counter,
         "Recovery actions by type and decision.",
     );
-    for (i, t) in ACTION_TYPES.iter().enumerate() {
-        for (j, d) in DECISIONS.iter().enumerate() {
+    for &t in <ActionType as Label>::ALL {
+        for &d in <Decision as Label>::ALL {
             actions = actions.int(
-                &[("type", t.as_str()), ("decision", decision_str(*d))],
-                get(&out.actions[i][j]),
+                &[(ActionType::KEY, t.value()), (Decision::KEY, d.value())],
+                stats.actions.get(t, d),
             );
         }
     }
     f.push(actions);
     f.push(
         family(ESCALATIONS, Kind::Counter, "Escalations to humans.")
-            .int(&[], get(&out.escalations)),
+            .int(&[], Stats::get(&stats.escalations)),
     );
     f.push(
         family(
@@ -373,7 +269,7 @@ pub fn families(stats: &Stats, out: &OutputCounters, g: Option<&Gauges>) -> Vec<
             Kind::Counter,
             "Executor results received for verification and learning.",
         )
-        .int(&[], get(&stats.action_results)),
+        .int(&[], Stats::get(&stats.action_results)),
     );
     f.push(
         family(
@@ -381,9 +277,7 @@ pub fn families(stats: &Stats, out: &OutputCounters, g: Option<&Gauges>) -> Vec<
             Kind::Counter,
             "Actions held back by a safety guard, by guard.",
         )
-        .ints("guard", &Guard::ALL, Guard::as_str, |i| {
-            Stats::get(&stats.guard_holds[i])
-        }),
+        .by(|g: Guard| Stats::get(&stats.guard_holds[g.index()])),
     );
     f.push(
         family(
@@ -391,23 +285,17 @@ pub fn families(stats: &Stats, out: &OutputCounters, g: Option<&Gauges>) -> Vec<
             Kind::Counter,
             "Verifications of executed actions, by outcome.",
         )
-        .ints("outcome", &Outcome::ALL, Outcome::as_str, |i| {
-            Stats::get(&stats.verifications[i])
-        }),
+        .by(|o: Outcome| Stats::get(&stats.verifications[o.index()])),
     );
-    f.push(
-        family(
-            BREAKER_OPEN,
-            Kind::Gauge,
-            "Circuit breaker state: 1 = tripped (automatic actions stopped), 0 = closed.",
-        )
-        .ints(
-            "breaker",
-            &BREAKERS,
-            |b| b,
-            |_| Stats::get(&stats.breaker_open),
-        ),
+    let mut breakers = family(
+        BREAKER_OPEN,
+        Kind::Gauge,
+        "Circuit breaker state: 1 = tripped (automatic actions stopped), 0 = closed.",
     );
+    for b in BREAKERS {
+        breakers = breakers.int(&[("breaker", b)], Stats::get(&stats.breaker_open));
+    }
+    f.push(breakers);
     f.push(
         family(
             CONSUMER_LAG,
@@ -423,8 +311,8 @@ pub fn families(stats: &Stats, out: &OutputCounters, g: Option<&Gauges>) -> Vec<
     );
     for st in StageName::ALL {
         hist.samples.push(Sample {
-            labels: vec![("stage", st.as_str())],
-            value: Value::Histogram(stats.stage_latency[st as usize].snapshot()),
+            labels: vec![(StageName::KEY, st.value())],
+            value: Value::Histogram(stats.stage_latency[st.index()].snapshot()),
         });
     }
     f.push(hist);
@@ -469,92 +357,126 @@ pub fn families(stats: &Stats, out: &OutputCounters, g: Option<&Gauges>) -> Vec<
             Kind::Counter,
             "Kafka client trouble retried through (consumer/producer errors, failed deliveries, backpressure waits, schema registry errors).",
         )
-        .ints("kind", &KafkaErrorKind::ALL, KafkaErrorKind::as_str, |i| {
-            kafka_errors(KafkaErrorKind::ALL[i])
-        }),
+        .by(kafka_errors),
     );
     f
 }
 
-fn write_sample(s: &mut String, name: &str, labels: &[(&str, &str)], v: impl std::fmt::Display) {
-    s.push_str(name);
-    if !labels.is_empty() {
-        s.push('{');
-        for (i, (k, val)) in labels.iter().enumerate() {
-            if i > 0 {
-                s.push(',');
-            }
-            let _ = write!(s, "{k}=\"{}\"", escape(val));
-        }
-        s.push('}');
-    }
-    let _ = writeln!(s, " {v}");
+/// The Prometheus side of [`families`]: a prometheus-client collector that
+/// reads the families at scrape time and hands them to the crate's encoder,
+/// so the exposition format (names, label escaping, number formats, the
+/// histogram series) is prometheus-client's, not ours. Nothing is stored in
+/// the registry: the counters stay the pipeline's relaxed atomics, and a
+/// scrape is the only moment they are read.
+pub struct FamilyCollector {
+    stats: Arc<Stats>,
+    /// The values only the telemetry hub knows, read at each scrape.
+    gauges: Box<dyn Fn() -> Gauges + Send + Sync>,
 }
 
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+impl FamilyCollector {
+    /// A collector over `stats`, with the hub's `gauges`.
+    pub fn new(stats: Arc<Stats>, gauges: impl Fn() -> Gauges + Send + Sync + 'static) -> Self {
+        FamilyCollector {
+            stats,
+            gauges: Box::new(gauges),
+        }
+    }
 }
 
-/// Renders every metric in the Prometheus text exposition format 0.0.4.
-pub fn render(stats: &Stats, out: &OutputCounters, g: &Gauges) -> String {
-    let mut s = String::with_capacity(8192);
-    for f in families(stats, out, Some(g)) {
-        let _ = writeln!(s, "# HELP {} {}", f.name, f.help);
-        let _ = writeln!(s, "# TYPE {} {}", f.name, f.kind.as_str());
-        for sample in &f.samples {
-            match &sample.value {
-                Value::Int(v) => write_sample(&mut s, f.name, &sample.labels, v),
-                Value::Float(v) => write_sample(&mut s, f.name, &sample.labels, v),
-                Value::Histogram(h) => {
-                    let bucket = format!("{}_bucket", f.name);
-                    for (i, c) in h.cumulative.iter().enumerate() {
-                        let le = LATENCY_BUCKETS
-                            .get(i)
-                            .map(|b| b.to_string())
-                            .unwrap_or_else(|| "+Inf".to_string());
-                        let mut l = sample.labels.clone();
-                        l.push(("le", &le));
-                        write_sample(&mut s, &bucket, &l, c);
-                    }
-                    write_sample(
-                        &mut s,
-                        &format!("{}_sum", f.name),
-                        &sample.labels,
-                        h.sum_seconds,
-                    );
-                    write_sample(
-                        &mut s,
-                        &format!("{}_count", f.name),
-                        &sample.labels,
-                        h.count,
-                    );
-                }
+impl std::fmt::Debug for FamilyCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FamilyCollector").finish_non_exhaustive()
+    }
+}
+
+impl Collector for FamilyCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let g = (self.gauges)();
+        for f in families(&self.stats, Some(&g)) {
+            encode_family(&mut encoder, &f)?;
+        }
+        Ok(())
+    }
+}
+
+/// Encodes one family through prometheus-client.
+fn encode_family(enc: &mut DescriptorEncoder<'_>, f: &Family) -> Result<(), std::fmt::Error> {
+    let (name, metric_type) = match f.kind {
+        // prometheus-client appends `_total` to a counter's name itself:
+        // handing it our name without the suffix keeps the exported series
+        // (`reflex_events_in_total`) exactly the SPEC's.
+        Kind::Counter => (
+            f.name.strip_suffix("_total").unwrap_or(f.name),
+            MetricType::Counter,
+        ),
+        Kind::Gauge => (f.name, MetricType::Gauge),
+        Kind::Histogram => (f.name, MetricType::Histogram),
+    };
+    let mut family = enc.encode_descriptor(name, f.help, None, metric_type)?;
+    for s in &f.samples {
+        let labels = s.labels.as_slice();
+        let mut m = family.encode_family(&labels)?;
+        match (&s.value, f.kind) {
+            (Value::Int(v), Kind::Counter) => m.encode_counter::<NoLabelSet, _, u64>(v, None)?,
+            (Value::Float(v), Kind::Counter) => m.encode_counter::<NoLabelSet, _, f64>(v, None)?,
+            (Value::Int(v), _) => m.encode_gauge(v)?,
+            (Value::Float(v), _) => m.encode_gauge(v)?,
+            (Value::Histogram(h), _) => {
+                m.encode_histogram::<NoLabelSet>(h.sum_seconds, h.count, &h.per_bucket(), None)?
             }
         }
     }
-    s
+    Ok(())
+}
+
+/// The registry `/metrics` encodes: one [`FamilyCollector`], nothing else.
+pub fn registry(collector: FamilyCollector) -> Registry {
+    let mut r = Registry::default();
+    r.register_collector(Box::new(collector));
+    r
+}
+
+/// The `Content-Type` of [`render`]'s output.
+pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
+
+/// Renders every metric of `registry` in the Prometheus text exposition
+/// format 0.0.4 (what `promtool check metrics` reads and every Prometheus
+/// scrapes; the OpenMetrics form would name counter families without
+/// `_total`, which promtool 2.42 rejects as "no help text").
+pub fn render(registry: &Registry) -> Result<String, std::fmt::Error> {
+    let mut s = String::with_capacity(16 * 1024);
+    prometheus_text::encode(&mut s, registry)?;
+    Ok(s)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::DeadLetterKind;
 
-    #[test]
-    fn otlp_view_is_the_prometheus_view_minus_hub_gauges() {
-        let stats = Stats::default();
-        Stats::add(&stats.events_in, 3);
-        Stats::add(&stats.guard_holds[Guard::Cooldown as usize], 2);
-        let out = OutputCounters::default();
-        let g = Gauges {
+    fn scrape(stats: Arc<Stats>, g: Gauges) -> String {
+        let r = registry(FamilyCollector::new(stats, move || g.clone()));
+        render(&r).expect("encode")
+    }
+
+    fn hub() -> Gauges {
+        Gauges {
             open_by_category: vec![1; Category::ALL.len()],
             state: vec![("detector_keys", 4)],
             ready: true,
             start_time: 1.5,
-        };
-        let prom = families(&stats, &out, Some(&g));
-        let otlp = families(&stats, &out, None);
+        }
+    }
+
+    #[test]
+    fn otlp_view_is_the_prometheus_view_minus_hub_gauges() {
+        let stats = Arc::new(Stats::default());
+        Stats::add(&stats.events_in, 3);
+        Stats::add(&stats.guard_holds[Guard::Cooldown as usize], 2);
+        let g = hub();
+        let prom = families(&stats, Some(&g));
+        let otlp = families(&stats, None);
         for f in &otlp {
             assert_eq!(
                 prom.iter().find(|p| p.name == f.name),
@@ -572,26 +494,104 @@ mod tests {
             missing,
             vec![INCIDENTS_OPEN, STATE_ENTRIES, READY, START_TIME]
         );
-        let text = render(&stats, &out, &g);
+        let text = scrape(stats, g);
         assert!(text.contains("reflex_events_in_total{topic=\"errors\"} 3\n"));
         assert!(text.contains("reflex_guard_holds_total{guard=\"cooldown\"} 2\n"));
         assert!(text.contains("reflex_start_time_seconds 1.5\n"));
     }
 
     #[test]
-    fn every_family_has_help_and_type_and_counters_end_in_total() {
-        let text = render(
-            &Stats::default(),
-            &OutputCounters::default(),
-            &Gauges::default(),
+    fn scrape_is_prometheus_text_with_our_names_help_and_values() {
+        let stats = Arc::new(Stats::default());
+        Stats::add(&stats.events_in, 5);
+        stats.dead_letters.add(DeadLetterKind::InvalidJson, 2);
+        stats.record_batch(StageName::Decide, std::time::Duration::from_micros(300));
+        stats.record_batch(StageName::Decide, std::time::Duration::from_secs(9));
+        let text = scrape(stats, hub());
+        // A whole counter family, exactly: HELP and TYPE carry the sample
+        // name (`_total` once), as text format 0.0.4 requires.
+        assert!(
+            text.contains(
+                "# HELP reflex_events_in_total Input records received (decoded or dead-lettered), by input topic.\n\
+                 # TYPE reflex_events_in_total counter\n\
+                 reflex_events_in_total{topic=\"errors\"} 7\n"
+            ),
+            "{text}"
         );
+        assert!(text.contains("reflex_events_out_total{topic=\"reflex.dlq\"} 2\n"));
+        assert!(text.contains("# TYPE reflex_incidents_open gauge\n"));
+        assert!(text.contains("reflex_build_info{version=\""));
+        // Histogram series: cumulative buckets, then `+Inf` = count.
+        let h = "reflex_stage_batch_duration_seconds";
+        assert!(text.contains(&format!("# TYPE {h} histogram\n")));
+        assert!(text.contains(&format!(
+            "{h}_bucket{{stage=\"decide\",le=\"0.00025\"}} 0\n"
+        )));
+        assert!(text.contains(&format!("{h}_bucket{{stage=\"decide\",le=\"0.0005\"}} 1\n")));
+        assert!(text.contains(&format!("{h}_bucket{{stage=\"decide\",le=\"2.5\"}} 1\n")));
+        assert!(text.contains(&format!("{h}_bucket{{stage=\"decide\",le=\"+Inf\"}} 2\n")));
+        assert!(text.contains(&format!("{h}_count{{stage=\"decide\"}} 2\n")));
+        assert!(
+            text.contains(&format!("{h}_sum{{stage=\"decide\"}} 9.0003\n")),
+            "{text}"
+        );
+        // Text format 0.0.4, not OpenMetrics.
+        assert!(!text.contains("# EOF"));
+        assert!(!text.contains("_total_total"));
+    }
+
+    #[test]
+    fn output_families_read_the_one_set_of_counts() {
+        use crate::model::IncidentStatus;
+        let stats = Arc::new(Stats::default());
+        stats.detections.add(DetectorName::Pattern, 3);
+        stats.detections.add(DetectorName::Other, 1);
+        Stats::add(&stats.incident_records, 5);
+        stats.opened_by_category.add(Category::Network, 2);
+        stats.resolved_by_category.add(Category::Network, 1);
+        stats
+            .actions
+            .add(ActionType::Scale, Decision::ApprovalRequired, 2);
+        stats.actions.add(ActionType::Restart, Decision::Auto, 1);
+        Stats::add(&stats.escalations, 4);
+        stats.dead_letters.add(DeadLetterKind::TooLarge, 1);
+        let text = scrape(stats, hub());
+        for line in [
+            "reflex_detections_total{detector=\"pattern\"} 3",
+            "reflex_detections_total{detector=\"other\"} 1",
+            "reflex_detections_total{detector=\"threshold\"} 0",
+            "reflex_events_out_total{topic=\"reflex.detections\"} 4",
+            "reflex_events_out_total{topic=\"reflex.incidents\"} 5",
+            "reflex_events_out_total{topic=\"reflex.actions\"} 3",
+            "reflex_events_out_total{topic=\"reflex.escalations\"} 4",
+            "reflex_events_out_total{topic=\"reflex.dlq\"} 1",
+            "reflex_incidents_opened_total{category=\"network\"} 2",
+            "reflex_incidents_resolved_total{category=\"network\"} 1",
+            "reflex_actions_total{type=\"scale\",decision=\"approval_required\"} 2",
+            "reflex_actions_total{type=\"restart\",decision=\"auto\"} 1",
+            "reflex_actions_total{type=\"restart\",decision=\"approval_required\"} 0",
+            "reflex_escalations_total 4",
+            "reflex_dead_letters_total{reason_kind=\"too_large\"} 1",
+            "reflex_events_in_total{topic=\"errors\"} 1",
+        ] {
+            assert!(text.contains(&format!("{line}\n")), "{line} in\n{text}");
+        }
+        assert_eq!(status_str(IncidentStatus::Updated), "updated");
+    }
+
+    #[test]
+    fn every_family_has_help_and_type_and_counters_end_in_total() {
+        let text = scrape(Arc::default(), Gauges::default());
+        let mut types = 0;
         for line in text.lines().filter(|l| l.starts_with("# TYPE")) {
             let parts: Vec<&str> = line.split_whitespace().collect();
             let (name, kind) = (parts[2], parts[3]);
             assert!(name.starts_with("reflex_"), "{line}");
             assert_eq!(kind == "counter", name.ends_with("_total"), "{line}");
             assert!(text.contains(&format!("# HELP {name} ")), "{name}");
+            types += 1;
         }
+        assert_eq!(types, 22, "{text}");
         assert!(text.contains("reflex_dead_letters_total{reason_kind=\"too_large\"} 0"));
         assert!(text.contains(
             "reflex_stage_batch_duration_seconds_bucket{stage=\"decide\",le=\"+Inf\"} 0"

@@ -1,7 +1,8 @@
 //! Observability: logs, metrics, traces and the ops HTTP API.
 //!
 //! - [`logging`]: the `tracing` subscriber (pretty/JSON, `RUST_LOG`).
-//! - [`metrics`]: every metric name and the Prometheus renderer.
+//! - [`metrics`]: every metric name, and their Prometheus exposition through
+//!   `prometheus-client`.
 //! - [`otel`]: OTLP/gRPC export (one trace per incident, metrics), only
 //!   when an endpoint is configured.
 //! - [`server`]: `/metrics`, `/health`, `/ready`, `/api/incidents`,
@@ -12,9 +13,10 @@
 //!
 //! The pipeline is observed from the outside: [`TapSink`] wraps the real
 //! sink and hands every *output* record (never every input event) to
-//! [`Telemetry::observe`], which counts it, keeps the incident store, feeds
-//! live subscribers and, when exporting, builds incident traces. Input-side
-//! counters are the pipeline's own atomics ([`Stats`]).
+//! [`Telemetry::observe`], which keeps the incident store, feeds live
+//! subscribers and, when exporting, builds incident traces. Every counter
+//! is the pipeline's own ([`Stats`], counted once where the pipeline works
+//! or writes); telemetry only reads them.
 
 pub mod approvals;
 pub mod board;
@@ -33,7 +35,7 @@ use crate::model::Incident;
 use crate::pipeline::Observer;
 use crate::sinks::{Output, Sink, SinkError};
 use crate::stage::stats::Stats;
-use metrics::{Gauges, OutputCounters};
+use metrics::Gauges;
 use otel::IncidentTracer;
 use std::sync::{Arc, Mutex, MutexGuard};
 use store::{IncidentFilter, IncidentStore};
@@ -55,12 +57,15 @@ pub const STREAM_CAPACITY: usize = 1024;
 /// Everything the observers of one process share.
 pub struct Telemetry {
     pub stats: Arc<Stats>,
-    pub outputs: Arc<OutputCounters>,
     pub readiness: Readiness,
-    store: Mutex<IncidentStore>,
+    /// Shared with the metrics collector, which reads the open incidents
+    /// by category at each scrape.
+    store: Arc<Mutex<IncidentStore>>,
+    /// The prometheus-client registry behind `/metrics` (one collector over
+    /// the counters; see [`metrics::FamilyCollector`]).
+    registry: prometheus_client::registry::Registry,
     stream: broadcast::Sender<StreamEvent>,
     tracer: Mutex<Option<IncidentTracer>>,
-    start_time: f64,
     /// Approvals from the HTTP API, drained by the pipeline thread.
     pub approvals: approvals::ApprovalQueue,
     /// The bearer token the approval endpoints require (none: refused).
@@ -73,23 +78,29 @@ impl Telemetry {
     /// A hub over `stats`, with the store bounds of `cfg`.
     pub fn new(stats: Arc<Stats>, readiness: Readiness, cfg: &config::TelemetryConfig) -> Self {
         let (stream, _) = broadcast::channel(STREAM_CAPACITY);
+        let start_time = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        let store = Arc::new(Mutex::new(IncidentStore::new(
+            cfg.max_open_incidents,
+            cfg.recent_incidents,
+        )));
+        let gauges = {
+            let (store, stats, readiness) = (store.clone(), stats.clone(), readiness.clone());
+            move || hub_gauges(&store, &stats, &readiness, start_time)
+        };
+        let registry = metrics::registry(metrics::FamilyCollector::new(stats.clone(), gauges));
         Telemetry {
             stats,
-            outputs: Arc::new(OutputCounters::default()),
             readiness,
-            store: Mutex::new(IncidentStore::new(
-                cfg.max_open_incidents,
-                cfg.recent_incidents,
-            )),
+            store,
+            registry,
             stream,
             tracer: Mutex::new(None),
             approvals: approvals::ApprovalQueue::default(),
             api_token: Mutex::new(None),
             journal: Mutex::new(board::Journal::default()),
-            start_time: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs_f64())
-                .unwrap_or(0.0),
         }
     }
 
@@ -125,23 +136,10 @@ impl Telemetry {
         lock(&self.store).list(f)
     }
 
-    /// The Prometheus text of every metric.
-    pub fn render_metrics(&self) -> String {
-        let (open_by_category, (open, recent)) = {
-            let s = lock(&self.store);
-            (s.open_by_category(), s.sizes())
-        };
-        let g = Gauges {
-            open_by_category,
-            state: vec![
-                ("detector_keys", Stats::get(&self.stats.detector_state_keys)),
-                ("incidents_open", open as u64),
-                ("incidents_recent", recent as u64),
-            ],
-            ready: self.readiness.is_ready(),
-            start_time: self.start_time,
-        };
-        metrics::render(&self.stats, &self.outputs, &g)
+    /// The Prometheus text of every metric (format 0.0.4, served as
+    /// [`metrics::CONTENT_TYPE`]).
+    pub fn render_metrics(&self) -> Result<String, std::fmt::Error> {
+        metrics::render(&self.registry)
     }
 
     /// The records behind the board and the report (a short lock).
@@ -158,7 +156,8 @@ impl Telemetry {
 
     /// Handles one output record that was written.
     pub fn observe(&self, out: &Output) {
-        self.outputs.count(out);
+        // Not counted here: the decide node counts what it writes
+        // (`pipeline::topology::count_output`), once, into `Stats`.
         if !matches!(out, Output::Detection(_) | Output::DeadLetter(_)) {
             lock(&self.journal).push(out);
         }
@@ -253,6 +252,29 @@ impl Observer for Telemetry {
 
     fn approvals(&self) -> &approvals::ApprovalQueue {
         &self.approvals
+    }
+}
+
+/// The values only the hub knows, read at a scrape (a short store lock).
+fn hub_gauges(
+    store: &Mutex<IncidentStore>,
+    stats: &Stats,
+    readiness: &Readiness,
+    start_time: f64,
+) -> Gauges {
+    let (open_by_category, (open, recent)) = {
+        let s = lock(store);
+        (s.open_by_category(), s.sizes())
+    };
+    Gauges {
+        open_by_category,
+        state: vec![
+            ("detector_keys", Stats::get(&stats.detector_state_keys)),
+            ("incidents_open", open as u64),
+            ("incidents_recent", recent as u64),
+        ],
+        ready: readiness.is_ready(),
+        start_time,
     }
 }
 

@@ -31,7 +31,7 @@
 //! runtime (the tonic channel binds to it); [`OtelGuard::shutdown`] flushes
 //! on a blocking thread.
 
-use super::metrics::{self, OutputCounters};
+use super::metrics;
 use crate::model::{Detection, Escalation, EventTime, Incident, IncidentStatus, RecoveryAction};
 use crate::stage::stats::Stats;
 use opentelemetry::trace::{
@@ -403,13 +403,12 @@ impl OtelGuard {
 }
 
 /// Builds the OTLP trace and metric pipelines. Call inside a tokio runtime.
-/// Metrics are observable instruments read from `stats` and `outputs` at
+/// Metrics are observable instruments read from `stats` at
 /// each export (default every 60 s; `OTEL_METRIC_EXPORT_INTERVAL` in ms).
 pub fn init(
     endpoint: &str,
     service_name: &str,
     stats: Arc<Stats>,
-    outputs: Arc<OutputCounters>,
 ) -> Result<(OtelGuard, SdkTracer), OtelError> {
     let span_exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_tonic()
@@ -444,7 +443,7 @@ pub fn init(
         .with_periodic_exporter(metric_exporter)
         .with_resource(resource)
         .build();
-    register_metrics(&meter_provider, stats, outputs);
+    register_metrics(&meter_provider, stats);
     Ok((
         OtelGuard {
             tracer_provider,
@@ -459,14 +458,14 @@ pub fn init(
 /// encodings of one set of families, read from the same counters at
 /// collection time. The stage-latency histogram is Prometheus-only (OTLP has
 /// no asynchronous histogram; its buckets are already cumulative atomics).
-fn register_metrics(mp: &SdkMeterProvider, stats: Arc<Stats>, outputs: Arc<OutputCounters>) {
+fn register_metrics(mp: &SdkMeterProvider, stats: Arc<Stats>) {
     use metrics::{Kind, Value};
     use opentelemetry::metrics::MeterProvider as _;
     let meter = mp.meter(SCOPE);
     let observe = move |name: &'static str| {
-        let (s, o) = (stats.clone(), outputs.clone());
+        let s = stats.clone();
         move |emit: &mut dyn FnMut(f64, &[KeyValue])| {
-            for f in metrics::families(&s, &o, None) {
+            for f in metrics::families(&s, None) {
                 if f.name != name {
                     continue;
                 }
@@ -485,7 +484,7 @@ fn register_metrics(mp: &SdkMeterProvider, stats: Arc<Stats>, outputs: Arc<Outpu
             }
         }
     };
-    for f in metrics::families(&Stats::default(), &OutputCounters::default(), None) {
+    for f in metrics::families(&Stats::default(), None) {
         let read = observe(f.name);
         match f.kind {
             Kind::Counter => {

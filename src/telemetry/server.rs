@@ -63,14 +63,18 @@ pub async fn serve(listener: tokio::net::TcpListener, t: Arc<Telemetry>) {
     }
 }
 
-async fn metrics(State(t): State<Arc<Telemetry>>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        t.render_metrics(),
-    )
+async fn metrics(State(t): State<Arc<Telemetry>>) -> axum::response::Response {
+    match t.render_metrics() {
+        Ok(text) => ([(header::CONTENT_TYPE, super::metrics::CONTENT_TYPE)], text).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "encoding /metrics");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "encoding metrics failed\n",
+            )
+                .into_response()
+        }
+    }
 }
 
 async fn health() -> &'static str {

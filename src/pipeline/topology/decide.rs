@@ -21,9 +21,10 @@
 
 use crate::config::Config;
 use crate::diagnosis::DiagnosisStage;
-use crate::model::{ActionResult, DeadLetter, Detection, EventTime, Incident};
+use crate::model::{ActionResult, DeadLetter, Detection, EventTime, Incident, IncidentStatus};
 use crate::recovery::{ApprovalError, RecoveryOutput, RecoveryStage};
 use crate::sinks::{Output, Sink, SinkError};
+use crate::stage::labels::DetectorName;
 use crate::stage::stats::Stats;
 use crate::stage::Stage;
 use std::collections::BTreeMap;
@@ -140,16 +141,24 @@ impl<'s> Decider<'s> {
 
     /// Writes a dead letter.
     pub fn dead_letter(&mut self, d: DeadLetter) -> Result<(), SinkError> {
-        Stats::add(&self.stats.dead_letters, 1);
-        self.sink.write(&Output::DeadLetter(d))
+        self.write(&Output::DeadLetter(d))
+    }
+
+    /// Writes one record to the sink and counts it: every output of the
+    /// decide node goes through here, so this is the one place outputs are
+    /// counted (the run summary and `/metrics` both read [`count_output`]'s
+    /// counters).
+    fn write(&mut self, out: &Output) -> Result<(), SinkError> {
+        self.sink.write(out)?;
+        count_output(&self.stats, out);
+        Ok(())
     }
 
     /// Publishes detections and runs them through diagnosis and recovery
     /// (recovery watches them to verify its actions).
     pub fn detections(&mut self, dets: Vec<Detection>) -> Result<(), SinkError> {
-        Stats::add(&self.stats.detections, dets.len() as u64);
         for d in dets {
-            self.sink.write(&Output::Detection(d.clone()))?;
+            self.write(&Output::Detection(d.clone()))?;
             self.recover.observe(&d);
             self.diagnose.process(d, &mut self.incidents);
         }
@@ -243,7 +252,7 @@ impl<'s> Decider<'s> {
     fn route(&mut self) -> Result<(), SinkError> {
         loop {
             for inc in std::mem::take(&mut self.incidents) {
-                self.sink.write(&Output::Incident(inc.clone()))?;
+                self.write(&Output::Incident(inc.clone()))?;
                 self.recover.process(inc, &mut self.outputs);
             }
             for o in std::mem::take(&mut self.outputs) {
@@ -251,7 +260,7 @@ impl<'s> Decider<'s> {
                     // Acted on: the incident's root cause is now fixed.
                     self.diagnose.acted_on(&a.incident_id);
                 }
-                self.sink.write(&match o {
+                self.write(&match o {
                     RecoveryOutput::Action(a) => Output::Action(*a),
                     RecoveryOutput::Escalation(e) => Output::Escalation(e),
                 })?;
@@ -265,6 +274,24 @@ impl<'s> Decider<'s> {
                     .resolve(&r.incident_id, r.at, &r.evidence, &mut self.incidents);
             }
         }
+    }
+}
+
+/// Counts one record written to the outputs, by what it is about (its
+/// labels). Incident records as a whole are counted by diagnosis as it
+/// publishes them (`incident_records`); here only `open` and `resolved`
+/// ones, by category.
+pub fn count_output(stats: &Stats, out: &Output) {
+    match out {
+        Output::DeadLetter(d) => stats.dead_letters.add(d.reason_kind, 1),
+        Output::Detection(d) => stats.detections.add(DetectorName::of(&d.detector), 1),
+        Output::Incident(i) => match i.status {
+            IncidentStatus::Open => stats.opened_by_category.add(i.category, 1),
+            IncidentStatus::Resolved => stats.resolved_by_category.add(i.category, 1),
+            IncidentStatus::Updated => {}
+        },
+        Output::Action(a) => stats.actions.add(a.action_type, a.decision, 1),
+        Output::Escalation(_) => Stats::add(&stats.escalations, 1),
     }
 }
 
@@ -350,5 +377,45 @@ mod tests {
             .iter()
             .any(|o| matches!(o, Output::Incident(_))));
         assert!(sink.records[before..] == fresh_sink.records[..]);
+    }
+
+    #[test]
+    fn the_decide_node_counts_exactly_what_it_writes() {
+        use crate::model::IncidentStatus;
+        use crate::stage::labels::Total;
+        let cfg = Config::embedded().expect("embedded config");
+        let steps = sample_steps(&cfg);
+        let stats = Arc::new(Stats::default());
+        let mut sink = MemorySink::default();
+        drive(
+            &mut DecideStages::build(&cfg, &DecideOptions::default(), stats.clone())
+                .connect(&mut sink),
+            &steps,
+        );
+        let recs = &sink.records;
+        let n = |f: fn(&Output) -> bool| recs.iter().filter(|o| f(o)).count() as u64;
+        let dead = n(|o| matches!(o, Output::DeadLetter(_)));
+        let dets = n(|o| matches!(o, Output::Detection(_)));
+        let incidents = n(|o| matches!(o, Output::Incident(_)));
+        let opened = n(|o| matches!(o, Output::Incident(i) if i.status == IncidentStatus::Open));
+        let resolved =
+            n(|o| matches!(o, Output::Incident(i) if i.status == IncidentStatus::Resolved));
+        let actions = n(|o| matches!(o, Output::Action(_)));
+        let escalations = n(|o| matches!(o, Output::Escalation(_)));
+        // The sample has some of each (else the equalities below prove little).
+        assert!(
+            dead > 0 && dets > 0 && opened > 0 && actions > 0,
+            "{recs:?}"
+        );
+        assert_eq!(stats.dead_letters.total(), dead);
+        assert_eq!(stats.detections.total(), dets);
+        assert_eq!(Stats::get(&stats.incident_records), incidents);
+        assert_eq!(stats.opened_by_category.total(), opened);
+        assert_eq!(stats.resolved_by_category.total(), resolved);
+        assert_eq!(stats.actions.total(), actions);
+        assert_eq!(Stats::get(&stats.escalations), escalations);
+        // And by label: each detection under its own detector.
+        let pattern = n(|o| matches!(o, Output::Detection(d) if d.detector == "pattern"));
+        assert_eq!(stats.detections.get(DetectorName::Pattern), pattern);
     }
 }

@@ -26,7 +26,7 @@
 
 pub mod decide;
 
-pub use decide::{DecideOptions, DecideStages, Decider};
+pub use decide::{count_output, DecideOptions, DecideStages, Decider};
 
 use crate::codec::InputCodec;
 use crate::config::Config;
