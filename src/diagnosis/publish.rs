@@ -134,7 +134,6 @@ impl DiagnosisStage {
         } else {
             Severity::Error
         };
-        Stats::add(&self.stats.incident_records, 1);
         // The root's own namespace (actions target it), else the incident's.
         let namespace = t
             .signals

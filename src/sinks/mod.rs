@@ -7,7 +7,6 @@ pub mod file;
 pub mod kafka;
 
 use crate::model::{DeadLetter, Detection, Escalation, Incident, RecoveryAction};
-use crate::stage::labels::Label;
 
 /// The output topics of SPEC §2 that the pipeline writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -134,14 +133,5 @@ impl Sink for MemorySink {
     }
 }
 
-/// The `topic` label of the output metrics: the default topic name.
-impl Label for Topic {
-    const KEY: &'static str = "topic";
-    const ALL: &'static [Self] = &Topic::ALL;
-    fn index(self) -> usize {
-        self as usize
-    }
-    fn value(self) -> &'static str {
-        self.default_name()
-    }
-}
+// The `topic` label of the output metrics: the default topic name.
+crate::stage::labels::label_set!(Topic, "topic", &Topic::ALL, Topic::default_name);

@@ -141,21 +141,9 @@ impl DetectorName {
             _ => DetectorName::Other,
         }
     }
-}
 
-impl Label for DetectorName {
-    const KEY: &'static str = "detector";
-    const ALL: &'static [Self] = &[
-        DetectorName::Threshold,
-        DetectorName::Anomaly,
-        DetectorName::Pattern,
-        DetectorName::Change,
-        DetectorName::Other,
-    ];
-    fn index(self) -> usize {
-        self as usize
-    }
-    fn value(self) -> &'static str {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
         match self {
             DetectorName::Threshold => "threshold",
             DetectorName::Anomaly => "anomaly",
@@ -166,75 +154,67 @@ impl Label for DetectorName {
     }
 }
 
-impl Label for DeadLetterKind {
-    const KEY: &'static str = "reason_kind";
-    const ALL: &'static [Self] = &DeadLetterKind::ALL;
-    fn index(self) -> usize {
-        position(self)
-    }
-    fn value(self) -> &'static str {
-        self.as_str()
-    }
+/// Makes a fieldless enum a [`Label`]: its `KEY`, every value in
+/// declaration order (`ALL`), its discriminant as its index and `name` as
+/// its value. `every_label_enum_indexes_its_values_in_order` checks that
+/// `ALL` follows the discriminants.
+macro_rules! label_set {
+    ($t:ty, $key:literal, $all:expr, $name:expr) => {
+        impl $crate::stage::labels::Label for $t {
+            const KEY: &'static str = $key;
+            const ALL: &'static [Self] = $all;
+            fn index(self) -> usize {
+                self as usize
+            }
+            fn value(self) -> &'static str {
+                ($name)(self)
+            }
+        }
+    };
 }
+pub(crate) use label_set;
 
-impl Label for Category {
-    const KEY: &'static str = "category";
-    const ALL: &'static [Self] = &Category::ALL;
-    fn index(self) -> usize {
-        position(self)
-    }
-    fn value(self) -> &'static str {
-        self.as_str()
-    }
-}
-
-impl Label for ActionType {
-    const KEY: &'static str = "type";
-    const ALL: &'static [Self] = &[
+label_set!(
+    DetectorName,
+    "detector",
+    &[
+        DetectorName::Threshold,
+        DetectorName::Anomaly,
+        DetectorName::Pattern,
+        DetectorName::Change,
+        DetectorName::Other,
+    ],
+    DetectorName::as_str
+);
+label_set!(
+    DeadLetterKind,
+    "reason_kind",
+    &DeadLetterKind::ALL,
+    DeadLetterKind::as_str
+);
+label_set!(Category, "category", &Category::ALL, Category::as_str);
+label_set!(
+    ActionType,
+    "type",
+    &[
         ActionType::Restart,
         ActionType::DeletePod,
         ActionType::Scale,
         ActionType::Rollback,
         ActionType::DrainNode,
         ActionType::RunRunbook,
-    ];
-    fn index(self) -> usize {
-        match self {
-            ActionType::Restart => 0,
-            ActionType::DeletePod => 1,
-            ActionType::Scale => 2,
-            ActionType::Rollback => 3,
-            ActionType::DrainNode => 4,
-            ActionType::RunRunbook => 5,
-        }
+    ],
+    ActionType::as_str
+);
+label_set!(
+    Decision,
+    "decision",
+    &[Decision::Auto, Decision::ApprovalRequired],
+    |d: Decision| match d {
+        Decision::Auto => "auto",
+        Decision::ApprovalRequired => "approval_required",
     }
-    fn value(self) -> &'static str {
-        self.as_str()
-    }
-}
-
-impl Label for Decision {
-    const KEY: &'static str = "decision";
-    const ALL: &'static [Self] = &[Decision::Auto, Decision::ApprovalRequired];
-    fn index(self) -> usize {
-        match self {
-            Decision::Auto => 0,
-            Decision::ApprovalRequired => 1,
-        }
-    }
-    fn value(self) -> &'static str {
-        match self {
-            Decision::Auto => "auto",
-            Decision::ApprovalRequired => "approval_required",
-        }
-    }
-}
-
-/// Position of `v` in `L::ALL` (for enums whose discriminants are not
-/// their index); the first value if absent, which the tests rule out.
-fn position<L: Label + PartialEq>(v: L) -> usize {
-    L::ALL.iter().position(|&x| x == v).unwrap_or(0)
-}
+);
 
 #[cfg(test)]
 mod tests {

@@ -13,7 +13,7 @@
 //!   counts, [`Stats::get`]), nothing keeps a second tally of the same.
 
 pub use super::labels::Total;
-use super::labels::{Counts, DetectorName, Grid, Label};
+use super::labels::{label_set, Counts, DetectorName, Grid};
 use crate::model::{ActionType, Category, DeadLetterKind, Decision};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -25,8 +25,8 @@ pub type ByCategory = Counts<Category, { Category::ALL.len() }>;
 ///
 /// The output counts (`dead_letters`, `detections`, `opened_by_category`,
 /// `resolved_by_category`, `actions`, `escalations`) are bumped by the
-/// decide node once per record it writes; `incident_records` and
-/// `incidents_opened` by diagnosis as it publishes.
+/// decide node once per record it writes (`incident_records` too);
+/// `incidents_opened` by diagnosis as it opens a new incident.
 #[derive(Debug, Default)]
 pub struct Stats {
     /// Input events decoded (by the detect stage).
@@ -163,49 +163,18 @@ impl Guard {
     }
 }
 
-impl Label for StageName {
-    const KEY: &'static str = "stage";
-    const ALL: &'static [Self] = &StageName::ALL;
-    fn index(self) -> usize {
-        self as usize
-    }
-    fn value(self) -> &'static str {
-        self.as_str()
-    }
-}
+label_set!(StageName, "stage", &StageName::ALL, StageName::as_str);
 
-impl Label for Guard {
-    const KEY: &'static str = "guard";
-    const ALL: &'static [Self] = &Guard::ALL;
-    fn index(self) -> usize {
-        self as usize
-    }
-    fn value(self) -> &'static str {
-        self.as_str()
-    }
-}
+label_set!(Guard, "guard", &Guard::ALL, Guard::as_str);
 
-impl Label for Outcome {
-    const KEY: &'static str = "outcome";
-    const ALL: &'static [Self] = &Outcome::ALL;
-    fn index(self) -> usize {
-        self as usize
-    }
-    fn value(self) -> &'static str {
-        self.as_str()
-    }
-}
+label_set!(Outcome, "outcome", &Outcome::ALL, Outcome::as_str);
 
-impl Label for KafkaErrorKind {
-    const KEY: &'static str = "kind";
-    const ALL: &'static [Self] = &KafkaErrorKind::ALL;
-    fn index(self) -> usize {
-        self as usize
-    }
-    fn value(self) -> &'static str {
-        self.as_str()
-    }
-}
+label_set!(
+    KafkaErrorKind,
+    "kind",
+    &KafkaErrorKind::ALL,
+    KafkaErrorKind::as_str
+);
 
 /// A verification outcome (a fixed metric label set).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

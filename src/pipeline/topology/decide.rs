@@ -278,18 +278,20 @@ impl<'s> Decider<'s> {
 }
 
 /// Counts one record written to the outputs, by what it is about (its
-/// labels). Incident records as a whole are counted by diagnosis as it
-/// publishes them (`incident_records`); here only `open` and `resolved`
-/// ones, by category.
+/// labels): every incident record, and `open` and `resolved` ones by
+/// category.
 pub fn count_output(stats: &Stats, out: &Output) {
     match out {
         Output::DeadLetter(d) => stats.dead_letters.add(d.reason_kind, 1),
         Output::Detection(d) => stats.detections.add(DetectorName::of(&d.detector), 1),
-        Output::Incident(i) => match i.status {
-            IncidentStatus::Open => stats.opened_by_category.add(i.category, 1),
-            IncidentStatus::Resolved => stats.resolved_by_category.add(i.category, 1),
-            IncidentStatus::Updated => {}
-        },
+        Output::Incident(i) => {
+            Stats::add(&stats.incident_records, 1);
+            match i.status {
+                IncidentStatus::Open => stats.opened_by_category.add(i.category, 1),
+                IncidentStatus::Resolved => stats.resolved_by_category.add(i.category, 1),
+                IncidentStatus::Updated => {}
+            }
+        }
         Output::Action(a) => stats.actions.add(a.action_type, a.decision, 1),
         Output::Escalation(_) => Stats::add(&stats.escalations, 1),
     }
