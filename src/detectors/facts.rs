@@ -31,8 +31,8 @@ pub struct Facts {
     trace_ids: Vec<String>,
     samples: Vec<String>,
     version: Option<String>,
-    /// (signature rule index, matching events).
-    signature_hits: Vec<(usize, u64)>,
+    /// (signature rule index, the event named its upstream, matching events).
+    signature_hits: Vec<(usize, bool, u64)>,
 }
 
 impl Facts {
@@ -76,10 +76,15 @@ impl Facts {
         if ev.version.is_some() {
             self.version.clone_from(&ev.version);
         }
+        let calling = ev.upstream.is_some();
         for &s in o.signatures {
-            match self.signature_hits.iter_mut().find(|h| h.0 == s) {
-                Some(h) => h.1 += 1,
-                None => self.signature_hits.push((s, 1)),
+            match self
+                .signature_hits
+                .iter_mut()
+                .find(|h| h.0 == s && h.1 == calling)
+            {
+                Some(h) => h.2 += 1,
+                None => self.signature_hits.push((s, calling, 1)),
             }
         }
     }
@@ -138,9 +143,20 @@ pub struct Head {
     pub evidence: String,
 }
 
+/// What a hint needs of one signature rule.
+#[derive(Debug, Clone)]
+struct RuleMeta {
+    category: Category,
+    weight: f64,
+    name: String,
+    about: About,
+    /// `about` on events that name their upstream.
+    calling: About,
+}
+
 /// The signature rules' metadata, indexed like the rules.
 #[derive(Debug, Clone, Default)]
-pub struct SignatureMeta(Vec<(Category, f64, String, About)>);
+pub struct SignatureMeta(Vec<RuleMeta>);
 
 impl SignatureMeta {
     /// Copies what hints need from compiled rules.
@@ -148,32 +164,87 @@ impl SignatureMeta {
         SignatureMeta(
             s.rules()
                 .iter()
-                .map(|r| (r.category, r.weight, r.name.clone(), r.about))
+                .map(|r| RuleMeta {
+                    category: r.category,
+                    weight: r.weight,
+                    name: r.name.clone(),
+                    about: r.about,
+                    calling: r.calling.unwrap_or(r.about),
+                })
                 .collect(),
         )
     }
 
-    /// Hints from hit counts: each rule's weight times the share of the
-    /// window's events it matched; strongest first, ties by name.
-    pub fn hints(&self, hits: &[(usize, u64)], events: u64) -> Vec<CategoryHint> {
-        let mut h: Vec<CategoryHint> = hits
-            .iter()
-            .filter_map(|&(i, n)| {
-                self.0
-                    .get(i)
-                    .map(|(cat, weight, name, about)| CategoryHint {
-                        category: *cat,
-                        weight: weight * (n as f64 / events.max(1) as f64).min(1.0),
-                        source: name.clone(),
-                        about: *about,
-                    })
+    /// Hints from hit counts `(rule, on events naming an upstream, events)`:
+    /// each rule's weight times the share of the window's events it matched,
+    /// about whomever the rule says for events of that kind (hits of one rule
+    /// describing the same party are summed); strongest first, ties by name
+    /// then the service's own first.
+    pub fn hints(&self, hits: &[(usize, bool, u64)], events: u64) -> Vec<CategoryHint> {
+        let mut sums: Vec<(usize, About, u64)> = Vec::with_capacity(hits.len());
+        for &(i, calling, n) in hits {
+            let Some(r) = self.0.get(i) else { continue };
+            let about = if calling { r.calling } else { r.about };
+            match sums.iter_mut().find(|s| s.0 == i && s.1 == about) {
+                Some(s) => s.2 += n,
+                None => sums.push((i, about, n)),
+            }
+        }
+        let mut h: Vec<CategoryHint> = sums
+            .into_iter()
+            .map(|(i, about, n)| {
+                let r = &self.0[i];
+                CategoryHint {
+                    category: r.category,
+                    weight: r.weight * (n as f64 / events.max(1) as f64).min(1.0),
+                    source: r.name.clone(),
+                    about,
+                }
             })
             .collect();
         h.sort_by(|a, b| {
             b.weight
                 .total_cmp(&a.weight)
                 .then_with(|| a.source.cmp(&b.source))
+                .then_with(|| (a.about as u8).cmp(&(b.about as u8)))
         });
         h
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detectors::signature::SignatureRule;
+
+    fn meta(calling: Option<About>) -> SignatureMeta {
+        let rule = SignatureRule {
+            name: "saturation".into(),
+            category: Category::Overload,
+            weight: 0.8,
+            about: About::Itself,
+            calling,
+            message: Some("(?i)too many requests".into()),
+            error_type: None,
+            http_status: vec![429],
+            exit_code: vec![],
+        };
+        SignatureMeta::new(&Signatures::new(vec![rule]).expect("compiles"))
+    }
+
+    #[test]
+    fn a_rule_describes_the_upstream_on_calls_when_it_says_so() {
+        // 6 of 10 events shed load themselves, 2 got a 429 back from an upstream.
+        let hits = [(0, false, 6), (0, true, 2)];
+        let h = meta(Some(About::Dependency)).hints(&hits, 10);
+        assert_eq!(h.len(), 2);
+        assert_eq!((h[0].about, h[0].weight), (About::Itself, 0.8 * 0.6));
+        assert_eq!(h[1].about, About::Dependency);
+        assert!((h[1].weight - 0.8 * 0.2).abs() < 1e-12);
+        // Without `calling`, both kinds of hit are the service's own, summed.
+        let h = meta(None).hints(&hits, 10);
+        assert_eq!(h.len(), 1);
+        assert_eq!(h[0].about, About::Itself);
+        assert!((h[0].weight - 0.8 * 0.8).abs() < 1e-12);
     }
 }

@@ -17,6 +17,12 @@ pub struct SignatureRule {
     /// Whose failure the signature describes.
     #[serde(default)]
     pub about: About,
+    /// Whose failure the signature describes on an event that names the
+    /// upstream it called (`upstream` set); defaults to `about`. A 429 a
+    /// caller got back describes the upstream's overload; a 429 a service
+    /// logs as it sheds its own load describes the service.
+    #[serde(default)]
+    pub calling: Option<About>,
     /// Regex over `message` and `stack_trace` (use `(?i)` for case-insensitive).
     #[serde(default)]
     pub message: Option<String>,

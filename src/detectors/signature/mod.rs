@@ -120,6 +120,7 @@ mod tests {
             category: cat,
             weight: 0.9,
             about: About::Itself,
+            calling: None,
             message: Some(msg.into()),
             error_type: None,
             http_status: vec![],

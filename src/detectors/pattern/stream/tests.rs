@@ -19,6 +19,7 @@ fn rig(seqs: Vec<SequenceRule>) -> Rig {
         category: Category::MemoryExhaustion,
         weight: 0.9,
         about: About::Itself,
+        calling: None,
         message: Some("(?i)oomkilled".into()),
         error_type: None,
         http_status: vec![],
