@@ -27,6 +27,11 @@ pub struct TemplateRef<'a> {
     pub id: pattern::miner::TemplateId,
     /// This message created the template (never seen before).
     pub created: bool,
+    /// It created the template after the miner's warm-up (`pattern.warmup`
+    /// of event time since the first mined message): a message shape the
+    /// service did not show before, not one merely first seen while the
+    /// miner was still learning the fleet's usual shapes.
+    pub novel: bool,
     pub text: &'a str,
 }
 
@@ -105,6 +110,10 @@ pub struct DetectStage {
     signatures: signature::Signatures,
     miner: Option<pattern::miner::TemplateMiner>,
     mine_severity: crate::model::Severity,
+    /// Event time of the first mined message, and the warm-up after which a
+    /// new template is novel (see [`TemplateRef::novel`]).
+    mined_since: Option<EventTime>,
+    novel_after_ms: i64,
     detectors: Vec<Box<dyn Detector>>,
     watermark: EventTime,
     matches: Vec<usize>,
@@ -127,6 +136,8 @@ impl DetectStage {
                 .enabled
                 .then(|| pattern::miner::TemplateMiner::new(&cfg.pattern.miner)),
             mine_severity: cfg.pattern.mine_severity,
+            mined_since: None,
+            novel_after_ms: cfg.pattern.warmup.0,
             signatures,
             detectors,
             watermark: EventTime(i64::MIN),
@@ -237,15 +248,22 @@ impl Stage for DetectStage {
         let template = match &mut self.miner {
             Some(m) if ev.severity >= self.mine_severity => {
                 let obs = m.observe_detailed(&ev.message);
-                Some((obs.id, obs.created))
+                let since = *self.mined_since.get_or_insert(ev.time);
+                let warm = ev.time.millis() - since.millis() >= self.novel_after_ms;
+                Some((obs.id, obs.created, obs.created && warm))
             }
             _ => None,
         };
         let o = Observed {
             event: &ev,
-            template: template.and_then(|(id, created)| {
+            template: template.and_then(|(id, created, novel)| {
                 let text = self.miner.as_ref()?.template(id)?;
-                Some(TemplateRef { id, created, text })
+                Some(TemplateRef {
+                    id,
+                    created,
+                    novel,
+                    text,
+                })
             }),
             signatures: &self.matches,
             late,

@@ -9,6 +9,11 @@
 
 use super::*;
 
+/// How long before a pending incident's onset its silent root may have
+/// last failed in another incident and still be relaying that one's fault
+/// (two detection windows).
+const RELAY_GAP_MS: i64 = 120_000;
+
 impl DiagnosisStage {
     /// The open, published incident (other than `incidents[i]`) whose root
     /// cause is the root `incidents[i]` would be published with.
@@ -39,12 +44,17 @@ impl DiagnosisStage {
         // as a service its root explains: a service failing on its
         // upstream fails its callers too, logged here or not, so their
         // complaints are `q`'s fault seen one hop further out.
+        // Only while it fails there: one that went quiet in `q` before
+        // these complaints began is down, not relaying `q`'s fault.
         let relayed = |q: &Tracked| {
             v.silent
                 && !q.estranged.contains(&v.root)
                 && q.signals
                     .get(&v.root)
                     .is_some_and(|s| s.first_seen.is_some())
+                && q.seen.get(&v.root).is_some_and(|(end, _)| {
+                    end.millis() >= incidents[i].opened_at.millis() - RELAY_GAP_MS
+                })
         };
         incidents.iter().enumerate().position(|(k, q)| {
             k != i

@@ -409,6 +409,75 @@ impl DiagnosisStage {
         }
     }
 
+    /// Routes a strong detection no published incident explains: into the
+    /// pending incident it is connected to, or into a new pending incident
+    /// (a possible relapse of a resolved one).
+    fn gather(&mut self, d: Detection, out: &mut Vec<Incident>) {
+        let gap = self.cfg.correlation_gap.0;
+        let reopen = self.cfg.reopen_within.0;
+        let within = |t: &Tracked| d.first_seen.millis() <= t.last_activity.millis() + gap;
+        // A pending incident gathers what is connected to it while its root
+        // settles; what its root does not explain is split off when it
+        // settles (`split_unexplained`).
+        // Of several, the one already holding the service (what split off
+        // keeps gathering its own evidence), else the one holding the
+        // service it blames most: a caller failing on a dependency belongs
+        // with that dependency's own failure, not with whatever storm the
+        // graph also connects it to.
+        let blamed = |t: &Tracked| {
+            let most = d
+                .upstreams
+                .iter()
+                .filter(|u| t.signals.contains_key(&u.value))
+                .map(|u| u.count)
+                .max()
+                .unwrap_or(0);
+            (t.signals.contains_key(&d.service), most)
+        };
+        if let Some((i, _)) = self
+            .incidents
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| {
+                t.resolved_at.is_none()
+                    && t.publish_at.is_some()
+                    && within(t)
+                    && self.related(t, &d)
+            })
+            .map(|(i, t)| (i, blamed(t)))
+            .max_by_key(|(i, b)| (*b, std::cmp::Reverse(*i)))
+        {
+            self.join(i, &d, true, out);
+            return;
+        }
+        // A relapse of the same root cause reopens; a new failure of one of
+        // its former victims is a new incident. A possible relapse is
+        // tracked as a new pending incident that remembers the resolved
+        // one; when it settles, it takes over the old id only if it names
+        // the same root cause (see `settle`). Deciding at once would let the
+        // first detection (often a caller's, about the old root) decide for
+        // the whole fault.
+        let relapse = self.incidents.iter().position(|t| {
+            t.resolved_at.is_some_and(|r| {
+                !t.relapse_pending
+                    && d.first_seen.millis() <= r.millis() + reopen
+                    && (Self::root_again(t, &d)
+                        || t.last.as_ref().is_some_and(|(root, ..)| {
+                            d.upstreams
+                                .iter()
+                                .any(|u| u.value == *root && 3 * u.count >= d.count)
+                        }))
+            })
+        });
+        let relapse_of = relapse.map(|i| {
+            self.incidents[i].relapse_pending = true;
+            self.incidents[i].id.clone()
+        });
+        let mut t = Tracked::open(&d, relapse_of);
+        Self::fold(&mut t, &d, true);
+        self.incidents.push(t);
+    }
+
     /// The catalog this stage was built with.
     pub fn catalog(&self) -> &Catalog {
         &self.catalog
@@ -472,7 +541,6 @@ impl Stage for DiagnosisStage {
             );
         }
         let gap = self.cfg.correlation_gap.0;
-        let reopen = self.cfg.reopen_within.0;
         let within = |t: &Tracked| d.first_seen.millis() <= t.last_activity.millis() + gap;
         if d.score < self.cfg.min_open_score {
             if self.watch_node(&d, out) {
@@ -536,77 +604,22 @@ impl Stage for DiagnosisStage {
                 t.estranged.insert(d.service.clone());
             }
         }
-        if explaining.len() == 1 {
-            self.join(explaining[0], &d, true, out);
-            return;
-        }
-        if explaining.len() > 1 {
-            for i in explaining {
-                let part = Self::share_for(&self.incidents[i], &d);
-                self.join(i, &part, true, out);
+        if !explaining.is_empty() {
+            let rest = self.unexplained_share(&explaining, &d);
+            if explaining.len() == 1 && rest.is_none() {
+                self.join(explaining[0], &d, true, out);
+            } else {
+                for &i in &explaining {
+                    let part = Self::share_for(&self.incidents[i], &d);
+                    self.join(i, &part, true, out);
+                }
+            }
+            if let Some(rest) = rest {
+                self.gather(rest, out);
             }
             return;
         }
-        // A pending incident gathers what is connected to it while its root
-        // settles; what its root does not explain is split off when it
-        // settles (`split_unexplained`).
-        // Of several, the one already holding the service (what split off
-        // keeps gathering its own evidence), else the one holding the
-        // service it blames most: a caller failing on a dependency belongs
-        // with that dependency's own failure, not with whatever storm the
-        // graph also connects it to.
-        let blamed = |t: &Tracked| {
-            let most = d
-                .upstreams
-                .iter()
-                .filter(|u| t.signals.contains_key(&u.value))
-                .map(|u| u.count)
-                .max()
-                .unwrap_or(0);
-            (t.signals.contains_key(&d.service), most)
-        };
-        if let Some((i, _)) = self
-            .incidents
-            .iter()
-            .enumerate()
-            .filter(|(_, t)| {
-                t.resolved_at.is_none()
-                    && t.publish_at.is_some()
-                    && within(t)
-                    && self.related(t, &d)
-            })
-            .map(|(i, t)| (i, blamed(t)))
-            .max_by_key(|(i, b)| (*b, std::cmp::Reverse(*i)))
-        {
-            self.join(i, &d, true, out);
-            return;
-        }
-        // A relapse of the same root cause reopens; a new failure of one of
-        // its former victims is a new incident. A possible relapse is
-        // tracked as a new pending incident that remembers the resolved
-        // one; when it settles, it takes over the old id only if it names
-        // the same root cause (see `settle`). Deciding at once would let the
-        // first detection (often a caller's, about the old root) decide for
-        // the whole fault.
-        let relapse = self.incidents.iter().position(|t| {
-            t.resolved_at.is_some_and(|r| {
-                !t.relapse_pending
-                    && d.first_seen.millis() <= r.millis() + reopen
-                    && (Self::root_again(t, &d)
-                        || t.last.as_ref().is_some_and(|(root, ..)| {
-                            d.upstreams
-                                .iter()
-                                .any(|u| u.value == *root && 3 * u.count >= d.count)
-                        }))
-            })
-        });
-        let relapse_of = relapse.map(|i| {
-            self.incidents[i].relapse_pending = true;
-            self.incidents[i].id.clone()
-        });
-        let mut t = Tracked::open(&d, relapse_of);
-        Self::fold(&mut t, &d, true);
-        self.incidents.push(t);
+        self.gather(d, out);
     }
 
     fn on_watermark(&mut self, wm: EventTime, out: &mut Vec<Incident>) {

@@ -7,6 +7,9 @@
 
 use super::*;
 
+/// Calls a caller's share of a second fault needs (a detection's floor).
+const MIN_SHARE: i64 = 10;
+
 impl DiagnosisStage {
     /// The published incident `t` explains `d`'s failure: `d` fails calling
     /// `t`'s root or the services it explains (see [`explained_by`]), or
@@ -29,15 +32,20 @@ impl DiagnosisStage {
         if t.signals.len() >= MAX_INCIDENT_SERVICES && !t.signals.contains_key(&d.service) {
             return false;
         }
-        let member = |s: &str| s == root || (t.signals.contains_key(s) && !t.estranged.contains(s));
+        let member = |s: &str| s == root || (t.speaks_for(s, d) && !t.estranged.contains(s));
         let ups = d.upstreams.iter().map(|u| (u.value.as_str(), u.count));
-        let own_way = own_way(
-            d.hints
-                .iter()
-                .filter(|h| h.about == crate::model::About::Itself)
-                .map(|h| (h.category, h.weight)),
-            *category,
-        );
+        // Without upstream data, a change of the service itself shortly
+        // before it failed explains its failure better than an incident
+        // elsewhere (a bad deploy of a victim of an earlier fault).
+        let changed = d.upstreams.is_empty() && self.changed_before(&d.service, d.first_seen);
+        let own_way = changed
+            || own_way(
+                d.hints
+                    .iter()
+                    .filter(|h| h.about == crate::model::About::Itself)
+                    .map(|h| (h.category, h.weight)),
+                *category,
+            );
         explained_by(
             d.count,
             ups,
@@ -47,14 +55,58 @@ impl DiagnosisStage {
         )
     }
 
+    /// `service` changed (deploy, config, ...) within `change_window` before `at`.
+    pub(super) fn changed_before(&self, service: &str, at: EventTime) -> bool {
+        self.changes.iter().any(|c| {
+            c.service == service
+                && c.time <= at
+                && at.millis() - c.time.millis() <= self.cfg.change_window.0
+        })
+    }
+
     /// `d` restricted to its calls to `t`'s root and explained services (a
     /// caller failing on several open incidents' roots).
     pub(super) fn share_for(t: &Tracked, d: &Detection) -> Detection {
-        let member = |s: &str| t.root() == Some(s) || t.signals.contains_key(s);
         let mut part = d.clone();
-        part.upstreams.retain(|u| member(&u.value));
+        part.upstreams.retain(|u| Self::speaks(t, &u.value, d));
         part.count = part.upstreams.iter().map(|u| u.count).sum::<i64>().max(1);
         part
+    }
+
+    /// `s` is `t`'s root or one of its services that speaks for it when judging `d`.
+    fn speaks(t: &Tracked, s: &str, d: &Detection) -> bool {
+        t.root() == Some(s) || (t.speaks_for(s, d) && !t.estranged.contains(s))
+    }
+
+    /// The part of `d` that the incidents `explaining` (which explain most
+    /// of it) do not: its calls beyond their edges' normal to upstreams
+    /// none of them holds as failing, when they are a fifth of its failure
+    /// and at least [`MIN_SHARE`] calls. A caller failing on a second fault
+    /// while most of its failure is an open incident's counts toward each
+    /// root with the calls it makes to it.
+    pub(super) fn unexplained_share(
+        &self,
+        explaining: &[usize],
+        d: &Detection,
+    ) -> Option<Detection> {
+        let rest: Vec<_> = d
+            .upstreams
+            .iter()
+            .filter(|u| {
+                u.count > 0
+                    && !explaining
+                        .iter()
+                        .any(|&i| Self::speaks(&self.incidents[i], &u.value, d))
+            })
+            .cloned()
+            .collect();
+        let n: i64 = rest.iter().map(|u| u.count).sum();
+        (n >= MIN_SHARE && 5 * n >= d.count).then(|| {
+            let mut part = d.clone();
+            part.upstreams = rest;
+            part.count = n;
+            part
+        })
     }
 
     /// Splits off the services of a settling incident that its root does not

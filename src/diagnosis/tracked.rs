@@ -100,6 +100,22 @@ impl Tracked {
             .collect()
     }
 
+    /// Whether `service`, one of this incident's services, still speaks
+    /// for it when judging `d`: it fails itself (a strong detection of its
+    /// own here ended at most two of `d`'s windows before `d`'s). Callers'
+    /// failures are explained through a service only while it fails on
+    /// the incident's root; one that went quiet while its callers still
+    /// fail calling it is not failing on the root any more (it would say
+    /// so, as before): it is down, a new fault.
+    pub(super) fn speaks_for(&self, service: &str, d: &Detection) -> bool {
+        let span = (d.window.end.millis() - d.window.start.millis()).max(1);
+        self.signals.contains_key(service)
+            && self
+                .seen
+                .get(service)
+                .is_some_and(|(end, _)| end.millis() >= d.window.end.millis() - 2 * span)
+    }
+
     /// Published and not resolved.
     pub(super) fn live(&self) -> bool {
         self.resolved_at.is_none() && self.publish_at.is_none()

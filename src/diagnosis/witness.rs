@@ -111,8 +111,10 @@ impl DiagnosisStage {
     /// *echoes*: dependencies it blames for a quarter of its failures or
     /// more whose own errors say nothing about themselves (a batch job's
     /// heavy queries make its upstreams log errors on exactly those
-    /// requests). The root must be silent, external or an echo, and must not
-    /// have changed.
+    /// requests). The root must be silent, external or an echo. A change of
+    /// the root does not make it more than that: a deploy that broke it
+    /// would fail its other callers too, which [`Self::one_edge_only`]
+    /// asks (harmless deploys land all day, batch runs hit them).
     pub(super) fn edge_witness<'a>(&self, t: &'a Tracked) -> Option<Witness<'a>> {
         if let Some((w, _)) = self.lone_witness(t) {
             return Some(w);
@@ -121,9 +123,6 @@ impl DiagnosisStage {
             return None;
         }
         let v = self.verdict(&t.signals)?;
-        if v.root_changed {
-            return None;
-        }
         // An overloaded or crashing upstream says so (saturation, restarts):
         // a fault even when only one caller is loud about it.
         let mute = |sig: &ServiceSignals| {
@@ -171,17 +170,22 @@ impl DiagnosisStage {
     /// that is fine for everyone else: an edge witness (see
     /// [`Self::edge_witness`]) of a dependency with at least two other known
     /// callers, none of which blamed it since shortly before the onset,
-    /// while the caller neither changed recently nor fails in a way of its
-    /// own. If the dependency were down (or a change of its own had broken
-    /// it), its other callers would fail too:
+    /// while the caller neither changed recently (unless it fails as on its
+    /// earlier scheduled runs) nor fails in a way of its own. If the dependency
+    /// were down (or a change of its own had broken it), its other callers
+    /// would fail too:
     /// this is trouble on one edge (a retry storm, a batch job's heavy
     /// queries), not a fault of the dependency.
     pub(super) fn one_edge_only(&self, t: &Tracked, (caller, sig, root): Witness<'_>) -> bool {
+        // A change of the caller may have broken its calls, unless it
+        // fails as it did on its earlier scheduled runs (a job's run right
+        // after a harmless deploy of it).
         let since = t.opened_at.millis() - self.cfg.change_window.0;
         if self
             .changes
             .iter()
             .any(|c| c.service == caller && c.time.millis() >= since)
+            && !self.episodes.recurs(caller)
         {
             return false;
         }

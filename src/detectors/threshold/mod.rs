@@ -32,6 +32,8 @@ struct WindowAcc {
     total: u64,
     /// The template's text, for per-template keys.
     template: Option<String>,
+    /// The window holds the message that created its (novel) template.
+    novel: bool,
 }
 
 /// ln(k!) — exact below 32, Stirling's series above (error < 1e-10).
@@ -153,10 +155,14 @@ impl ThresholdDetector {
                 Measure::Ratio => 0.0,
             };
             let last_seen = acc.facts.first_seen.unwrap_or(EventTime(start));
+            // A novel template's normal is known: it never occurred. Its
+            // key does not warm up, or a new failure mode that starts as a
+            // burst (a bad deploy's new exception) would be learned as
+            // normal before it could fire.
             let b = rs.baselines.entry(key.clone()).or_insert(Baseline {
                 mean: 0.0,
                 edges: Vec::new(),
-                windows: 0,
+                windows: if acc.novel { r.warmup_windows } else { 0 },
                 last_window: start - w,
                 last_seen,
             });
@@ -324,6 +330,7 @@ impl Detector for ThresholdDetector {
                         facts: Facts::for_event(o),
                         total: 0,
                         template: None,
+                        novel: false,
                     }),
             };
             acc.total += 1;
@@ -332,6 +339,7 @@ impl Detector for ThresholdDetector {
                     if acc.template.as_deref() != Some(t.text) {
                         acc.template = Some(t.text.to_string());
                     }
+                    acc.novel |= t.novel;
                 }
             }
             if matched {
@@ -461,6 +469,57 @@ mod tests {
         assert!(minutes(&mut d, "busy", 0, 2, 100).is_empty());
         // After warm-up the same level is normal, not a burst.
         assert!(minutes(&mut d, "busy", 2, 3, 100).is_empty());
+    }
+
+    /// `n` events of one template per minute for `minutes`; the first event
+    /// of the first minute created the template (`novel` as given).
+    fn template_minutes(
+        d: &mut ThresholdDetector,
+        from: i64,
+        minutes: i64,
+        n: i64,
+        novel: bool,
+    ) -> usize {
+        let mut out = Vec::new();
+        for m in from..from + minutes {
+            for i in 0..n {
+                let ev =
+                    ErrorEvent::new("x", EventTime(m * 60_000 + i), "a", Severity::Error, "boom");
+                let first = m == from && i == 0;
+                d.observe(
+                    &Observed {
+                        event: &ev,
+                        template: Some(crate::detectors::TemplateRef {
+                            id: crate::detectors::pattern::miner::TemplateId(7),
+                            created: first,
+                            novel: first && novel,
+                            text: "boom",
+                        }),
+                        signatures: &[],
+                        late: false,
+                        watermark: EventTime(m * 60_000),
+                    },
+                    &mut Vec::new(),
+                );
+            }
+            d.on_watermark(EventTime((m + 1) * 60_000), &mut out);
+        }
+        out.len()
+    }
+
+    #[test]
+    fn a_novel_template_bursting_fires_at_once_a_warm_up_one_is_learned() {
+        let mut r = rule();
+        r.group_by = GroupBy::Template;
+        // A new exception right after a deploy, 40 a minute from its first
+        // minute: its normal is "never", so every burst window fires.
+        assert_eq!(
+            template_minutes(&mut detector(r.clone()), 0, 4, 40, true),
+            4
+        );
+        // The same shape first seen while the miner learns the fleet is
+        // learned as this key's normal during warm-up, then stays quiet.
+        assert_eq!(template_minutes(&mut detector(r), 0, 4, 40, false), 0);
     }
 
     #[test]

@@ -49,6 +49,7 @@ impl Rig {
             template: Some(TemplateRef {
                 id: obs.id,
                 created: obs.created,
+                novel: obs.created,
                 text: &text,
             }),
             signatures: &m,
