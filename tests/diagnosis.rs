@@ -1637,3 +1637,107 @@ fn a_caller_whose_calls_to_the_root_are_at_their_normal_is_not_its_victim() {
         );
     }
 }
+
+#[test]
+fn a_victim_that_goes_down_while_its_root_still_fails_gets_its_own_incident() {
+    use reflex::pipeline::Stage;
+    // The managed database db.example.net is down for 20 minutes; api
+    // fails calling it and web fails calling api. At minute 8 api itself
+    // goes down (scaled to zero): it logs nothing more, while web keeps
+    // failing its calls to it. A victim of the database would still say
+    // so; one that went quiet while its callers fail is a second fault.
+    let mut s = stage();
+    let mut out = Vec::new();
+    for m in 0..20 {
+        if m < 8 {
+            s.process(
+                det(
+                    "api",
+                    m,
+                    "error_burst",
+                    0.9,
+                    40,
+                    &[("db.example.net", 40)],
+                    REFUSED,
+                ),
+                &mut out,
+            );
+        }
+        s.process(
+            det("web", m, "error_burst", 0.9, 60, &[("api", 60)], REFUSED),
+            &mut out,
+        );
+        s.on_watermark(wm(m + 1), &mut out);
+    }
+    let incs = latest(&out);
+    let mut roots: Vec<String> = incs
+        .values()
+        .map(|i| i.root_cause_service.clone())
+        .collect();
+    roots.sort();
+    assert_eq!(roots, ["api", "db.example.net"], "{incs:#?}");
+    let down = incs
+        .values()
+        .find(|i| i.root_cause_service == "api")
+        .expect("api incident");
+    assert_eq!(down.category, Category::Unavailable, "{down:#?}");
+}
+
+#[test]
+fn a_victim_deployed_during_an_incident_and_failing_on_its_own_gets_its_own_incident() {
+    use reflex::pipeline::Stage;
+    // inventory runs out of file descriptors for 20 minutes; partner fails
+    // calling it until minute 6. At minute 9 partner is deployed and from
+    // minute 10 fails with errors that name no upstream: its own new
+    // failure (a bad deploy), not more of inventory's, although partner
+    // calls inventory.
+    let mut s = stage();
+    let mut out = Vec::new();
+    for m in 0..20 {
+        s.process(
+            det("inventory", m, "error_burst", 0.9, 40, &[], FILES),
+            &mut out,
+        );
+        if m < 6 {
+            s.process(
+                det(
+                    "partner",
+                    m,
+                    "error_burst",
+                    0.9,
+                    50,
+                    &[("inventory", 50)],
+                    REFUSED,
+                ),
+                &mut out,
+            );
+        }
+        if m == 9 {
+            s.process(
+                det("partner", m, "change/deploy", 1.0, 1, &[], None),
+                &mut out,
+            );
+        }
+        if m >= 10 {
+            s.process(
+                det("partner", m, "error_burst", 0.9, 80, &[], None),
+                &mut out,
+            );
+        }
+        s.on_watermark(wm(m + 1), &mut out);
+    }
+    let incs = latest(&out);
+    let mut roots: Vec<(String, Category)> = incs
+        .values()
+        .map(|i| (i.root_cause_service.clone(), i.category))
+        .collect();
+    roots.sort();
+    assert_eq!(
+        roots,
+        [
+            ("inventory".to_string(), Category::ResourceExhaustion),
+            ("partner".to_string(), Category::BadDeploy),
+        ],
+        "{incs:#?}"
+    );
+}

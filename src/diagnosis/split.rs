@@ -79,11 +79,14 @@ impl DiagnosisStage {
     }
 
     /// The part of `d` that the incidents `explaining` (which explain most
-    /// of it) do not: its calls beyond their edges' normal to upstreams
-    /// none of them holds as failing, when they are a fifth of its failure
+    /// of it) do not: its calls beyond their edges' normal to services one
+    /// of them holds that have gone quiet there (they no longer fail on its
+    /// root: down, a second fault), when they are a fifth of its failure
     /// and at least [`MIN_SHARE`] calls. A caller failing on a second fault
     /// while most of its failure is an open incident's counts toward each
-    /// root with the calls it makes to it.
+    /// root with the calls it makes to it. Calls to upstreams no incident
+    /// holds stay with the caller's failure as a whole (a batch job
+    /// failing on everything it hammers is one edge's trouble).
     pub(super) fn unexplained_share(
         &self,
         explaining: &[usize],
@@ -93,7 +96,9 @@ impl DiagnosisStage {
             .upstreams
             .iter()
             .filter(|u| {
+                let held = |i: &usize| self.incidents[*i].signals.contains_key(&u.value);
                 u.count > 0
+                    && explaining.iter().any(held)
                     && !explaining
                         .iter()
                         .any(|&i| Self::speaks(&self.incidents[i], &u.value, d))
