@@ -1741,3 +1741,47 @@ fn a_victim_deployed_during_an_incident_and_failing_on_its_own_gets_its_own_inci
         "{incs:#?}"
     );
 }
+
+#[test]
+fn a_batch_jobs_runs_next_to_harmless_deploys_are_still_one_edges_trouble() {
+    use reflex::pipeline::Stage;
+    // indexer's hourly run hammers catalog and an external search cluster
+    // (catalog echoes one strong minute of errors on those requests, as in
+    // the test above). A harmless deploy of catalog lands just before the
+    // first run, one of indexer just before the second: neither makes the
+    // run a fault (catalog's other callers are fine; indexer fails as on
+    // its earlier run).
+    let mut s = stage();
+    teach(&mut s, &["indexer", "web", "mobile"], "catalog", 0);
+    let mut out = Vec::new();
+    for (run, deployed) in [(30, "catalog"), (90, "indexer")] {
+        s.process(
+            det(deployed, run - 2, "change/deploy", 1.0, 1, &[], None),
+            &mut out,
+        );
+        for m in run..run + 6 {
+            let mut d = det(
+                "indexer",
+                m,
+                "error_burst",
+                0.9,
+                60,
+                &[("catalog", 30), ("search.example.net", 30)],
+                None,
+            );
+            d.samples = vec!["bulk request failed: read timed out".into()];
+            s.process(d, &mut out);
+            if m == run + 1 {
+                s.process(
+                    det("catalog", m, "error_burst", 0.6, 16, &[], None),
+                    &mut out,
+                );
+            }
+            s.on_watermark(wm(m + 1), &mut out);
+        }
+        for m in run + 6..run + 30 {
+            s.on_watermark(wm(m + 1), &mut out);
+        }
+    }
+    assert!(latest(&out).is_empty(), "{:#?}", latest(&out));
+}
