@@ -70,39 +70,49 @@ pub trait Detector: Send {
     }
 }
 
-/// `[detectors]` section.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DetectorsConfig {
-    /// The windowed threshold detector.
-    pub threshold: threshold::ThresholdConfig,
-    /// The streaming anomaly detector over per-service series.
-    pub anomaly: anomaly::AnomalyStreamConfig,
-    /// Template mining and pattern detections.
-    pub pattern: pattern::stream::PatternConfig,
+/// What a detector is built from besides its own config section.
+#[derive(Clone, Copy)]
+pub struct BuildContext<'a> {
+    pub signatures: &'a signature::Signatures,
+    pub sequences: &'a [pattern::stream::SequenceRule],
 }
 
-/// Every detector the detect stage runs, built from config, in the order
-/// they see each event: the one registration list. A new detector is its
-/// own folder (its [`Detector`] impl, `hold_ms` included, and its config
-/// type), a field in [`DetectorsConfig`] and one line here.
-pub fn registered(
-    cfg: &DetectorsConfig,
-    signatures: &signature::Signatures,
-    sequences: &[pattern::stream::SequenceRule],
-) -> Vec<Box<dyn Detector>> {
-    vec![
-        Box::new(threshold::ThresholdDetector::new(
-            &cfg.threshold,
-            signatures,
-        )),
-        Box::new(anomaly::AnomalyStream::new(&cfg.anomaly, signatures)),
-        Box::new(pattern::stream::PatternStream::new(
-            &cfg.pattern,
-            signatures,
-            sequences,
-        )),
-    ]
+/// A detector built from its own `[detectors.NAME]` section.
+pub trait FromConfig: Detector + Sized + 'static {
+    /// Its section (serde, unknown fields rejected, defaults in one place).
+    type Config;
+    fn from_config(cfg: &Self::Config, ctx: BuildContext<'_>) -> Self;
+}
+
+/// The one registration list: each line names a detector's config key and
+/// type, and yields both the `[detectors]` section ([`DetectorsConfig`], a
+/// field per line) and [`registered`] (the detectors in line order, the
+/// order in which they see each event). A new detector is its own folder
+/// (its [`Detector`] and [`FromConfig`] impls and config type) plus one
+/// line here.
+macro_rules! register_detectors {
+    ($( $(#[$doc:meta])* $key:ident: $det:ty ),+ $(,)?) => {
+        /// `[detectors]` section: one sub-section per registered detector.
+        #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields, default)]
+        pub struct DetectorsConfig {
+            $( $(#[$doc])* pub $key: <$det as FromConfig>::Config, )+
+        }
+
+        /// Every registered detector, built from config.
+        pub fn registered(cfg: &DetectorsConfig, ctx: BuildContext<'_>) -> Vec<Box<dyn Detector>> {
+            vec![$( Box::new(<$det as FromConfig>::from_config(&cfg.$key, ctx)) ),+]
+        }
+    };
+}
+
+register_detectors! {
+    /// The windowed threshold detector.
+    threshold: threshold::ThresholdDetector,
+    /// The streaming anomaly detector over per-service series.
+    anomaly: anomaly::AnomalyStream,
+    /// Template mining and pattern detections.
+    pattern: pattern::stream::PatternStream,
 }
 
 /// The detect stage: signatures + every detector.

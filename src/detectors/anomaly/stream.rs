@@ -291,6 +291,13 @@ impl AnomalyStream {
     }
 }
 
+impl crate::detectors::FromConfig for AnomalyStream {
+    type Config = AnomalyStreamConfig;
+    fn from_config(cfg: &AnomalyStreamConfig, ctx: crate::detectors::BuildContext<'_>) -> Self {
+        AnomalyStream::new(cfg, ctx.signatures)
+    }
+}
+
 impl Detector for AnomalyStream {
     fn hold_ms(&self) -> i64 {
         // A point is judged when its bucket closes.

@@ -292,6 +292,13 @@ fn truncate(s: &str, n: usize) -> String {
     }
 }
 
+impl crate::detectors::FromConfig for PatternStream {
+    type Config = PatternConfig;
+    fn from_config(cfg: &PatternConfig, ctx: crate::detectors::BuildContext<'_>) -> Self {
+        PatternStream::new(cfg, ctx.signatures, ctx.sequences)
+    }
+}
+
 impl Detector for PatternStream {
     fn hold_ms(&self) -> i64 {
         self.hold_ms

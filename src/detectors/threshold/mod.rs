@@ -279,6 +279,13 @@ fn learn_edges(edges: &mut Vec<(String, f64)>, facts: &mut Facts, alpha: f64, fi
     edges.retain(|e| e.1 >= 0.01);
 }
 
+impl crate::detectors::FromConfig for ThresholdDetector {
+    type Config = ThresholdConfig;
+    fn from_config(cfg: &ThresholdConfig, ctx: crate::detectors::BuildContext<'_>) -> Self {
+        ThresholdDetector::new(cfg, ctx.signatures)
+    }
+}
+
 impl Detector for ThresholdDetector {
     fn hold_ms(&self) -> i64 {
         self.hold_ms

@@ -145,7 +145,13 @@ impl Topology {
         DetectStage::new(
             &cfg.detectors,
             cfg.signatures.clone(),
-            detectors::registered(&cfg.detectors, &cfg.signatures, &cfg.sequences),
+            detectors::registered(
+                &cfg.detectors,
+                detectors::BuildContext {
+                    signatures: &cfg.signatures,
+                    sequences: &cfg.sequences,
+                },
+            ),
             stats,
         )
     }
