@@ -397,10 +397,23 @@ impl DiagnosisStage {
     /// Before any action, an incident's root may move from `old` to `new`
     /// only when `new` explains `old`'s failure (`old` fails mostly calling
     /// `new`). A root only its callers named (external, silent, a node)
-    /// stays: nothing of its own can show it was a victim.
+    /// stays: nothing of its own can show it was a victim. So does a root
+    /// whose own words name the incident's category (an expired
+    /// certificate of its own): it failed its own way, and failing later
+    /// on a new fault upstream of it does not make it that fault's victim.
     fn may_reroot(t: &Tracked, old: &str, new: &str) -> bool {
+        let said_so = |sig: &ServiceSignals| {
+            t.last.as_ref().is_some_and(|(_, category, ..)| {
+                *category != crate::model::Category::Unknown
+                    && sig
+                        .self_hints
+                        .get(category)
+                        .is_some_and(|w| *w >= OWN_WAY)
+            })
+        };
         match t.signals.get(old) {
             None => false,
+            Some(sig) if said_so(sig) => false,
             Some(sig) => {
                 let failing = sig.count.max(sig.upstreams.values().sum());
                 let named = sig.upstreams.get(new).copied().unwrap_or(0);
