@@ -405,10 +405,7 @@ impl DiagnosisStage {
         let said_so = |sig: &ServiceSignals| {
             t.last.as_ref().is_some_and(|(_, category, ..)| {
                 *category != crate::model::Category::Unknown
-                    && sig
-                        .self_hints
-                        .get(category)
-                        .is_some_and(|w| *w >= OWN_WAY)
+                    && sig.self_hints.get(category).is_some_and(|w| *w >= OWN_WAY)
             })
         };
         match t.signals.get(old) {

@@ -388,12 +388,13 @@ pub fn diagnose_pinned(
         .then(|| recent_change(&root, onset))
         .flatten()
         .filter(|c| onset.millis() - c.time.millis() <= BREAKING_CHANGE_LEAD_MS);
-    let rc = categorise(
+    let rc = categorise_with(
         services,
         &root,
         external,
         change.as_ref().or(silent_change),
         min_category_weight,
+        graph.callers(&root).count(),
     );
     let best = (rc.category, 0.0);
     let category_share = rc.share;
@@ -490,6 +491,21 @@ pub fn categorise(
     change: Option<&Change>,
     min_category_weight: f64,
 ) -> RuleCategory {
+    categorise_with(services, root, external, change, min_category_weight, 2)
+}
+
+/// [`categorise`] for a root with `known_callers` callers in the
+/// dependency graph: a silent root's change broke it when every caller
+/// fails reaching it, or at least two do (a service that stopped serving
+/// fails all its callers; a gateway's one backend has one).
+pub fn categorise_with(
+    services: &BTreeMap<String, ServiceSignals>,
+    root: &str,
+    external: bool,
+    change: Option<&Change>,
+    min_category_weight: f64,
+    known_callers: usize,
+) -> RuleCategory {
     let mut votes: BTreeMap<Category, f64> = BTreeMap::new();
     if let Some(sig) = services.get(root) {
         for (c, w) in &sig.self_hints {
@@ -540,7 +556,7 @@ pub fn categorise(
     } else if let Some(c) = change.filter(|c| {
         silent
             && matches!(c.kind.as_str(), "config" | "deploy")
-            && callers_failing_on(services, root) >= 2
+            && callers_failing_on(services, root) >= known_callers.clamp(1, 2)
             && !network_trouble_among(services)
     }) {
         // A service that went silent right after its configuration changed
