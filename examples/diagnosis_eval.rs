@@ -13,9 +13,10 @@
 //! `cargo run --release --example diagnosis_eval -- --profile production 1 20`
 //! (or `REFLEX_EVAL_PROFILE=production`).
 //!
-//! Seeds: **101-110 are for tuning**; **1-20 (and 21-40) are for
-//! evaluation** — do not tune on them. The classifier's built-in model was
-//! trained on demo seeds 1001-1060.
+//! Seeds: **101-130 are for tuning**, 131-150 for looks at fresh
+//! failures; **21-40 are for evaluation** — do not tune on them (1-20 were
+//! until 2026-12-07, when some of their misses were inspected). The
+//! classifier's built-in model was trained on demo seeds 1001-1060.
 //!
 //! Fault-free runs: `REFLEX_EVAL_NOISE_HOURS` hours each (default 24 for
 //! demo, the profile's 7 for production; 0 skips them), three seeds (demo:
