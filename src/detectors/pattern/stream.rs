@@ -362,13 +362,37 @@ impl PatternStream {
                     list.join(", ")
                 ),
             };
-            out.push(facts.into_detection(&self.meta, head));
+            // Only a failure that describes itself as the service's own
+            // (bad data, config, memory, a certificate, exhaustion): a
+            // victim's new errors about whatever it could not get are its
+            // upstream's trouble, judged elsewhere.
+            let d = facts.into_detection(&self.meta, head);
+            if d.hints.iter().any(|h| {
+                h.about == crate::model::About::Itself
+                    && h.weight >= OWN_KIND_WEIGHT
+                    && own_kind(h.category)
+            }) {
+                out.push(d);
+            }
         }
         self.recur
             .retain(|_, h| h.last().is_some_and(|(s, _)| *s >= horizon));
         let born_after = start - self.cfg.recurring_within.0;
         self.young.retain(|_, born| *born >= born_after);
     }
+}
+
+/// A self hint this strong makes a recurring new template the service's own failure.
+const OWN_KIND_WEIGHT: f64 = 0.3;
+
+/// A category that describes the service itself rather than how a failing
+/// dependency looks from its caller.
+fn own_kind(c: crate::model::Category) -> bool {
+    use crate::model::Category::*;
+    !matches!(
+        c,
+        Overload | Unavailable | Network | DependencyFailure | Unknown
+    )
 }
 
 fn truncate(s: &str, n: usize) -> String {
