@@ -37,7 +37,11 @@ impl DiagnosisStage {
         // Without upstream data, a change of the service itself shortly
         // before it failed explains its failure better than an incident
         // elsewhere (a bad deploy of a victim of an earlier fault).
-        let changed = d.upstreams.is_empty() && self.changed_before(&d.service, d.first_seen);
+        // (Not for recurring new templates, which count only the events
+        // that name no upstream: their lack of upstreams says nothing.)
+        let changed = d.upstreams.is_empty()
+            && d.rule != "recurring_new_template"
+            && self.changed_before(&d.service, d.first_seen);
         let own_way = changed
             || own_way(
                 d.hints

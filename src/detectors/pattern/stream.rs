@@ -5,6 +5,19 @@
 //!   (everything is new at start-up). Reported per service per window with
 //!   the templates' text; weak on its own (it joins incidents as evidence and
 //!   opens one only together with stronger signals).
+//! - **Recurring new templates**: the events of templates born within the
+//!   last `recurring_within` that come back. A never-seen error shape that
+//!   keeps occurring (a consumer failing poison messages, a new code path
+//!   throwing) is a change in behaviour however low the service's volume;
+//!   it needs no baseline, because the template had none. Only repeats
+//!   count (the creating event does not), so a stream of messages the miner
+//!   cannot mask, each its own template, never adds up; and only a
+//!   service's own errors count, not its failing calls (events naming an
+//!   `upstream`), which are the upstream's trouble and judged relative to
+//!   the edge's normal elsewhere. Reported per service
+//!   when, over the last `RECUR_WINDOWS` windows, at least two had repeats
+//!   and they number `recurring_min_events` or more; it scores at the
+//!   open threshold, so it can open an incident on its own.
 //! - **Sequences** (`topology/rules/sequences.yaml`): event A then at least
 //!   `count` events B within `within`, on the same service (or instance),
 //!   e.g. a `change` then an error burst ⇒ a bad-deploy hint. Like the
@@ -22,9 +35,10 @@
 //! (`group_by = "template"`), with the same baseline and significance test
 //! as every other count.
 //!
-//! Keying: service (new templates, cascades), service or instance
-//! (sequences). Bounds: per window at most `MAX_PER_WINDOW` entries in each
-//! map; one pending sequence start per (rule, scope), at most `MAX_PENDING`
+//! Keying: service (new templates, recurring ones, cascades), service or
+//! instance (sequences). Bounds: per window at most `MAX_PER_WINDOW` entries
+//! in each map; at most `MAX_YOUNG` young templates and `MAX_PER_WINDOW`
+//! services with recurring history; one pending sequence start per (rule, scope), at most `MAX_PENDING`
 //! (further starts are dropped and counted in `dropped_pending`). Per event
 //! the cost is O(rules), whatever the number of pending starts.
 
@@ -35,7 +49,7 @@ use crate::detectors::signature::Signatures;
 use crate::detectors::{Detector, Observed};
 use crate::model::{Detection, DurationMs, EventKind, EventTime, Severity, Window};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 mod sequence;
 pub use sequence::{compile_sequences, EventMatch, SequenceRule, SequenceScope};
@@ -50,6 +64,12 @@ const MAX_EDGES: usize = 100_000;
 const EDGE_ALPHA: f64 = 0.1;
 /// A cascade is a rise of this factor over the edge's own normal.
 const EDGE_FACTOR: f64 = 3.0;
+/// Young templates tracked at once (the oldest are forgotten first).
+const MAX_YOUNG: usize = 10_000;
+/// Windows over which a service's recurring new templates are summed.
+const RECUR_WINDOWS: i64 = 3;
+/// Score of a recurring-new-template detection: strong enough to open.
+const RECUR_SCORE: f64 = 0.55;
 
 /// `[detectors.pattern]` section.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -67,6 +87,12 @@ pub struct PatternConfig {
     pub window: DurationMs,
     /// A cascade edge needs at least this many failing calls in the window.
     pub cascade_min_calls: u64,
+    /// A template counts as new (for recurring-new-template detections) this
+    /// long after its first event.
+    pub recurring_within: DurationMs,
+    /// Repeats of new templates, over the last three windows, that make a
+    /// recurring-new-template detection.
+    pub recurring_min_events: u64,
     /// Sequence rule file; absent = the built-in `topology/rules/sequences.yaml`.
     pub sequences: Option<std::path::PathBuf>,
     /// The template miner's settings (one configuration for every kind of log).
@@ -82,6 +108,8 @@ impl Default for PatternConfig {
             warmup: DurationMs(30 * 60_000),
             window: DurationMs(60_000),
             cascade_min_calls: 5,
+            recurring_within: DurationMs(15 * 60_000),
+            recurring_min_events: 6,
             sequences: None,
             miner: MinerConfig::default(),
         }
@@ -92,6 +120,8 @@ impl Default for PatternConfig {
 struct PatternWindow {
     /// service → (facts of its new-template events, template texts)
     new_templates: BTreeMap<String, (Facts, BTreeSet<String>)>,
+    /// service → (facts of repeats of its young templates, their texts)
+    recurring: BTreeMap<String, (Facts, BTreeSet<String>)>,
     /// caller → upstream → facts of the failing calls
     calls: BTreeMap<String, BTreeMap<String, Facts>>,
     /// Entries in `calls` (bounded by `MAX_PER_WINDOW`).
@@ -116,6 +146,11 @@ pub struct PatternStream {
     /// and per (later, first) trace pair (trace cascade), learned.
     edges: EdgeBaselines,
     traces: EdgeBaselines,
+    /// Templates born after the warm-up, by birth time (ms), while young.
+    young: HashMap<crate::detectors::pattern::miner::TemplateId, i64>,
+    /// Per service, the repeats of young templates in recent windows
+    /// (window start, events), newest last, at most `RECUR_WINDOWS`.
+    recur: HashMap<String, Vec<(i64, u64)>>,
     /// Sequence starts dropped because `MAX_PENDING` was reached.
     pub dropped_pending: u64,
     /// The longest of the window and every sequence rule's `within`
@@ -154,6 +189,8 @@ impl PatternStream {
             first_event: None,
             edges: EdgeBaselines::new(EDGE_ALPHA, EDGE_FACTOR, MAX_EDGES),
             traces: EdgeBaselines::new(EDGE_ALPHA, EDGE_FACTOR, MAX_EDGES),
+            young: HashMap::new(),
+            recur: HashMap::new(),
             dropped_pending: 0,
         }
     }
@@ -194,6 +231,7 @@ impl PatternStream {
             };
             out.push(facts.into_detection(&self.meta, head));
         }
+        self.close_recurring(start, window, w.recurring, out);
         let edges = w
             .calls
             .into_iter()
@@ -283,6 +321,80 @@ impl PatternStream {
     }
 }
 
+impl PatternStream {
+    /// Judges one window's repeats of young templates against each
+    /// service's recent windows (see the module docs), and forgets young
+    /// templates and histories that aged out.
+    fn close_recurring(
+        &mut self,
+        start: i64,
+        window: Window,
+        recurring: BTreeMap<String, (Facts, BTreeSet<String>)>,
+        out: &mut Vec<Detection>,
+    ) {
+        let horizon = start - (RECUR_WINDOWS - 1) * self.cfg.window.0;
+        for (service, (facts, templates)) in recurring {
+            if !self.recur.contains_key(&service) && self.recur.len() >= MAX_PER_WINDOW {
+                continue;
+            }
+            let h = self.recur.entry(service.clone()).or_default();
+            h.retain(|(s, _)| *s >= horizon);
+            h.push((start, facts.matched));
+            let total: u64 = h.iter().map(|(_, n)| n).sum();
+            if h.len() < 2 || total < self.cfg.recurring_min_events {
+                continue;
+            }
+            let list: Vec<String> = templates
+                .iter()
+                .take(3)
+                .map(|t| format!("\"{}\"", truncate(t, 100)))
+                .collect();
+            let head = Head {
+                detector: "pattern",
+                rule: "recurring_new_template".into(),
+                key: format!("recurring_new_template,service={service}"),
+                score: RECUR_SCORE,
+                window,
+                evidence: format!(
+                    "{service}: {total} repeat(s) in {} min of error template(s) first seen in the last {} min: {}",
+                    h.len() as i64 * self.cfg.window.0 / 60_000,
+                    self.cfg.recurring_within.0 / 60_000,
+                    list.join(", ")
+                ),
+            };
+            // Only a failure that describes itself as the service's own
+            // (bad data, config, memory, a certificate, exhaustion): a
+            // victim's new errors about whatever it could not get are its
+            // upstream's trouble, judged elsewhere.
+            let d = facts.into_detection(&self.meta, head);
+            if d.hints.iter().any(|h| {
+                h.about == crate::model::About::Itself
+                    && h.weight >= OWN_KIND_WEIGHT
+                    && own_kind(h.category)
+            }) {
+                out.push(d);
+            }
+        }
+        self.recur
+            .retain(|_, h| h.last().is_some_and(|(s, _)| *s >= horizon));
+        let born_after = start - self.cfg.recurring_within.0;
+        self.young.retain(|_, born| *born >= born_after);
+    }
+}
+
+/// A self hint this strong makes a recurring new template the service's own failure.
+const OWN_KIND_WEIGHT: f64 = 0.3;
+
+/// A category that describes the service itself rather than how a failing
+/// dependency looks from its caller.
+fn own_kind(c: crate::model::Category) -> bool {
+    use crate::model::Category::*;
+    !matches!(
+        c,
+        Overload | Unavailable | Network | DependencyFailure | Unknown
+    )
+}
+
 fn truncate(s: &str, n: usize) -> String {
     if s.chars().count() <= n {
         s.to_string()
@@ -326,15 +438,35 @@ impl Detector for PatternStream {
             w.new_templates.len() < MAX_PER_WINDOW || w.new_templates.contains_key(&ev.service);
         if let Some(t) = o
             .template
-            .filter(|t| t.created && warm && room && ev.severity >= self.cfg.new_template_severity)
+            .filter(|_| ev.severity >= self.cfg.new_template_severity)
         {
-            let e = w
-                .new_templates
-                .entry(ev.service.clone())
-                .or_insert_with(|| (Facts::for_event(o), BTreeSet::new()));
-            e.0.add(o);
-            if e.1.len() < 16 {
-                e.1.insert(t.text.to_string());
+            let entry = if t.created && warm && room {
+                if self.young.len() < MAX_YOUNG {
+                    self.young.insert(t.id, ev.time.millis());
+                }
+                Some(&mut w.new_templates)
+            } else if ev.upstream.is_none()
+                && self
+                    .young
+                    .get(&t.id)
+                    .is_some_and(|born| ev.time.millis() - born <= self.cfg.recurring_within.0)
+                && (w.recurring.len() < MAX_PER_WINDOW || w.recurring.contains_key(&ev.service))
+            {
+                Some(&mut w.recurring)
+            } else {
+                None
+            };
+            if let Some(m) = entry {
+                let e = match m.get_mut(&ev.service) {
+                    Some(e) => e,
+                    None => m
+                        .entry(ev.service.clone())
+                        .or_insert_with(|| (Facts::for_event(o), BTreeSet::new())),
+                };
+                e.0.add(o);
+                if e.1.len() < 16 && !e.1.contains(t.text) {
+                    e.1.insert(t.text.to_string());
+                }
             }
         }
         if let Some(u) = &ev.upstream {
