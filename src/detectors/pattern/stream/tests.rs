@@ -227,3 +227,48 @@ fn cascade_needs_the_upstream_to_fail_too() {
         t[0].evidence
     );
 }
+
+#[test]
+fn a_recurring_new_template_of_its_own_kind_is_strong_a_victims_is_not() {
+    // After the warm-up, "consumer" logs a never-seen error of its own kind
+    // (the rig's only signature, oom) three times a minute: a slow failure
+    // below any rate threshold. "web" logs a never-seen error that says
+    // nothing about itself just as often: a victim's complaint, not a fault
+    // of its own. Events naming an upstream never count.
+    let mut r = rig(vec![]);
+    r.feed(ev(0, "consumer", Severity::Error, "warm-up"));
+    r.wm(120_000);
+    for m in 2..7 {
+        for i in 0..3 {
+            let t = m * 60_000 + i * 1_000;
+            r.feed(ev(
+                t,
+                "consumer",
+                Severity::Error,
+                &format!("worker {i} OOMKilled on batch"),
+            ));
+            r.feed(ev(
+                t,
+                "web",
+                Severity::Error,
+                &format!("render {i} failed, retry later"),
+            ));
+            let mut call = ev(
+                t,
+                "edge",
+                Severity::Error,
+                &format!("call {i} OOMKilled upstream"),
+            );
+            call.upstream = Some("consumer".into());
+            r.feed(call);
+        }
+        r.wm((m + 1) * 60_000);
+    }
+    let rec = r.rules("recurring_new_template");
+    assert!(!rec.is_empty(), "{:#?}", r.out);
+    assert!(rec.iter().all(|d| d.service == "consumer"), "{rec:#?}");
+    assert!(
+        rec.iter().all(|d| d.score >= 0.5),
+        "strong enough to open: {rec:#?}"
+    );
+}
