@@ -5,25 +5,11 @@
 use super::*;
 use crate::model::Category;
 
-/// Whether `c` describes a failure of the service itself (memory, config,
-/// certificate, a deploy, bad data) rather than what a failing dependency
-/// looks like from its caller (timeouts, refusals, 5xx, overload).
-fn own_kind(c: Category) -> bool {
-    !matches!(
-        c,
-        Category::Overload
-            | Category::Unavailable
-            | Category::Network
-            | Category::DependencyFailure
-            | Category::Unknown
-    )
-}
-
 /// Evidence of a failure of a service's own kind among its self hints.
 fn fails_its_own_way(sig: &ServiceSignals) -> bool {
     sig.self_hints
         .iter()
-        .any(|(c, w)| *w >= OWN_WAY && own_kind(*c))
+        .any(|(c, w)| *w >= OWN_WAY && c.is_own_kind())
 }
 
 /// What becomes of a settling incident that is due.
@@ -103,7 +89,7 @@ impl DiagnosisStage {
     fn root_says_so(t: &Tracked, root: &str) -> bool {
         t.whispers
             .get(root)
-            .is_some_and(|(c, w)| *w >= OWN_WAY && own_kind(*c))
+            .is_some_and(|(c, w)| *w >= OWN_WAY && c.is_own_kind())
     }
 
     /// The one caller of a settling incident whose complaints are all there

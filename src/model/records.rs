@@ -27,6 +27,21 @@ pub enum Category {
 }
 
 impl Category {
+    /// Whether the category describes a failure of the service itself
+    /// (memory, config, certificate, a deploy, bad data, exhaustion) rather
+    /// than what a failing dependency looks like from its caller (timeouts,
+    /// refusals, 5xx, overload, the network).
+    pub fn is_own_kind(self) -> bool {
+        !matches!(
+            self,
+            Category::Overload
+                | Category::Unavailable
+                | Category::Network
+                | Category::DependencyFailure
+                | Category::Unknown
+        )
+    }
+
     /// Every category, in taxonomy order.
     pub const ALL: [Category; 11] = [
         Category::BadDeploy,

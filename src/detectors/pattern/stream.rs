@@ -370,7 +370,7 @@ impl PatternStream {
             if d.hints.iter().any(|h| {
                 h.about == crate::model::About::Itself
                     && h.weight >= OWN_KIND_WEIGHT
-                    && own_kind(h.category)
+                    && h.category.is_own_kind()
             }) {
                 out.push(d);
             }
@@ -384,16 +384,6 @@ impl PatternStream {
 
 /// A self hint this strong makes a recurring new template the service's own failure.
 const OWN_KIND_WEIGHT: f64 = 0.3;
-
-/// A category that describes the service itself rather than how a failing
-/// dependency looks from its caller.
-fn own_kind(c: crate::model::Category) -> bool {
-    use crate::model::Category::*;
-    !matches!(
-        c,
-        Overload | Unavailable | Network | DependencyFailure | Unknown
-    )
-}
 
 fn truncate(s: &str, n: usize) -> String {
     if s.chars().count() <= n {
