@@ -212,11 +212,6 @@ impl PatternStream {
         };
         for (service, (facts, templates)) in w.new_templates {
             let n = templates.len();
-            let list: Vec<String> = templates
-                .iter()
-                .take(3)
-                .map(|t| format!("\"{}\"", truncate(t, 100)))
-                .collect();
             let head = Head {
                 detector: "pattern",
                 rule: "new_template".into(),
@@ -226,7 +221,7 @@ impl PatternStream {
                 window,
                 evidence: format!(
                     "{service}: {n} never-seen error template(s): {}",
-                    list.join(", ")
+                    quoted(&templates)
                 ),
             };
             out.push(facts.into_detection(&self.meta, head));
@@ -344,11 +339,6 @@ impl PatternStream {
             if h.len() < 2 || total < self.cfg.recurring_min_events {
                 continue;
             }
-            let list: Vec<String> = templates
-                .iter()
-                .take(3)
-                .map(|t| format!("\"{}\"", truncate(t, 100)))
-                .collect();
             let head = Head {
                 detector: "pattern",
                 rule: "recurring_new_template".into(),
@@ -359,7 +349,7 @@ impl PatternStream {
                     "{service}: {total} repeat(s) in {} min of error template(s) first seen in the last {} min: {}",
                     h.len() as i64 * self.cfg.window.0 / 60_000,
                     self.cfg.recurring_within.0 / 60_000,
-                    list.join(", ")
+                    quoted(&templates)
                 ),
             };
             // Only a failure that describes itself as the service's own
@@ -384,6 +374,16 @@ impl PatternStream {
 
 /// A self hint this strong makes a recurring new template the service's own failure.
 const OWN_KIND_WEIGHT: f64 = 0.3;
+
+/// The first three templates, quoted and cut to 100 characters, for evidence.
+fn quoted(templates: &BTreeSet<String>) -> String {
+    let list: Vec<String> = templates
+        .iter()
+        .take(3)
+        .map(|t| format!("\"{}\"", truncate(t, 100)))
+        .collect();
+    list.join(", ")
+}
 
 fn truncate(s: &str, n: usize) -> String {
     if s.chars().count() <= n {
