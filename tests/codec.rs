@@ -191,6 +191,47 @@ fn every_output_record_round_trips() {
 }
 
 #[test]
+fn dry_run_decision_and_skipped_dry_run_status_round_trip() {
+    let mut a = action();
+    a.decision = Decision::DryRun;
+    round_trip(RecordType::RecoveryAction, &a);
+    assert_eq!(
+        serde_json::to_value(&a).unwrap()["decision"],
+        serde_json::json!("dry_run")
+    );
+    let mut r = result();
+    r.status = ActionStatus::SkippedDryRun;
+    round_trip(RecordType::ActionResult, &r);
+    assert_eq!(
+        serde_json::to_value(&r).unwrap()["status"],
+        serde_json::json!("skipped_dry_run")
+    );
+}
+
+#[test]
+fn old_json_actions_without_the_new_fields_still_decode() {
+    // As written before the `dry_run` decision: the old marker argument.
+    let old = br#"{"action_id":"act-1","incident_id":"inc-1","created_at":"2026-03-02T06:00:00Z",
+        "type":"restart","target":{"service":"payments","namespace":"shop","kind":"Deployment","name":"payments"},
+        "params":{"args":{"dry_run":"true"}},"risk":0.2,"decision":"auto","idempotency_key":"idem-1",
+        "reason":"r","expires_at":"2026-03-02T06:15:00Z"}"#;
+    let a: RecoveryAction = serde_json::from_slice(old).unwrap();
+    assert_eq!(a.decision, Decision::Auto);
+    assert!(
+        reflex::report::is_dry_run(&a),
+        "old dry runs still read as dry runs"
+    );
+    let minimal =
+        br#"{"action_id":"act-1","incident_id":"inc-1","created_at":"2026-03-02T06:00:00Z",
+        "type":"scale","target":{"service":"p","kind":"Deployment","name":"p"},
+        "params":{},"risk":0.2,"decision":"approval_required","idempotency_key":"idem-1",
+        "reason":"r","expires_at":"2026-03-02T06:15:00Z"}"#;
+    let a: RecoveryAction = serde_json::from_slice(minimal).unwrap();
+    assert_eq!(a.decision, Decision::ApprovalRequired);
+    assert!(!reflex::report::is_dry_run(&a));
+}
+
+#[test]
 fn optional_fields_absent_round_trip_too() {
     let mut i = incident();
     i.resolved_at = None;

@@ -200,4 +200,12 @@ async fn approval_requests_are_delivered_and_auto_actions_ignored() {
     assert_eq!(v["type"], "reflex.approval_request");
     assert_eq!(v["action"]["idempotency_key"], "idem-7");
     assert!(v["text"].as_str().unwrap().contains("approve key idem-7"));
+    drop(h);
+    // A dry run is never offered for approval: refused, reported, not sent.
+    a.decision = Decision::DryRun;
+    a.idempotency_key = "idem-8".into();
+    let dry = ex.process_approval(&a).await.unwrap();
+    assert_eq!(dry.status, ActionStatus::SkippedDryRun, "{}", dry.detail);
+    assert_eq!(dry.idempotency_key, "approval-request:idem-8");
+    assert_eq!(hook.lock().unwrap().accepted.len(), 1, "nothing was sent");
 }

@@ -268,12 +268,29 @@ pub struct ActionParams {
     pub args: std::collections::BTreeMap<String, String>,
 }
 
-/// `auto` (executors may act) or `approval_required` (a human must approve).
+/// `auto` (executors may act), `approval_required` (a human must approve)
+/// or `dry_run` (shown and recorded, never carried out by any executor).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Decision {
     Auto,
     ApprovalRequired,
+    /// `[recovery] dry_run = true`: what reflex would have done. Every
+    /// executor refuses it and reports `skipped_dry_run`; it is a decision
+    /// (covered by the signature) rather than a parameter, so an executor
+    /// that does not know about dry runs cannot mistake it for `auto`.
+    DryRun,
+}
+
+impl Decision {
+    /// The snake_case name used on the wire and as a metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Auto => "auto",
+            Decision::ApprovalRequired => "approval_required",
+            Decision::DryRun => "dry_run",
+        }
+    }
 }
 
 /// A recovery action for executors (`reflex.actions`).
@@ -319,6 +336,9 @@ pub enum ActionStatus {
     Failed,
     Rejected,
     SkippedDuplicate,
+    /// The action's decision was `dry_run`: nothing was done. Neither a
+    /// failure (no ladder step, no rollback) nor an outcome to learn from.
+    SkippedDryRun,
 }
 
 /// An executor's report (`reflex.action-results`).
