@@ -174,18 +174,19 @@ fn mutating(calls: &[String]) -> Vec<&String> {
 async fn dry_run_actions_are_refused_by_the_kube_executor_with_zero_api_calls() {
     let Some(seen) = run(true).await else { return };
     assert!(!seen.actions.is_empty());
+    // First what matters most: nothing was done to the cluster.
+    assert_eq!(mutating(&seen.calls), Vec::<&String>::new());
+    assert!(seen.calls.is_empty(), "not even a read: {:?}", seen.calls);
+    assert_eq!(seen.results.len(), seen.actions.len(), "{:?}", seen.results);
+    for r in &seen.results {
+        assert_eq!(r["status"], "skipped_dry_run", "{r}");
+    }
     for a in &seen.actions {
         assert_eq!(a["decision"], "dry_run", "{a}");
         // The decision says it; no free-form marker is needed or sent.
         assert!(a["params"]["args"].get("dry_run").is_none(), "{a}");
         assert!(a["signature"].is_string(), "signed like any action: {a}");
     }
-    assert_eq!(seen.results.len(), seen.actions.len(), "{:?}", seen.results);
-    for r in &seen.results {
-        assert_eq!(r["status"], "skipped_dry_run", "{r}");
-    }
-    assert_eq!(mutating(&seen.calls), Vec::<&String>::new());
-    assert!(seen.calls.is_empty(), "not even a read: {:?}", seen.calls);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
