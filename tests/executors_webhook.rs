@@ -194,13 +194,14 @@ async fn approval_requests_are_delivered_and_auto_actions_ignored() {
     assert_eq!(res.idempotency_key, "approval-request:idem-7");
     let dup = ex.process_approval(&a).await.unwrap();
     assert_eq!(dup.status, ActionStatus::SkippedDuplicate);
-    let h = hook.lock().unwrap();
-    assert_eq!(h.accepted.len(), 1);
-    let v: serde_json::Value = serde_json::from_slice(&h.accepted[0].1).unwrap();
-    assert_eq!(v["type"], "reflex.approval_request");
-    assert_eq!(v["action"]["idempotency_key"], "idem-7");
-    assert!(v["text"].as_str().unwrap().contains("approve key idem-7"));
-    drop(h);
+    {
+        let h = hook.lock().unwrap();
+        assert_eq!(h.accepted.len(), 1);
+        let v: serde_json::Value = serde_json::from_slice(&h.accepted[0].1).unwrap();
+        assert_eq!(v["type"], "reflex.approval_request");
+        assert_eq!(v["action"]["idempotency_key"], "idem-7");
+        assert!(v["text"].as_str().unwrap().contains("approve key idem-7"));
+    }
     // A dry run is never offered for approval: refused, reported, not sent.
     a.decision = Decision::DryRun;
     a.idempotency_key = "idem-8".into();

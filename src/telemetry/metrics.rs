@@ -602,8 +602,9 @@ mod tests {
             assert!(text.contains(&format!("# HELP {name} ")), "{name}");
             types += 1;
         }
-        assert_eq!(types, 22, "{text}");
+        assert_eq!(types, 23, "{text}");
         assert!(text.contains("reflex_dead_letters_total{reason_kind=\"too_large\"} 0"));
+        assert!(text.contains("reflex_outputs_skipped_total{topic=\"reflex.dlq\"} "));
         assert!(text.contains(
             "reflex_stage_batch_duration_seconds_bucket{stage=\"decide\",le=\"+Inf\"} 0"
         ));
