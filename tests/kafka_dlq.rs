@@ -462,5 +462,30 @@ fn a_dead_letter_that_cannot_be_produced_is_skipped_or_stops_by_policy() {
         );
         let st = r.terminate();
         assert!(st.success(), "exit {st:?}");
+        // The skipped record counted as done: its input was committed, so a
+        // restart does not read it again before the next event.
+        let mut r = Reflex::start(&b, &cfg, "all", dir.path().join("reflex2.log"));
+        let next = "after-restart".to_string();
+        let next_id = reflex::util::stable_id("chg-", &[next.as_bytes(), b"svc"]);
+        produce(
+            &producer(&b),
+            &input,
+            &[(
+                Some(0),
+                String::new(),
+                event_json(&next, t0 + 1000, "svc", "change"),
+            )],
+        );
+        until_while_running(&mut r, &mut det, "the event after the restart", |recs| {
+            recs.iter()
+                .any(|x| x.json()["detection_id"] == next_id.as_str())
+        });
+        assert!(
+            !r.log_text().contains("skipped by policy"),
+            "the pill was read again:\n{}",
+            r.log_text()
+        );
+        let st = r.terminate();
+        assert!(st.success(), "exit {st:?}");
     }
 }
