@@ -19,8 +19,9 @@
 //!   fails — follows `[kafka.on_permanent_failure]`: `skip` (the default
 //!   for dead letters) counts it in `reflex_outputs_skipped_total{topic}`,
 //!   logs it with its coordinates and treats it as done, so the input that
-//!   caused it is committed like any other and a restart does not meet it
-//!   again; `stop` (the default for other outputs) records it in
+//!   caused it is committed like any other (once what holds it back in
+//!   windows is done) and the pipeline goes on; `stop` (the default for
+//!   other outputs) records it in
 //!   [`Deliveries::failure`], which stops the runtime before anything after
 //!   it is committed.
 
@@ -460,8 +461,8 @@ impl KafkaSink {
                     std::thread::sleep(Duration::from_millis(10));
                 }
                 Err((error, _)) => {
-                    self.deliveries.abort(seq);
                     if policy_for(self.policy, Some(out)) == FailurePolicy::Skip {
+                        self.deliveries.skip(seq);
                         count_skip(out);
                         kafka_error(KafkaErrorKind::Delivery);
                         error!(
@@ -474,6 +475,7 @@ impl KafkaSink {
                         );
                         return Ok(None);
                     }
+                    self.deliveries.abort(seq);
                     return Err(SinkError::Kafka {
                         topic: topic.to_string(),
                         message: error.to_string(),
@@ -567,5 +569,33 @@ impl Sink for KafkaSink {
     /// matters (offset commits, shutdown). Nothing to do here.
     fn flush(&mut self) -> Result<(), SinkError> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_skipped_record_stops_holding_back_the_acks_and_is_no_failure() {
+        let d = Deliveries::default();
+        let (a, b) = (d.begin(), d.begin());
+        d.set_origin(a, "errors/0/7".into());
+        assert_eq!(d.acked_below(), a);
+        assert_eq!(d.skip(a).as_deref(), Some("errors/0/7"));
+        assert_eq!(d.acked_below(), b, "the skipped record is done");
+        assert_eq!((d.skipped(), d.failure()), (1, None));
+        d.complete(b, None);
+        assert_eq!(d.acked_below(), d.next_seq());
+        assert!(d.wait_idle(Duration::from_millis(1)));
+        assert_eq!(d.delivered(), 1);
+    }
+
+    #[test]
+    fn dead_letters_and_outputs_have_their_own_policy() {
+        let p = PermanentFailure::default();
+        assert_eq!(policy_for(p, Some(Topic::Dlq)), FailurePolicy::Skip);
+        assert_eq!(policy_for(p, Some(Topic::Actions)), FailurePolicy::Stop);
+        assert_eq!(policy_for(p, None), FailurePolicy::Stop);
     }
 }
