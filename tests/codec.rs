@@ -151,6 +151,8 @@ fn result() -> ActionResult {
 fn dead_letter() -> DeadLetter {
     DeadLetter {
         raw: vec![0, 159, 146, 150, b'{'],
+        raw_length: 5,
+        raw_sha256: "ab".repeat(32),
         reason: "not UTF-8".into(),
         reason_kind: DeadLetterKind::InvalidJson,
         source_topic: "errors".into(),
@@ -188,6 +190,112 @@ fn every_output_record_round_trips() {
     round_trip(RecordType::Escalation, &escalation());
     round_trip(RecordType::ActionResult, &result());
     round_trip(RecordType::DeadLetter, &dead_letter());
+}
+
+#[test]
+fn dry_run_decision_and_skipped_dry_run_status_round_trip() {
+    let mut a = action();
+    a.decision = Decision::DryRun;
+    round_trip(RecordType::RecoveryAction, &a);
+    assert_eq!(
+        serde_json::to_value(&a).unwrap()["decision"],
+        serde_json::json!("dry_run")
+    );
+    let mut r = result();
+    r.status = ActionStatus::SkippedDryRun;
+    round_trip(RecordType::ActionResult, &r);
+    assert_eq!(
+        serde_json::to_value(&r).unwrap()["status"],
+        serde_json::json!("skipped_dry_run")
+    );
+}
+
+#[test]
+fn dead_letters_are_cut_with_the_length_and_hash_of_the_whole_input() {
+    use sha2::Digest;
+    let big = format!("{{\"id\": \"{}", "x".repeat(800_000)).into_bytes();
+    let e = decode_input(&big).unwrap_err();
+    let dl = e.into_dead_letter_max(&big, 1000, "errors", Some(0), Some(7));
+    assert_eq!(dl.raw, &big[..1000]);
+    assert!(dl.is_cut());
+    assert_eq!(dl.raw_length, big.len() as i64);
+    assert_eq!(dl.raw_sha256, hex::encode(sha2::Sha256::digest(&big)));
+    round_trip(RecordType::DeadLetter, &dl);
+    // Small inputs are kept whole.
+    let dl = decode_input(b"{x")
+        .unwrap_err()
+        .into_dead_letter(b"{x", "t", None, None);
+    assert_eq!(
+        (dl.raw.as_slice(), dl.raw_length, dl.is_cut()),
+        (&b"{x"[..], 2, false)
+    );
+    // A reason quoting a huge value is cut too.
+    let quoted = format!(
+        r#"{{"id":"1","time":0,"service":"s","severity":"info","message":"m","http_status":"{}"}}"#,
+        "9".repeat(500_000)
+    );
+    let dl = decode_input(quoted.as_bytes())
+        .unwrap_err()
+        .into_dead_letter(quoted.as_bytes(), "t", None, None);
+    assert!(
+        dl.reason.len() <= DeadLetter::MAX_REASON_BYTES,
+        "{}",
+        dl.reason.len()
+    );
+    assert!(dl.reason.contains("http_status"), "{}", &dl.reason[..100]);
+}
+
+#[test]
+fn old_dead_letters_without_length_and_hash_still_decode() {
+    let old =
+        br#"{"raw":"e3g=","reason":"r","reason_kind":"invalid_json","source_topic":"errors"}"#;
+    let dl: DeadLetter = serde_json::from_slice(old).unwrap();
+    assert_eq!(dl.raw, b"{x");
+    assert_eq!((dl.raw_length, dl.raw_sha256.as_str()), (0, ""));
+}
+
+#[test]
+fn over_long_identifiers_are_dead_letters_naming_the_field() {
+    let ev = format!(
+        r#"{{"id":"1","time":0,"service":"{}","severity":"info","message":"m"}}"#,
+        "s".repeat(100_000)
+    );
+    let e = decode_input(ev.as_bytes()).unwrap_err();
+    assert_eq!(e.kind, DecodeErrorKind::InvalidEvent);
+    assert!(
+        e.reason.starts_with("field `service`: 100000 bytes"),
+        "{}",
+        e.reason
+    );
+    // A long message is not an identifier: accepted.
+    let ev = format!(
+        r#"{{"id":"1","time":0,"service":"s","severity":"info","message":"{}"}}"#,
+        "m".repeat(100_000)
+    );
+    assert!(decode_input(ev.as_bytes()).is_ok());
+}
+
+#[test]
+fn old_json_actions_without_the_new_fields_still_decode() {
+    // As written before the `dry_run` decision: the old marker argument.
+    let old = br#"{"action_id":"act-1","incident_id":"inc-1","created_at":"2026-03-02T06:00:00Z",
+        "type":"restart","target":{"service":"payments","namespace":"shop","kind":"Deployment","name":"payments"},
+        "params":{"args":{"dry_run":"true"}},"risk":0.2,"decision":"auto","idempotency_key":"idem-1",
+        "reason":"r","expires_at":"2026-03-02T06:15:00Z"}"#;
+    let a: RecoveryAction = serde_json::from_slice(old).unwrap();
+    assert_eq!(a.decision, Decision::Auto);
+    assert!(
+        reflex::report::is_dry_run(&a),
+        "old dry runs still read as dry runs"
+    );
+    let minimal =
+        br#"{"action_id":"act-1","incident_id":"inc-1","created_at":"2026-03-02T06:00:00Z",
+        "type":"scale","target":{"service":"p","kind":"Deployment","name":"p"},
+        "params":{},"risk":0.2,"decision":"approval_required","idempotency_key":"idem-1",
+        "reason":"r","expires_at":"2026-03-02T06:15:00Z"}"#;
+    let a: RecoveryAction = serde_json::from_slice(minimal).unwrap();
+    assert_eq!(a.decision, Decision::ApprovalRequired);
+    assert!(!reflex::report::is_dry_run(&a));
 }
 
 #[test]

@@ -327,3 +327,29 @@ fn production_profile_floors_hold() {
         "{false_incidents} false incidents in {hours} hours"
     );
 }
+
+/// With `[recovery] dry_run = true` the simulated executor, like the real
+/// ones, refuses every action (all have the decision `dry_run`) and reports
+/// `skipped_dry_run`; nothing in the simulated fleet is changed.
+#[test]
+fn dry_run_actions_are_skipped_by_the_simulated_executor() {
+    let mut cfg = Config::embedded().expect("embedded config");
+    cfg.recovery.dry_run = true;
+    let opts = small(3, &[Category::MemoryExhaustion]);
+    let run = demo::run(&cfg, &opts, &mut std::io::sink()).expect("demo runs");
+    let actions: Vec<_> = run
+        .outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Action(a) => Some(a),
+            _ => None,
+        })
+        .collect();
+    assert!(!actions.is_empty(), "the fault was diagnosed and acted on");
+    assert!(actions.iter().all(|a| a.decision == Decision::DryRun));
+    assert_eq!(run.results.len(), actions.len(), "{:?}", run.results);
+    assert!(run
+        .results
+        .iter()
+        .all(|r| r.status == reflex::model::ActionStatus::SkippedDryRun));
+}

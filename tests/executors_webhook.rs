@@ -194,10 +194,19 @@ async fn approval_requests_are_delivered_and_auto_actions_ignored() {
     assert_eq!(res.idempotency_key, "approval-request:idem-7");
     let dup = ex.process_approval(&a).await.unwrap();
     assert_eq!(dup.status, ActionStatus::SkippedDuplicate);
-    let h = hook.lock().unwrap();
-    assert_eq!(h.accepted.len(), 1);
-    let v: serde_json::Value = serde_json::from_slice(&h.accepted[0].1).unwrap();
-    assert_eq!(v["type"], "reflex.approval_request");
-    assert_eq!(v["action"]["idempotency_key"], "idem-7");
-    assert!(v["text"].as_str().unwrap().contains("approve key idem-7"));
+    {
+        let h = hook.lock().unwrap();
+        assert_eq!(h.accepted.len(), 1);
+        let v: serde_json::Value = serde_json::from_slice(&h.accepted[0].1).unwrap();
+        assert_eq!(v["type"], "reflex.approval_request");
+        assert_eq!(v["action"]["idempotency_key"], "idem-7");
+        assert!(v["text"].as_str().unwrap().contains("approve key idem-7"));
+    }
+    // A dry run is never offered for approval: refused, reported, not sent.
+    a.decision = Decision::DryRun;
+    a.idempotency_key = "idem-8".into();
+    let dry = ex.process_approval(&a).await.unwrap();
+    assert_eq!(dry.status, ActionStatus::SkippedDryRun, "{}", dry.detail);
+    assert_eq!(dry.idempotency_key, "approval-request:idem-8");
+    assert_eq!(hook.lock().unwrap().accepted.len(), 1, "nothing was sent");
 }

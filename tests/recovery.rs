@@ -312,7 +312,7 @@ fn maintenance_window_holds_actions_on_covered_services() {
 }
 
 #[test]
-fn dry_run_emits_marked_actions_and_escalates() {
+fn dry_run_emits_dry_run_decisions_and_escalates() {
     let (mut s, stats) = stage_with(RecoveryConfig {
         dry_run: true,
         guards: loose_guards(),
@@ -322,13 +322,31 @@ fn dry_run_emits_marked_actions_and_escalates() {
     s.process(incident("i1", "inventory", t(0.0)), &mut out);
     let a = actions(&out);
     assert_eq!(a.len(), 1);
-    assert_eq!(
-        a[0].params.args.get("dry_run").map(String::as_str),
-        Some("true")
-    );
+    assert_eq!(a[0].decision, Decision::DryRun);
+    assert!(!a[0].params.args.contains_key("dry_run"));
     assert!(escalation_reasons(&out)[0].contains("dry_run"));
     assert_eq!(holds(&stats, Guard::DryRun), 1);
     assert_eq!(s.in_flight(), 0, "a dry run is not in flight");
+    // The executors' answer, `skipped_dry_run`, is neither a failure (no
+    // next ladder step, no undo, no breaker count) nor an outcome learned.
+    let before = s
+        .learned()
+        .counts(Category::MemoryExhaustion, ActionType::Restart);
+    let skipped = ActionResult {
+        status: ActionStatus::SkippedDryRun,
+        detail: "dry run: decision is dry_run; nothing was done".into(),
+        ..succeeded(a[0], t(0.5))
+    };
+    let mut after = Vec::new();
+    s.on_result(&skipped, &mut after);
+    s.on_watermark(t(30.0), &mut after);
+    assert!(after.is_empty(), "{after:?}");
+    assert_eq!(
+        s.learned()
+            .counts(Category::MemoryExhaustion, ActionType::Restart),
+        before
+    );
+    assert!(!s.breaker_open());
 }
 
 #[test]

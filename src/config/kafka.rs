@@ -45,6 +45,43 @@ pub enum CorrelationKey {
     Cluster,
 }
 
+/// What happens to an output record that cannot be produced at all (a
+/// permanent failure: larger than the producer's or broker's message
+/// limit, rejected by the broker) — not to a broker outage, which is
+/// retried without a deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailurePolicy {
+    /// Count it (`reflex_outputs_skipped_total{topic}`), log it with its
+    /// coordinates and go on: its input counts as done and is committed.
+    Skip,
+    /// Stop the run (exit 1) with its input uncommitted; a restart replays
+    /// it, so a record that can never be produced stops every restart.
+    Stop,
+}
+
+/// `[kafka.on_permanent_failure]`: the policy per kind of output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PermanentFailure {
+    /// Dead letters (`reflex.dlq`): `skip` by default. A dead letter is
+    /// already cut to fit; one that still cannot be produced must not turn
+    /// one bad input into a crash loop (its source coordinates are logged).
+    pub dead_letter: FailurePolicy,
+    /// Every other output (detections, incidents, actions, escalations):
+    /// `stop` by default, so no action or incident is lost silently.
+    pub output: FailurePolicy,
+}
+
+impl Default for PermanentFailure {
+    fn default() -> Self {
+        PermanentFailure {
+            dead_letter: FailurePolicy::Skip,
+            output: FailurePolicy::Stop,
+        }
+    }
+}
+
 /// Confluent schema ids, one per record type.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -124,6 +161,8 @@ pub struct KafkaConfig {
     /// this far back (broker timestamps), so verification of actions still
     /// in progress sees their results. `0s` = only results published from now on.
     pub results_lookback: DurationMs,
+    /// What to do with an output that cannot be produced at all.
+    pub on_permanent_failure: PermanentFailure,
     /// librdkafka properties for the consumer (override reflex's defaults).
     pub consumer: BTreeMap<String, String>,
     /// librdkafka properties for the producer (override reflex's defaults).
@@ -148,6 +187,7 @@ impl Default for KafkaConfig {
             commit_interval: DurationMs(1_000),
             shutdown_timeout: DurationMs(30_000),
             results_lookback: DurationMs(3_600_000),
+            on_permanent_failure: PermanentFailure::default(),
             consumer: BTreeMap::new(),
             producer: BTreeMap::new(),
         }

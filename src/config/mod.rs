@@ -45,6 +45,16 @@ pub struct PipelineConfig {
     pub channel_capacity: usize,
     /// Inputs larger than this go to the dead-letter output.
     pub max_event_bytes: usize,
+    /// Identifier fields of an event (`id`, `service`, `namespace`, ...,
+    /// attribute keys) longer than this make it a dead letter.
+    pub max_identifier_bytes: usize,
+    /// `message` and attribute values are cut to this many bytes (at a
+    /// character boundary), so no output quoting them outgrows a record.
+    pub max_message_bytes: usize,
+    /// Raw bytes of the input kept in a dead letter; the rest is described
+    /// by its `raw_length` and `raw_sha256`, so a dead letter always fits
+    /// in one output record.
+    pub dead_letter_max_raw_bytes: usize,
 }
 
 impl Default for PipelineConfig {
@@ -55,6 +65,9 @@ impl Default for PipelineConfig {
             batch_size: 1024,
             channel_capacity: 16,
             max_event_bytes: 1 << 20,
+            max_identifier_bytes: crate::codec::DEFAULT_MAX_IDENTIFIER_BYTES,
+            max_message_bytes: crate::codec::DEFAULT_MAX_MESSAGE_BYTES,
+            dead_letter_max_raw_bytes: crate::codec::DEFAULT_DEAD_LETTER_MAX_RAW,
         }
     }
 }
@@ -294,6 +307,12 @@ impl Config {
                 key.clone(),
                 "unknown section (expected pipeline, detectors, diagnosis, recovery, kafka, telemetry)",
             );
+        }
+        if pipeline.max_identifier_bytes == 0 {
+            c.push(file, "pipeline.max_identifier_bytes", "must be at least 1");
+        }
+        if pipeline.max_message_bytes == 0 {
+            c.push(file, "pipeline.max_message_bytes", "must be at least 1");
         }
         if pipeline.batch_size == 0 {
             c.push(file, "pipeline.batch_size", "must be at least 1");

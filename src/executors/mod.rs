@@ -3,12 +3,13 @@
 //! [`ActionResult`] per input.
 //!
 //! This module holds the parts every executor shares and that do no I/O:
-//! - the [`Gate`]: signature (when a key is configured), expiry in event time
-//!   against an injected [`Clock`], decision (`auto`, or an
+//! - the [`Gate`]: signature (when a key is configured), dry run (the
+//!   decision `dry_run` is never carried out: `skipped_dry_run`), expiry in
+//!   event time against an injected [`Clock`], decision (`auto`, or an
 //!   `approval_required` action whose key is in the approvals file), and the
 //!   operator's allow-lists (namespaces, action types). An action the gate
 //!   refuses is never handed to an executor and yields `rejected` with the
-//!   reason.
+//!   reason (`skipped_dry_run` for a dry run).
 //! - the idempotency [`Ledger`]: the keys already executed (bounded, FIFO
 //!   eviction), rebuilt at start-up from the results an executor published
 //!   before. A key in the ledger yields `skipped_duplicate` and no call.
@@ -134,6 +135,20 @@ pub enum Rejection {
     TargetNotAllowed(String),
     #[error("invalid action: {0}")]
     Invalid(String),
+    /// Not a fault of the action: reflex ran with `[recovery] dry_run` and
+    /// only shows what it would do.
+    #[error("dry run: decision is dry_run; nothing was done")]
+    DryRun,
+}
+
+impl Rejection {
+    /// The status an action refused for this reason is reported with.
+    pub fn status(&self) -> ActionStatus {
+        match self {
+            Rejection::DryRun => ActionStatus::SkippedDryRun,
+            _ => ActionStatus::Rejected,
+        }
+    }
 }
 
 /// The operator's policy for which actions may run.
@@ -170,8 +185,10 @@ impl Gate {
         Ok(())
     }
 
-    /// Checks an action in the fixed order signature → expiry → decision →
-    /// type → namespace; the first failure is the reason.
+    /// Checks an action in the fixed order signature → dry run → expiry →
+    /// decision → type → namespace; the first failure is the reason. A dry
+    /// run is told apart right after the signature, so a genuine dry run is
+    /// always reported as one (expired or not) and a forged one is not.
     pub fn check(&self, action: &RecoveryAction, now: EventTime) -> Result<(), Rejection> {
         if let Some(key) = &self.key {
             if action.signature.is_none() {
@@ -180,6 +197,9 @@ impl Gate {
             if !crate::model::sign::verify(action, key) {
                 return Err(Rejection::BadSignature);
             }
+        }
+        if action.decision == Decision::DryRun {
+            return Err(Rejection::DryRun);
         }
         if now >= action.expires_at {
             return Err(Rejection::Expired {
@@ -306,8 +326,12 @@ impl<E: Executor, C: Clock> Runner<E, C> {
             }
         }
         if let Err(r) = self.gate.check(action, now) {
-            tracing::warn!(action_id = %action.action_id, key = %action.idempotency_key, reason = %r, "action rejected");
-            return result(action, ActionStatus::Rejected, r.to_string(), now, &name);
+            if r == Rejection::DryRun {
+                tracing::info!(action_id = %action.action_id, key = %action.idempotency_key, what = %self.executor.describe(action), "Dry-run action skipped.");
+            } else {
+                tracing::warn!(action_id = %action.action_id, key = %action.idempotency_key, reason = %r, "action rejected");
+            }
+            return result(action, r.status(), r.to_string(), now, &name);
         }
         if self.ledger.contains(&action.idempotency_key) {
             tracing::info!(action_id = %action.action_id, key = %action.idempotency_key, "duplicate key skipped");
@@ -498,13 +522,14 @@ pub(crate) mod tests {
             ("bad", ActionStatus::Failed),
             ("rej", ActionStatus::Rejected),
             ("dup", ActionStatus::SkippedDuplicate),
+            ("dry", ActionStatus::SkippedDryRun),
         ] {
             let mut r = result(&a, status, "", EventTime(0), "t");
             r.idempotency_key = key.into();
             l.observe(&r);
         }
         assert!(l.contains("ok") && l.contains("bad"));
-        assert!(!l.contains("rej") && !l.contains("dup"));
+        assert!(!l.contains("rej") && !l.contains("dup") && !l.contains("dry"));
     }
 
     struct Counting(std::sync::atomic::AtomicUsize);
@@ -556,6 +581,54 @@ pub(crate) mod tests {
             .starts_with("dry run: would restart shop/Deployment checkout"));
         assert_eq!(r.executor.0.load(Ordering::SeqCst), 0);
         assert!(r.ledger.is_empty());
+    }
+
+    #[test]
+    fn gate_refuses_a_dry_run_as_a_skip_after_the_signature() {
+        let g = gate(Some(b"secret"));
+        let now = EventTime(1_500_000);
+        let mut a = action("k1");
+        a.decision = Decision::DryRun;
+        a.signature = Some(crate::model::sign::sign(&a, b"secret"));
+        assert_eq!(g.check(&a, now), Err(Rejection::DryRun));
+        assert_eq!(Rejection::DryRun.status(), ActionStatus::SkippedDryRun);
+        // Expired, approved or not, allowed or not: still a dry run.
+        assert_eq!(g.check(&a, EventTime(3_000_000)), Err(Rejection::DryRun));
+        let mut open = gate(None);
+        open.approved.insert("k1".into());
+        open.namespaces = vec!["*".into()];
+        assert_eq!(open.check(&a, now), Err(Rejection::DryRun));
+        // The decision is signed: turning a dry run into `auto` (or back)
+        // breaks the signature.
+        let mut promoted = a.clone();
+        promoted.decision = Decision::Auto;
+        assert_eq!(g.check(&promoted, now), Err(Rejection::BadSignature));
+        // A forged dry run is reported as forged, not as a dry run.
+        let mut forged = a.clone();
+        forged.signature = Some(crate::model::sign::sign(&a, b"other"));
+        assert_eq!(g.check(&forged, now), Err(Rejection::BadSignature));
+    }
+
+    #[tokio::test]
+    async fn runner_skips_a_dry_run_without_executing_or_recording() {
+        for cli_dry_run in [false, true] {
+            let mut r = runner(cli_dry_run);
+            let mut a = action("k1");
+            a.decision = Decision::DryRun;
+            let res = r.process(&a).await;
+            assert_eq!(res.status, ActionStatus::SkippedDryRun);
+            assert!(res.detail.starts_with("dry run"), "{}", res.detail);
+            assert_eq!(r.executor.0.load(Ordering::SeqCst), 0);
+            assert!(r.ledger.is_empty(), "a dry run is not a done key");
+            // The same key as `auto` later (a real run) is still carried
+            // out (or, under the CLI's `--dry-run`, only described).
+            a.decision = Decision::Auto;
+            assert_eq!(r.process(&a).await.status, ActionStatus::Succeeded);
+            assert_eq!(
+                r.executor.0.load(Ordering::SeqCst),
+                usize::from(!cli_dry_run)
+            );
+        }
     }
 
     #[tokio::test]

@@ -25,7 +25,9 @@
 //! `{"type":"reflex.approval_request","text":..,"action":{..}}`; its result
 //! carries `approval-request:<action_id>` / `approval-request:<key>` so it
 //! never reads as the action's own result. `auto` actions are left to the
-//! action executors (no result).
+//! action executors (no result). A `dry_run` action is never sent as an
+//! approval request (nothing would be done if a human approved it): it is
+//! reported `skipped_dry_run` under the approval-request ids.
 
 use super::{Clock, Ledger};
 use crate::model::{ActionResult, ActionStatus, Decision, Escalation, RecoveryAction};
@@ -260,10 +262,25 @@ impl WebhookExecutor {
 
     /// Delivers an `approval_required` action to every URL as an approval
     /// request (`{"type":"reflex.approval_request","text":..,"action":{..}}`);
+    /// a `dry_run` action is refused (`skipped_dry_run`, nothing is sent);
     /// other actions are not for humans and give `None`.
     pub async fn process_approval(&mut self, a: &RecoveryAction) -> Option<ActionResult> {
-        if a.decision != Decision::ApprovalRequired {
-            return None;
+        let id = format!("{APPROVAL_PREFIX}{}", a.action_id);
+        let key = format!("{APPROVAL_PREFIX}{}", a.idempotency_key);
+        match a.decision {
+            Decision::ApprovalRequired => {}
+            Decision::DryRun => {
+                tracing::info!(action_id = %a.action_id, "Dry-run action: no approval request sent.");
+                return Some(ActionResult {
+                    action_id: id,
+                    idempotency_key: key,
+                    status: ActionStatus::SkippedDryRun,
+                    detail: "dry run: decision is dry_run; no approval request was sent".into(),
+                    finished_at: self.clock.now(),
+                    executor: self.settings.name.clone(),
+                });
+            }
+            Decision::Auto => return None,
         }
         let text = format!(
             "approval requested: {} {}/{} for incident {} (risk {:.2}): {}; approve key {}",
@@ -281,8 +298,6 @@ impl WebhookExecutor {
             "action": a,
         }))
         .map_err(|x| x.to_string());
-        let id = format!("{APPROVAL_PREFIX}{}", a.action_id);
-        let key = format!("{APPROVAL_PREFIX}{}", a.idempotency_key);
         Some(self.deliver(&id, &key, body).await)
     }
 

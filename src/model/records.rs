@@ -268,12 +268,29 @@ pub struct ActionParams {
     pub args: std::collections::BTreeMap<String, String>,
 }
 
-/// `auto` (executors may act) or `approval_required` (a human must approve).
+/// `auto` (executors may act), `approval_required` (a human must approve)
+/// or `dry_run` (shown and recorded, never carried out by any executor).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Decision {
     Auto,
     ApprovalRequired,
+    /// `[recovery] dry_run = true`: what reflex would have done. Every
+    /// executor refuses it and reports `skipped_dry_run`; it is a decision
+    /// (covered by the signature) rather than a parameter, so an executor
+    /// that does not know about dry runs cannot mistake it for `auto`.
+    DryRun,
+}
+
+impl Decision {
+    /// The snake_case name used on the wire and as a metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Auto => "auto",
+            Decision::ApprovalRequired => "approval_required",
+            Decision::DryRun => "dry_run",
+        }
+    }
 }
 
 /// A recovery action for executors (`reflex.actions`).
@@ -319,6 +336,9 @@ pub enum ActionStatus {
     Failed,
     Rejected,
     SkippedDuplicate,
+    /// The action's decision was `dry_run`: nothing was done. Neither a
+    /// failure (no ladder step, no rollback) nor an outcome to learn from.
+    SkippedDryRun,
 }
 
 /// An executor's report (`reflex.action-results`).
@@ -371,11 +391,28 @@ impl DeadLetterKind {
 }
 
 /// An input that could not be used (`reflex.dlq`): raw bytes and why.
+///
+/// A dead letter always fits in one Kafka record: `raw` holds at most a
+/// configured number of leading bytes of the input
+/// (`[pipeline] dead_letter_max_raw_bytes`), `raw_length` and `raw_sha256`
+/// describe the whole input, and the source coordinates point at the
+/// original. `reason` is cut to [`DeadLetter::MAX_REASON_BYTES`] (a decoder's
+/// message may quote the offending value, which can be as large as the input).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeadLetter {
-    /// The input bytes exactly as received, base64 (standard alphabet, padded) in JSON.
+    /// The input bytes as received — all of them, or the first
+    /// `dead_letter_max_raw_bytes` when `raw_length` is larger — base64
+    /// (standard alphabet, padded) in JSON.
     #[serde(with = "base64_bytes")]
     pub raw: Vec<u8>,
+    /// Length in bytes of the whole input (`raw.len()` unless it was cut).
+    /// 0 in records written before the field existed.
+    #[serde(default)]
+    pub raw_length: i64,
+    /// SHA-256 of the whole input, lower-case hex. Empty in records written
+    /// before the field existed.
+    #[serde(default)]
+    pub raw_sha256: String,
     pub reason: String,
     pub reason_kind: DeadLetterKind,
     /// Kafka topic, or the input path in embedded mode (`-` for stdin).
@@ -385,6 +422,53 @@ pub struct DeadLetter {
     /// Kafka offset, or the 1-based line number in embedded mode.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_offset: Option<i64>,
+}
+
+impl DeadLetter {
+    /// Longest `reason` kept, in bytes (cut at a character boundary).
+    pub const MAX_REASON_BYTES: usize = 1024;
+
+    /// A dead letter for `input` whose `raw` keeps at most `max_raw` leading
+    /// bytes; length and hash are of the whole input.
+    pub fn new(
+        input: &[u8],
+        max_raw: usize,
+        reason: &str,
+        reason_kind: DeadLetterKind,
+        source_topic: &str,
+        source_partition: Option<i32>,
+        source_offset: Option<i64>,
+    ) -> DeadLetter {
+        use sha2::Digest;
+        DeadLetter {
+            raw: input[..input.len().min(max_raw)].to_vec(),
+            raw_length: input.len() as i64,
+            raw_sha256: hex::encode(sha2::Sha256::digest(input)),
+            reason: cut(reason, Self::MAX_REASON_BYTES),
+            reason_kind,
+            source_topic: source_topic.to_string(),
+            source_partition,
+            source_offset,
+        }
+    }
+
+    /// Whether `raw` holds fewer bytes than the input had.
+    pub fn is_cut(&self) -> bool {
+        (self.raw.len() as i64) < self.raw_length
+    }
+}
+
+/// `s` cut to at most `max` bytes at a character boundary, with an ellipsis
+/// and the original length when it was cut.
+fn cut(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max.saturating_sub(40);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes in all)", &s[..end], s.len())
 }
 
 mod base64_bytes {

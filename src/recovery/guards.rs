@@ -7,8 +7,9 @@
 //! after a verified fix), `cooldown` (another incident acted on the target
 //! recently), `max_in_flight`, `disruption_budget` (share of a service's
 //! instances, or number of services, with actions in flight), `rate_budget`
-//! (actions per window), `dry_run` (the action goes out marked as a dry run,
-//! and is escalated because nothing will change).
+//! (actions per window), `dry_run` (the action goes out with the decision
+//! `dry_run`, which every executor refuses, and is escalated because
+//! nothing will change).
 //!
 //! Guarantees: every decision is a function of event time and the stage's
 //! history (no wall clock); windows are pruned, so state is bounded by the
@@ -43,7 +44,7 @@ impl Guard {
                 "the disruption budget (instances or services with actions in flight) is spent"
             }
             Guard::RateBudget => "the global action rate budget is spent",
-            Guard::DryRun => "dry run: the action is only logged by executors",
+            Guard::DryRun => "dry run: executors refuse the action and report skipped_dry_run",
         }
     }
 }
@@ -155,7 +156,7 @@ impl Guards {
     }
 
     /// Which guard, if any, holds `r` back. Counts the request towards the
-    /// breaker (undo actions excepted). `DryRun` means "emit, marked".
+    /// breaker (undo actions excepted). `DryRun` means "emit with the decision `dry_run`".
     pub fn check(&mut self, r: &Request<'_>, ctx: Context) -> Option<Guard> {
         if !ctx.healing {
             return Some(Guard::KillSwitch);

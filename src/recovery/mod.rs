@@ -249,7 +249,10 @@ impl RecoveryStage {
         }
         let at = r.finished_at.max(self.watermark);
         match r.status {
-            ActionStatus::SkippedDuplicate => {}
+            // Neither says anything about the action's effect: a duplicate
+            // is the first attempt's business, a dry run did nothing (no
+            // next step, no undo, nothing learned).
+            ActionStatus::SkippedDuplicate | ActionStatus::SkippedDryRun => {}
             ActionStatus::Succeeded => {
                 let step = self.step_of(&ep);
                 let (grace, verify_for) = step

@@ -15,7 +15,7 @@
 //!   is confident enough and no change freeze covers the target.
 //! - A dry run is a verdict, decided here only: it always comes with an
 //!   escalation saying nothing will change, and only a dry run's action
-//!   carries `params.args.dry_run = "true"`.
+//!   carries the decision `dry_run` (which every executor refuses).
 //! - Ids and idempotency keys derive from the incident, the ladder step and
 //!   the target.
 
@@ -86,20 +86,20 @@ pub enum Verdict {
     Auto,
     /// A human must approve it first.
     ApprovalRequired,
-    /// Shown and recorded only; `policy` is what the policy decided, kept
-    /// in the record's `decision` field.
+    /// Shown and recorded only; `policy` is what the policy decided (named
+    /// in the escalation, so an operator sees what would have happened).
     DryRun { policy: Decision },
 }
 
 impl Verdict {
-    /// The record's `decision` field. A dry run is marked by
-    /// `params.args.dry_run` and keeps the policy's decision, so records
-    /// stay readable by executors that predate the dry-run verdict.
+    /// The record's `decision` field. A dry run is the decision `dry_run`,
+    /// never the policy's: an executor that acts on `auto` must not be
+    /// able to act on a dry run by ignoring a parameter.
     pub fn record_decision(self) -> Decision {
         match self {
             Verdict::Auto => Decision::Auto,
             Verdict::ApprovalRequired => Decision::ApprovalRequired,
-            Verdict::DryRun { policy } => policy,
+            Verdict::DryRun { .. } => Decision::DryRun,
         }
     }
 }
@@ -340,6 +340,8 @@ pub fn plan_step(
         None => match decision {
             Decision::Auto => Verdict::Auto,
             Decision::ApprovalRequired => Verdict::ApprovalRequired,
+            // `decide` never answers a dry run: only the guard does.
+            Decision::DryRun => Verdict::DryRun { policy: decision },
         },
         Some(Guard::DryRun) => Verdict::DryRun { policy: decision },
         Some(guard) => {
@@ -380,10 +382,11 @@ pub fn plan_step(
                 suggested,
             })
         }
-        Verdict::DryRun { .. } => Some(EscalationPlan {
+        Verdict::DryRun { policy } => Some(EscalationPlan {
             reason: format!(
-                "held by guard dry_run: {}; {label} (step {step_no}) was emitted as a dry run only",
+                "held by guard dry_run: {}; {label} (step {step_no}) was emitted as a dry run only (policy: {})",
                 Guard::DryRun.explain(),
+                policy.as_str(),
             ),
             suggested: with_label,
         }),
@@ -471,9 +474,6 @@ fn step_action(
         ActionType::Scale => params.replicas = new_replicas,
         ActionType::RunRunbook => params.runbook.clone_from(&step.runbook),
         _ => {}
-    }
-    if matches!(verdict, Verdict::DryRun { .. }) {
-        params.args.insert("dry_run".into(), "true".into());
     }
     let idempotency_key = idem_key(
         &inc.incident_id,

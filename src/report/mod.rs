@@ -325,9 +325,11 @@ pub fn is_undo(a: &RecoveryAction) -> bool {
     a.reason.starts_with("undo:")
 }
 
-/// Whether an action was emitted as a dry run only.
+/// Whether an action was emitted as a dry run only: the decision
+/// `dry_run`, or (records written before that decision existed) the old
+/// `params.args.dry_run = "true"` marker.
 pub fn is_dry_run(a: &RecoveryAction) -> bool {
-    a.params.args.get("dry_run").is_some_and(|v| v == "true")
+    a.decision == Decision::DryRun || a.params.args.get("dry_run").is_some_and(|v| v == "true")
 }
 
 /// Whether an incident record says it was resolved by verification.
@@ -352,6 +354,7 @@ fn decision_code(d: Decision) -> u8 {
     match d {
         Decision::Auto => 0,
         Decision::ApprovalRequired => 1,
+        Decision::DryRun => 2,
     }
 }
 
@@ -396,7 +399,8 @@ pub fn compute(records: &Records, opts: &ReportOptions) -> ValueReport {
         match r.status {
             ActionStatus::Succeeded => e.0 = true,
             ActionStatus::Failed | ActionStatus::Rejected => e.1 = true,
-            ActionStatus::SkippedDuplicate => {}
+            // A dry run did nothing: neither a fix nor a failed one.
+            ActionStatus::SkippedDuplicate | ActionStatus::SkippedDryRun => {}
         }
     }
 

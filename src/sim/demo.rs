@@ -695,6 +695,8 @@ fn handle(
                         "auto: sent to the executor"
                     } else if a.decision == Decision::ApprovalRequired {
                         "approval required"
+                    } else if a.decision == Decision::DryRun {
+                        "dry run: the executor will skip it"
                     } else {
                         "not executed"
                     }
@@ -789,6 +791,7 @@ fn narrate_result(story: &mut Story, r: &ActionResult, say: &mut Say<'_>) -> Res
             ActionStatus::Failed => "FAILED",
             ActionStatus::Rejected => "rejected",
             ActionStatus::SkippedDuplicate => "skipped (duplicate)",
+            ActionStatus::SkippedDryRun => "skipped (dry run)",
         },
         r.detail
     ))

@@ -3,9 +3,11 @@
 //! [`ActionResult`]s when they complete (in simulated time).
 //!
 //! Guarantees: only `auto` actions are carried out (`approval_required`
-//! waits for a human, who in the demo does not approve); an idempotency key
-//! is applied at most once (a repeat is `skipped_duplicate`); an expired or
-//! dry-run action is `rejected`; results are released in completion order.
+//! waits for a human, who in the demo does not approve); a `dry_run` action
+//! is never applied and reported `skipped_dry_run`, like the real
+//! executors' gate does; an idempotency key is applied at most once (a
+//! repeat is `skipped_duplicate`); an expired action is `rejected`; results
+//! are released in completion order.
 
 use super::world::World;
 use crate::model::{ActionResult, ActionStatus, Decision, EventTime, RecoveryAction};
@@ -26,9 +28,9 @@ pub struct Executor {
 
 impl Executor {
     /// Takes one action. Returns false when it is not carried out
-    /// automatically (it needs approval).
+    /// automatically (it needs approval, or it is a dry run).
     pub fn submit(&mut self, a: &RecoveryAction, world: &mut World) -> bool {
-        if a.decision != Decision::Auto {
+        if a.decision == Decision::ApprovalRequired {
             return false;
         }
         let start = a.created_at.plus_ms(PICKUP_MS).max(world.now());
@@ -40,6 +42,17 @@ impl Executor {
             finished_at,
             executor: "sim".into(),
         };
+        if a.decision == Decision::DryRun {
+            // Checked before the ledger: a dry run is never an applied key.
+            let r = result(
+                ActionStatus::SkippedDryRun,
+                "dry run: decision is dry_run; nothing was done".into(),
+                start,
+            );
+            self.decided.push(r.clone());
+            self.running.push(r);
+            return false;
+        }
         let r = if !self.applied.insert(a.idempotency_key.clone()) {
             result(
                 ActionStatus::SkippedDuplicate,
@@ -48,8 +61,6 @@ impl Executor {
             )
         } else if start > a.expires_at {
             result(ActionStatus::Rejected, "action expired".into(), start)
-        } else if a.params.args.get("dry_run").is_some_and(|v| v == "true") {
-            result(ActionStatus::Rejected, "dry run: not applied".into(), start)
         } else {
             let ap = world.apply(a, start);
             result(ap.status, ap.detail, ap.finished_at)

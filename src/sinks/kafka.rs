@@ -12,16 +12,25 @@
 //!   number not yet acknowledged, so "everything produced before X is on the
 //!   broker" is one comparison. The source commits input offsets against it
 //!   (see `sources::kafka`).
-//! - **No silent loss.** librdkafka retries without a deadline
-//!   (`message.timeout.ms=0`) while the broker is away; a delivery that
-//!   still fails (fatal producer error, record too large) is recorded in
-//!   [`Deliveries::failure`] and stops the runtime before anything after it
-//!   is committed.
+//! - **No silent loss, no crash loop.** librdkafka retries without a
+//!   deadline (`message.timeout.ms=0`) while the broker is away. A record
+//!   that cannot be produced at all (larger than the message limit,
+//!   rejected by the broker) — when handed over or when its delivery
+//!   fails — follows `[kafka.on_permanent_failure]`: `skip` (the default
+//!   for dead letters) counts it in `reflex_outputs_skipped_total{topic}`,
+//!   logs it with its coordinates and treats it as done, so the input that
+//!   caused it is committed like any other (once what holds it back in
+//!   windows is done) and the pipeline goes on; `stop` (the default for
+//!   other outputs) records it in
+//!   [`Deliveries::failure`], which stops the runtime before anything after
+//!   it is committed.
 
 use super::{Output, Sink, SinkError, Topic};
 use crate::codec::avro::{self, RecordType};
 use crate::codec::wire;
-use crate::config::kafka::{CorrelationKey, KafkaConfig, OutputFormat, SchemaIds};
+use crate::config::kafka::{
+    CorrelationKey, FailurePolicy, KafkaConfig, OutputFormat, PermanentFailure, SchemaIds,
+};
 use crate::model::{Detection, EventTime};
 use crate::stage::stats::{kafka_error, KafkaErrorKind};
 use rdkafka::config::ClientConfig;
@@ -30,6 +39,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::ClientContext;
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tracing::{error, warn};
@@ -46,11 +56,34 @@ pub const HEADER_SEQ: &str = "reflex.seq";
 /// Services whose cluster is remembered for `correlation_key = "cluster"`.
 const MAX_CLUSTERS: usize = 100_000;
 
+/// Output records skipped after a permanent failure, per topic (index in
+/// [`Topic::ALL`]). Process-wide like the Kafka error counters: they are
+/// counted in librdkafka's delivery callback, which has no `Stats`.
+static SKIPPED: [AtomicU64; Topic::ALL.len()] = [const { AtomicU64::new(0) }; Topic::ALL.len()];
+
+/// Output records of `topic` skipped after a permanent failure so far.
+pub fn skipped(topic: Topic) -> u64 {
+    Topic::ALL
+        .iter()
+        .position(|t| *t == topic)
+        .map_or(0, |i| SKIPPED[i].load(Ordering::Relaxed))
+}
+
+fn count_skip(topic: Topic) {
+    if let Some(i) = Topic::ALL.iter().position(|t| *t == topic) {
+        SKIPPED[i].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 #[derive(Debug, Default)]
 struct DelState {
     next_seq: u64,
     inflight: BTreeSet<u64>,
+    /// Where the in-flight dead letters came from (their source
+    /// coordinates), to log a permanent failure with them.
+    origins: HashMap<u64, String>,
     delivered: u64,
+    skipped: u64,
     failure: Option<String>,
 }
 
@@ -77,12 +110,31 @@ impl Deliveries {
     }
 
     fn abort(&self, seq: u64) {
-        self.lock().inflight.remove(&seq);
+        let mut s = self.lock();
+        s.inflight.remove(&seq);
+        s.origins.remove(&seq);
+    }
+
+    fn set_origin(&self, seq: u64, origin: String) {
+        self.lock().origins.insert(seq, origin);
+    }
+
+    /// A record given up by policy: no longer in flight, so everything it
+    /// held back (the offset of its input) may be committed.
+    fn skip(&self, seq: u64) -> Option<String> {
+        let mut s = self.lock();
+        s.inflight.remove(&seq);
+        s.skipped += 1;
+        let origin = s.origins.remove(&seq);
+        drop(s);
+        self.changed.notify_all();
+        origin
     }
 
     fn complete(&self, seq: u64, failure: Option<String>) {
         let mut s = self.lock();
         s.inflight.remove(&seq);
+        s.origins.remove(&seq);
         match failure {
             None => s.delivered += 1,
             Some(f) => {
@@ -115,6 +167,11 @@ impl Deliveries {
     /// Records acknowledged so far.
     pub fn delivered(&self) -> u64 {
         self.lock().delivered
+    }
+
+    /// Records given up after a permanent failure (policy `skip`) so far.
+    pub fn skipped(&self) -> u64 {
+        self.lock().skipped
     }
 
     /// The first permanent delivery failure, if any.
@@ -161,6 +218,18 @@ impl Deliveries {
 /// The producer context: routes delivery reports into [`Deliveries`].
 pub struct DeliveryContext {
     deliveries: Arc<Deliveries>,
+    /// Real topic name → output topic (for the policy and the skip count).
+    topics: HashMap<String, Topic>,
+    policy: PermanentFailure,
+}
+
+/// The policy for records of `topic`.
+fn policy_for(policy: PermanentFailure, topic: Option<Topic>) -> FailurePolicy {
+    if topic == Some(Topic::Dlq) {
+        policy.dead_letter
+    } else {
+        policy.output
+    }
 }
 
 impl ClientContext for DeliveryContext {
@@ -178,8 +247,24 @@ impl ProducerContext for DeliveryContext {
             Ok(_) => None,
             Err((e, m)) => {
                 use rdkafka::Message;
-                error!(error = %e, topic = m.topic(), "Failed to deliver.");
                 kafka_error(KafkaErrorKind::Delivery);
+                let topic = self.topics.get(m.topic()).copied();
+                if policy_for(self.policy, topic) == FailurePolicy::Skip {
+                    if let Some(t) = topic {
+                        count_skip(t);
+                    }
+                    let origin = self.deliveries.skip(seq as u64);
+                    let key = m.key().map(String::from_utf8_lossy).unwrap_or_default();
+                    error!(
+                        error = %e,
+                        topic = m.topic(),
+                        %key,
+                        source = origin.as_deref().unwrap_or("-"),
+                        "Output could not be delivered; skipped by policy."
+                    );
+                    return;
+                }
+                error!(error = %e, topic = m.topic(), "Failed to deliver.");
                 Some(format!("{}: {e}", m.topic()))
             }
         };
@@ -210,7 +295,15 @@ pub fn create_producer(
         cc.set(k, v);
     }
     cc.set("enable.idempotence", "true");
-    cc.create_with_context(DeliveryContext { deliveries })
+    let topics = Topic::ALL
+        .iter()
+        .map(|t| (kafka.topic(t.default_name()), *t))
+        .collect();
+    cc.create_with_context(DeliveryContext {
+        deliveries,
+        topics,
+        policy: kafka.on_permanent_failure,
+    })
 }
 
 /// The Kafka sink. `write` hands a record to librdkafka (blocking only while
@@ -225,6 +318,7 @@ pub struct KafkaSink {
     clusters: HashMap<String, String>,
     /// Drop `Detection` records (the split decide stage must not re-publish them).
     pub suppress_detections: bool,
+    policy: PermanentFailure,
     buf: Vec<u8>,
 }
 
@@ -244,6 +338,7 @@ impl KafkaSink {
             correlation: kafka.correlation_key,
             clusters: HashMap::new(),
             suppress_detections: false,
+            policy: kafka.on_permanent_failure,
             buf: Vec::with_capacity(4096),
         }
     }
@@ -327,15 +422,23 @@ impl KafkaSink {
         Ok(())
     }
 
-    /// Produces the encoded `self.buf`; retries while librdkafka's queue is full.
+    /// Produces the encoded `self.buf`; retries while librdkafka's queue is
+    /// full. `origin` names a dead letter's source for the logs. A record
+    /// librdkafka refuses outright (too large, ...) is an error, or, under
+    /// the `skip` policy, counted, logged and `Ok(None)`.
     fn send_buf(
         &self,
-        topic: &str,
+        out: Topic,
         key: &str,
         partition: Option<i32>,
         headers: Option<OwnedHeaders>,
-    ) -> Result<u64, SinkError> {
+        origin: Option<String>,
+    ) -> Result<Option<u64>, SinkError> {
+        let topic = self.topic_name(out);
         let seq = self.deliveries.begin();
+        if let Some(o) = &origin {
+            self.deliveries.set_origin(seq, o.clone());
+        }
         let mut record = BaseRecord::with_opaque_to(topic, seq as usize)
             .key(key)
             .payload(&self.buf[..]);
@@ -348,7 +451,7 @@ impl KafkaSink {
         let mut warned = false;
         loop {
             match self.producer.send(record) {
-                Ok(()) => return Ok(seq),
+                Ok(()) => return Ok(Some(seq)),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
                     if !warned {
                         warn!(topic, "Producer queue full; waiting for the broker.");
@@ -357,11 +460,25 @@ impl KafkaSink {
                     record = r;
                     std::thread::sleep(Duration::from_millis(10));
                 }
-                Err((e, _)) => {
+                Err((error, _)) => {
+                    if policy_for(self.policy, Some(out)) == FailurePolicy::Skip {
+                        self.deliveries.skip(seq);
+                        count_skip(out);
+                        kafka_error(KafkaErrorKind::Delivery);
+                        error!(
+                            %error,
+                            topic,
+                            key,
+                            bytes = self.buf.len(),
+                            source = origin.as_deref().unwrap_or("-"),
+                            "Output cannot be produced; skipped by policy."
+                        );
+                        return Ok(None);
+                    }
                     self.deliveries.abort(seq);
                     return Err(SinkError::Kafka {
                         topic: topic.to_string(),
-                        message: e.to_string(),
+                        message: error.to_string(),
                     });
                 }
             }
@@ -388,8 +505,8 @@ impl KafkaSink {
                 key: HEADER_SEQ,
                 value: Some(seq.as_bytes()),
             });
-        let topic = self.topic_name(Topic::Detections).to_string();
-        self.send_buf(&topic, &key, None, Some(headers)).map(|_| ())
+        self.send_buf(Topic::Detections, &key, None, Some(headers), None)
+            .map(|_| ())
     }
 
     /// Sends a watermark marker to one partition of `reflex.detections`.
@@ -407,8 +524,7 @@ impl KafkaSink {
                 key: HEADER_WM,
                 value: Some(v.as_bytes()),
             });
-        let topic = self.topic_name(Topic::Detections).to_string();
-        self.send_buf(&topic, "", Some(partition), Some(headers))
+        self.send_buf(Topic::Detections, "", Some(partition), Some(headers), None)
             .map(|_| ())
     }
 
@@ -436,13 +552,50 @@ impl Sink for KafkaSink {
         }
         self.encode(out)?;
         let key = self.key_of(out);
-        let topic = self.topic_name(out.topic()).to_string();
-        self.send_buf(&topic, &key, None, None).map(|_| ())
+        let origin = match out {
+            Output::DeadLetter(d) => Some(format!(
+                "{}/{}/{}",
+                d.source_topic,
+                d.source_partition.map_or(-1, |p| p),
+                d.source_offset.map_or(-1, |o| o)
+            )),
+            _ => None,
+        };
+        self.send_buf(out.topic(), &key, None, None, origin)
+            .map(|_| ())
     }
 
     /// Deliveries are asynchronous; the runtime waits for them where it
     /// matters (offset commits, shutdown). Nothing to do here.
     fn flush(&mut self) -> Result<(), SinkError> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_skipped_record_stops_holding_back_the_acks_and_is_no_failure() {
+        let d = Deliveries::default();
+        let (a, b) = (d.begin(), d.begin());
+        d.set_origin(a, "errors/0/7".into());
+        assert_eq!(d.acked_below(), a);
+        assert_eq!(d.skip(a).as_deref(), Some("errors/0/7"));
+        assert_eq!(d.acked_below(), b, "the skipped record is done");
+        assert_eq!((d.skipped(), d.failure()), (1, None));
+        d.complete(b, None);
+        assert_eq!(d.acked_below(), d.next_seq());
+        assert!(d.wait_idle(Duration::from_millis(1)));
+        assert_eq!(d.delivered(), 1);
+    }
+
+    #[test]
+    fn dead_letters_and_outputs_have_their_own_policy() {
+        let p = PermanentFailure::default();
+        assert_eq!(policy_for(p, Some(Topic::Dlq)), FailurePolicy::Skip);
+        assert_eq!(policy_for(p, Some(Topic::Actions)), FailurePolicy::Stop);
+        assert_eq!(policy_for(p, None), FailurePolicy::Stop);
     }
 }

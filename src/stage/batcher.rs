@@ -55,7 +55,7 @@ impl Batcher {
                     self.wm.observe(0, ev.time);
                     Ok(ev)
                 }
-                Err(e) => Err(e.into_dead_letter(line, source, None, Some(offset))),
+                Err(e) => Err(self.codec.dead_letter(e, line, source, None, Some(offset))),
             });
             let now = self.wm.watermark();
             let moved = now.is_some_and(|w| {

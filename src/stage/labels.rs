@@ -209,11 +209,8 @@ label_set!(
 label_set!(
     Decision,
     "decision",
-    &[Decision::Auto, Decision::ApprovalRequired],
-    |d: Decision| match d {
-        Decision::Auto => "auto",
-        Decision::ApprovalRequired => "approval_required",
-    }
+    &[Decision::Auto, Decision::ApprovalRequired, Decision::DryRun],
+    Decision::as_str
 );
 
 #[cfg(test)]
@@ -262,7 +259,7 @@ mod tests {
         assert_eq!(c.get(Category::Unknown), 1);
         assert_eq!(c.get(Category::BadDeploy), 0);
         assert_eq!(c.total(), 4);
-        let g: Grid<ActionType, Decision, 6, 2> = Grid::default();
+        let g: Grid<ActionType, Decision, 6, 3> = Grid::default();
         g.add(ActionType::Scale, Decision::Auto, 1);
         g.add(ActionType::Scale, Decision::ApprovalRequired, 2);
         g.add(ActionType::RunRunbook, Decision::Auto, 5);

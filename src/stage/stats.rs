@@ -48,7 +48,7 @@ pub struct Stats {
     /// `resolved` records written, by category at resolution.
     pub resolved_by_category: ByCategory,
     /// Recovery actions written, by type and decision.
-    pub actions: Grid<ActionType, Decision, 6, 2>,
+    pub actions: Grid<ActionType, Decision, 6, 3>,
     /// Escalations written.
     pub escalations: AtomicU64,
     /// Actions held back, by guard (indexed like [`Guard::ALL`]).

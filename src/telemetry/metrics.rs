@@ -74,6 +74,9 @@ pub const BUILD_INFO: &str = "reflex_build_info";
 pub const START_TIME: &str = "reflex_start_time_seconds";
 /// Kafka client trouble the runtime retried through, by kind.
 pub const KAFKA_ERRORS: &str = "reflex_kafka_errors_total";
+/// Output records that could not be produced at all and were skipped by
+/// `[kafka.on_permanent_failure]` policy `skip`, by output topic.
+pub const OUTPUTS_SKIPPED: &str = "reflex_outputs_skipped_total";
 
 /// The input topic label in embedded mode (the SPEC's default input topic).
 pub const INPUT_TOPIC: &str = "errors";
@@ -359,6 +362,14 @@ pub fn families(stats: &Stats, g: Option<&Gauges>) -> Vec<Family> {
         )
         .by(kafka_errors),
     );
+    f.push(
+        family(
+            OUTPUTS_SKIPPED,
+            Kind::Counter,
+            "Output records that could not be produced at all (too large, refused by the broker) and were skipped by policy, by topic.",
+        )
+        .by(crate::sinks::kafka::skipped),
+    );
     f
 }
 
@@ -591,8 +602,9 @@ mod tests {
             assert!(text.contains(&format!("# HELP {name} ")), "{name}");
             types += 1;
         }
-        assert_eq!(types, 22, "{text}");
+        assert_eq!(types, 23, "{text}");
         assert!(text.contains("reflex_dead_letters_total{reason_kind=\"too_large\"} 0"));
+        assert!(text.contains("reflex_outputs_skipped_total{topic=\"reflex.dlq\"} "));
         assert!(text.contains(
             "reflex_stage_batch_duration_seconds_bucket{stage=\"decide\",le=\"+Inf\"} 0"
         ));

@@ -220,7 +220,9 @@ impl DetectDriver {
             }
             Err(e) => {
                 ctx.shared.tracker().add(p, off, i64::MIN);
-                let dl = e.into_dead_letter(payload, ctx.topic, Some(p), Some(off));
+                let dl = ctx
+                    .decoder
+                    .dead_letter(e, payload, ctx.topic, Some(p), Some(off));
                 ctx.decider.dead_letter(dl)?;
             }
         }
@@ -312,7 +314,9 @@ impl DecideDriver {
                 }
                 Err(e) => {
                     ctx.shared.tracker().add(p, off, i64::MIN);
-                    let dl = e.into_dead_letter(payload, ctx.topic, Some(p), Some(off));
+                    let dl = ctx
+                        .decoder
+                        .dead_letter(e, payload, ctx.topic, Some(p), Some(off));
                     ctx.decider.dead_letter(dl)?;
                 }
             }

@@ -10,7 +10,7 @@
 use super::KafkaRunError;
 use crate::codec::avro::{self, RecordType};
 use crate::codec::registry::{RegistryError, RegistryErrorKind, SchemaRegistry};
-use crate::codec::{wire, DecodeError, DecodeErrorKind, InputCodec};
+use crate::codec::{limits, wire, DecodeError, DecodeErrorKind, InputCodec};
 use crate::model::{Detection, ErrorEvent};
 use crate::sinks::kafka::{KafkaSink, HEADER_TYPE};
 use crate::sinks::{Output, Sink, SinkError};
@@ -57,9 +57,33 @@ impl InputDecoder {
         })
     }
 
+    /// The dead letter of an input that did not decode (raw bytes cut to
+    /// the configured maximum).
+    pub(super) fn dead_letter(
+        &self,
+        e: DecodeError,
+        raw: &[u8],
+        source: &str,
+        partition: Option<i32>,
+        offset: Option<i64>,
+    ) -> crate::model::DeadLetter {
+        self.codec.dead_letter(e, raw, source, partition, offset)
+    }
+
     /// The event or its dead letter reason; `Err` only for a registry that
     /// cannot be asked right now (retried by the caller, never a dead letter).
     fn decode(&self, bytes: &[u8]) -> Result<Result<ErrorEvent, DecodeError>, RegistryError> {
+        Ok(self.decode_unchecked(bytes)?.and_then(|mut ev| {
+            // The registry path bypasses `InputCodec::decode`: same limits.
+            limits::apply(&mut ev, self.codec.limits())?;
+            Ok(ev)
+        }))
+    }
+
+    fn decode_unchecked(
+        &self,
+        bytes: &[u8],
+    ) -> Result<Result<ErrorEvent, DecodeError>, RegistryError> {
         if let (Some(reg), Some((id, body))) = (&self.registry, wire::unframe(bytes)) {
             if bytes.len() <= self.codec.max_bytes && !self.codec.event_schema_ids.contains(&id) {
                 let writer = match reg.schema(id) {

@@ -135,6 +135,8 @@ pub struct KafkaSummary {
     pub actions: u64,
     pub escalations: u64,
     pub delivered: u64,
+    /// Records that could not be produced and were skipped by policy.
+    pub skipped: u64,
     pub rebalances: u64,
     pub elapsed: Duration,
 }
@@ -150,6 +152,7 @@ impl std::fmt::Display for KafkaSummary {
         writeln!(f, "  actions          {:>10}", self.actions)?;
         writeln!(f, "  escalations      {:>10}", self.escalations)?;
         writeln!(f, "  records acked    {:>10}", self.delivered)?;
+        writeln!(f, "  records skipped  {:>10}", self.skipped)?;
         writeln!(f, "  rebalances       {:>10}", self.rebalances)?;
         write!(
             f,
@@ -526,6 +529,7 @@ impl Runtime<'_, '_> {
         summary.actions = Stats::get(&stats.actions);
         summary.escalations = Stats::get(&stats.escalations);
         summary.delivered = deliveries.delivered();
+        summary.skipped = deliveries.skipped();
         summary.elapsed = started.elapsed();
         Ok(summary)
     }

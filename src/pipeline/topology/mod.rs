@@ -112,6 +112,9 @@ impl Topology {
         let decode = Decode {
             codec: InputCodec {
                 max_bytes: p.max_event_bytes,
+                max_identifier_bytes: p.max_identifier_bytes,
+                max_message_bytes: p.max_message_bytes,
+                dead_letter_max_raw: p.dead_letter_max_raw_bytes,
                 event_schema_ids: Vec::new(),
             },
             watermarks: WatermarkTracker::new(p.allowed_lateness.0, p.max_time_skew.0),

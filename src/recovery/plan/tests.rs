@@ -191,7 +191,7 @@ fn external_roots_are_never_acted_on() {
 }
 
 #[test]
-fn a_dry_run_is_a_verdict_with_the_policy_decision_and_an_escalation() {
+fn a_dry_run_is_the_decision_dry_run_with_an_escalation_naming_the_policy() {
     let w = World::new(
         incident(Category::MemoryExhaustion, 0.9),
         vec![step(ActionType::Restart, 0.1)],
@@ -211,17 +211,17 @@ fn a_dry_run_is_a_verdict_with_the_policy_decision_and_an_escalation() {
             policy: Decision::Auto
         }
     );
-    assert_eq!(action.decision, Decision::Auto);
-    assert_eq!(
-        action.params.args.get("dry_run").map(String::as_str),
-        Some("true")
-    );
+    // The decision itself says dry run (no free-form marker that an
+    // executor could ignore).
+    assert_eq!(action.decision, Decision::DryRun);
+    assert!(action.params.args.is_empty(), "{:?}", action.params.args);
     let e = escalation.as_ref().expect("a dry run escalates");
     assert!(
         e.reason.starts_with("held by guard dry_run: "),
         "{}",
         e.reason
     );
+    assert!(e.reason.ends_with("(policy: auto)"), "{}", e.reason);
     assert_eq!(e.suggested[0], "restart payments");
 }
 
@@ -374,7 +374,8 @@ proptest! {
                 }
                 let dry = matches!(verdict, Verdict::DryRun { .. });
                 prop_assert_eq!(dry, guard(held) == Some(Guard::DryRun));
-                prop_assert_eq!(dry, action.params.args.get("dry_run").is_some_and(|v| v == "true"));
+                prop_assert_eq!(dry, action.decision == Decision::DryRun);
+                prop_assert!(!action.params.args.contains_key("dry_run"));
                 prop_assert_eq!(escalation.is_some(), *verdict != Verdict::Auto);
                 prop_assert_eq!(asked.get(), 1);
             }

@@ -271,6 +271,12 @@
     return d;
   }
 
+  // A dry run is the decision "dry_run"; records written before that
+  // decision existed carried params.args.dry_run = "true" instead.
+  function isDryRun(a) {
+    return a.decision === "dry_run" || !!(a.params && a.params.args && a.params.args.dry_run === "true");
+  }
+
   function isVerified(inc) {
     return inc.status === "resolved" && (inc.evidence || []).some((e) => e.startsWith("verified:"));
   }
@@ -288,7 +294,7 @@
     const seen = new Map();
     for (const a of b.actions) {
       const what = a.type + " " + a.target.service + (a.params && a.params.replicas != null ? " to " + a.params.replicas + " replicas" : "");
-      const dry = a.params && a.params.args && a.params.args.dry_run === "true";
+      const dry = isDryRun(a);
       const wasPending = seen.get(a.action_id) === "approval_required";
       seen.set(a.action_id, a.decision);
       if (a.reason && a.reason.startsWith("undo:")) {
@@ -419,7 +425,7 @@
       const ids = new Map();
       for (const a of b.actions) ids.set(a.action_id, (ids.get(a.action_id) || []).concat([a.decision]));
       const appr = [...ids.values()].some((d) => d.includes("approval_required") && d[d.length - 1] === "auto");
-      const au = b.actions.some((a) => a.decision === "auto" && !(a.reason || "").startsWith("undo:") && !(a.params && a.params.args && a.params.args.dry_run === "true"));
+      const au = b.actions.some((a) => a.decision === "auto" && !(a.reason || "").startsWith("undo:") && !isDryRun(a));
       if (appr) approved++;
       else if (au) auto++;
       else if (b.escalations.length) escalated++;
