@@ -14,6 +14,12 @@ pub struct DependencyGraph {
     services: BTreeSet<String>,
     /// Names declared as services in the catalog.
     catalogued: BTreeSet<String>,
+    /// Caller → callee edges declared in the catalog (trusted whatever the
+    /// traces say).
+    declared: BTreeSet<(String, String)>,
+    /// Per caller, the callees it named in `upstream` fields (not inferred
+    /// from trace order; bounded like `edges`).
+    named: BTreeMap<String, BTreeSet<String>>,
     /// Callers whose own detections have named an upstream (bounded like
     /// `services`).
     namers: BTreeSet<String>,
@@ -21,6 +27,9 @@ pub struct DependencyGraph {
 
 /// Bound on learned edges per caller (memory; real fan-out is far smaller).
 const MAX_EDGES_PER_SERVICE: usize = 256;
+/// An edge observed this many times less often than its reverse is noise
+/// of trace ordering, not a call (see [`DependencyGraph::callers`]).
+const REVERSAL_RATIO: u64 = 8;
 /// Bound on callers remembered as naming their upstreams.
 const MAX_NAMERS: usize = 100_000;
 
@@ -30,6 +39,7 @@ impl DependencyGraph {
         self.catalogued.insert(service.to_string());
         self.services.insert(service.to_string());
         for d in depends_on {
+            self.declared.insert((service.to_string(), d.to_string()));
             self.add_edge(service, d, 0);
         }
     }
@@ -53,6 +63,19 @@ impl DependencyGraph {
     /// failure of it that names none is its own, whatever it calls.
     pub fn names_upstreams(&self, caller: &str) -> bool {
         self.namers.contains(caller)
+    }
+
+    /// Records that `caller` named `callee` in an `upstream` field: a direct
+    /// call (trace order also pairs a service with whatever its callees
+    /// call, several hops down).
+    pub fn saw_named_edge(&mut self, caller: &str, callee: &str) {
+        if caller == callee {
+            return;
+        }
+        let out = self.named.entry(caller.to_string()).or_default();
+        if !out.contains(callee) && out.len() < MAX_EDGES_PER_SERVICE {
+            out.insert(callee.to_string());
+        }
     }
 
     /// Records that `caller` called `callee` (`n` observations).
@@ -85,13 +108,47 @@ impl DependencyGraph {
         self.services.contains(name)
     }
 
-    /// The known callers of `callee` (a scan over all callers: for
-    /// occasional questions, not per event).
+    /// The known callers of `callee`, direct or a hop or more further out
+    /// (a scan over all callers: for occasional questions, not per event):
+    /// whoever's requests reach it. An edge seen far less often than its
+    /// reverse is left out: trace order cannot tell who called whom when
+    /// both err in one trace (skewed clocks, a caller logging its timeout
+    /// before the callee logs the cause), so a gateway's backend is now and
+    /// then "seen" calling the gateway. Declared edges stay.
     pub fn callers<'a>(&'a self, callee: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.edges
             .iter()
-            .filter(move |(_, o)| o.contains_key(callee))
+            .filter(move |(caller, o)| {
+                self.declared_edge(caller, callee)
+                    || o.get(callee)
+                        .is_some_and(|&n| self.count(callee, caller) < REVERSAL_RATIO * n.max(1))
+            })
             .map(|(c, _)| c.as_str())
+    }
+
+    /// The known direct callers of `callee`: [`Self::callers`] without
+    /// those a trace pairs with a callee's callees. A caller that names its
+    /// upstreams calls directly only what it names.
+    pub fn direct_callers<'a>(&'a self, callee: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.callers(callee).filter(move |caller| {
+            self.declared_edge(caller, callee)
+                || !self.names_upstreams(caller)
+                || self.named.get(*caller).is_some_and(|n| n.contains(callee))
+        })
+    }
+
+    fn declared_edge(&self, caller: &str, callee: &str) -> bool {
+        self.declared
+            .contains(&(caller.to_string(), callee.to_string()))
+    }
+
+    /// Observations of `caller` calling `callee` (0 when declared only or unknown).
+    fn count(&self, caller: &str, callee: &str) -> u64 {
+        self.edges
+            .get(caller)
+            .and_then(|o| o.get(callee))
+            .copied()
+            .unwrap_or(0)
     }
 
     /// What `caller` depends on.
@@ -119,5 +176,38 @@ mod tests {
         assert!(g.is_service("api"));
         assert!(!g.is_service("db.example.com"));
         assert_eq!(g.callees("api").collect::<Vec<_>>(), vec!["db.example.com"]);
+    }
+
+    #[test]
+    fn a_rare_reversed_edge_is_not_a_caller_a_mutual_one_is() {
+        let mut g = DependencyGraph::default();
+        g.add_edge("ingress", "gateway", 500);
+        g.add_edge("gateway", "bff", 400);
+        // One trace where the backend erred after the gateway.
+        g.add_edge("bff", "gateway", 2);
+        assert_eq!(g.callers("gateway").collect::<Vec<_>>(), vec!["ingress"]);
+        assert!(g.calls("bff", "gateway"));
+        // Real mutual calls, each seen often, stay both ways.
+        g.add_edge("bff", "gateway", 100);
+        assert_eq!(
+            g.callers("gateway").collect::<Vec<_>>(),
+            vec!["bff", "ingress"]
+        );
+        // A caller that names its upstreams calls only what it names; trace
+        // order also pairs it with its callees' callees.
+        g.saw_named_upstream("ingress");
+        g.saw_named_edge("ingress", "gateway");
+        g.add_edge("ingress", "bff", 40);
+        assert!(!g.direct_callers("bff").any(|c| c == "ingress"));
+        assert!(
+            g.callers("bff").any(|c| c == "ingress"),
+            "its requests reach it"
+        );
+        assert!(g.direct_callers("gateway").any(|c| c == "ingress"));
+        // A declared edge stays whatever the traces say.
+        g.declare("api", &["gateway".to_string()]);
+        g.add_edge("api", "gateway", 3);
+        g.add_edge("gateway", "api", 1000);
+        assert!(g.callers("gateway").any(|c| c == "api"));
     }
 }

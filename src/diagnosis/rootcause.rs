@@ -394,7 +394,7 @@ pub fn diagnose_pinned(
         external,
         change.as_ref().or(silent_change),
         min_category_weight,
-        graph.callers(&root).count(),
+        graph.direct_callers(&root).count(),
     );
     let best = (rc.category, 0.0);
     let category_share = rc.share;
