@@ -11,7 +11,12 @@
 //! [`SLACK_MS`], looks like it (at least half of its message templates were
 //! in the earlier one) and has not outlasted it, is a recurrence. The
 //! likeness keeps a real fault on a service that a job also troubles (its
-//! own errors, not the job's) from passing for the job. A real fault that happens to start on the hour on such a
+//! own errors, not the job's) from passing for the job. An episode in which
+//! the service was a victim of another service's fault (its failures were
+//! explained by an incident rooted elsewhere) is no run of its own: a
+//! gateway that fails with every fault behind it, at random minutes all
+//! day, would otherwise find one of them a whole number of hours back
+//! each time. A real fault that happens to start on the hour on such a
 //! service is opened once it lasts longer than the scheduled run did.
 //!
 //! Pure (no I/O, no clock): event times in milliseconds in, answers out.
@@ -46,6 +51,8 @@ struct Episode {
     end: i64,
     /// Hashes of the message templates sampled in it (bounded).
     prints: BTreeSet<u64>,
+    /// Its failures were explained by another service's fault.
+    victim: bool,
 }
 
 /// Episodes of strong evidence per service.
@@ -93,6 +100,7 @@ impl Episodes {
                     start,
                     end,
                     prints: BTreeSet::new(),
+                    victim: false,
                 });
                 let Some(last) = eps.back_mut() else {
                     return;
@@ -105,6 +113,15 @@ impl Episodes {
                 break;
             }
             ep.prints.insert(p);
+        }
+    }
+
+    /// Marks the current episode of `service` as a victim's: its failures
+    /// were explained by another service's fault, so it is no scheduled
+    /// run to compare later episodes with.
+    pub fn victim(&mut self, service: &str) {
+        if let Some(ep) = self.by_service.get_mut(service).and_then(|e| e.back_mut()) {
+            ep.victim = true;
         }
     }
 
@@ -122,7 +139,8 @@ impl Episodes {
             let d = cur.start - e.start;
             let k = (d + HOUR_MS / 2).div_euclid(HOUR_MS);
             let alike = cur.prints.intersection(&e.prints).count();
-            (1..=MAX_PERIOD_HOURS).contains(&k)
+            !e.victim
+                && (1..=MAX_PERIOD_HOURS).contains(&k)
                 && (d - k * HOUR_MS).abs() <= SLACK_MS
                 && run <= MAX_RUN_MS
                 && cur.end - cur.start <= run + OUTLAST_MS
@@ -162,6 +180,19 @@ mod tests {
         assert!(e.recurs("batch"), "two minutes off the hour still recurs");
         run(&mut e, "batch", 3 * HOUR_MS + 3 * MIN, 5);
         assert!(e.recurs("batch"), "a skipped run: two hours later");
+    }
+
+    #[test]
+    fn a_victims_episode_is_no_schedule_to_repeat() {
+        let mut e = Episodes::default();
+        // A gateway failing with a fault behind it.
+        run(&mut e, "gateway", 0, 4);
+        e.victim("gateway");
+        run(&mut e, "gateway", 4 * HOUR_MS + 2 * MIN, 4);
+        assert!(!e.recurs("gateway"), "four hours after another fault");
+        // Its own short failure is one.
+        run(&mut e, "gateway", 5 * HOUR_MS + 3 * MIN, 4);
+        assert!(e.recurs("gateway"));
     }
 
     #[test]
