@@ -1788,3 +1788,169 @@ fn a_batch_jobs_runs_next_to_harmless_deploys_are_still_one_edges_trouble() {
     }
     assert!(latest(&out).is_empty(), "{:#?}", latest(&out));
 }
+
+#[test]
+fn a_victim_still_failing_on_its_root_though_quieter_is_no_second_fault() {
+    use reflex::pipeline::Stage;
+    // The same as above, except that from minute 8 api keeps failing its
+    // calls to the database at a rate its detectors no longer call strong
+    // (only weak cascades say so): it is still the database's victim, and
+    // web's failing calls to it are still the database's fault.
+    let mut s = stage();
+    let mut out = Vec::new();
+    for m in 0..20 {
+        let (rule, score) = if m < 8 {
+            ("error_burst", 0.9)
+        } else {
+            ("pattern/cascade", 0.3)
+        };
+        s.process(
+            det(
+                "api",
+                m,
+                rule,
+                score,
+                40,
+                &[("db.example.net", 40)],
+                REFUSED,
+            ),
+            &mut out,
+        );
+        s.process(
+            det("web", m, "error_burst", 0.9, 60, &[("api", 60)], REFUSED),
+            &mut out,
+        );
+        s.on_watermark(wm(m + 1), &mut out);
+    }
+    let incs = latest(&out);
+    let roots: Vec<&str> = incs
+        .values()
+        .map(|i| i.root_cause_service.as_str())
+        .collect();
+    assert_eq!(roots, ["db.example.net"], "{incs:#?}");
+}
+
+/// A gateway behind an ingress, calling two BFFs. Traces now and then put
+/// a BFF's error after the gateway's (the BFF is "seen" calling the
+/// gateway) and the ingress's after a BFF's (a hop further down).
+fn teach_gateway(s: &mut reflex::diagnosis::DiagnosisStage) {
+    use reflex::pipeline::Stage;
+    let mut out = Vec::new();
+    for m in 0..5 {
+        teach(s, &["ingress"], "gateway", m);
+        teach(s, &["gateway"], "web-bff", m);
+        teach(s, &["gateway"], "mobile-bff", m);
+    }
+    for (later, first) in [
+        ("web-bff", "gateway"),
+        ("mobile-bff", "gateway"),
+        ("ingress", "web-bff"),
+    ] {
+        s.process(
+            det(
+                later,
+                6,
+                "pattern/trace_cascade",
+                0.3,
+                1,
+                &[(first, 1)],
+                None,
+            ),
+            &mut out,
+        );
+    }
+    assert!(out.is_empty(), "{out:#?}");
+}
+
+#[test]
+fn a_gateway_silent_after_its_deploy_fails_its_one_caller_a_bad_deploy() {
+    use reflex::pipeline::Stage;
+    // The gateway is deployed and stops serving; its only caller, the
+    // ingress, fails every call to it. The BFFs that traces sometimes show
+    // "calling" it are its callees: the one caller failing is every caller
+    // failing, so the deploy broke it.
+    let mut s = stage();
+    teach_gateway(&mut s);
+    let mut out = Vec::new();
+    s.process(
+        det("gateway", 28, "change/deploy", 1.0, 1, &[], None),
+        &mut out,
+    );
+    for m in 30..35 {
+        s.process(
+            det(
+                "ingress",
+                m,
+                "error_burst",
+                0.9,
+                80,
+                &[("gateway", 80)],
+                REFUSED,
+            ),
+            &mut out,
+        );
+        s.on_watermark(wm(m + 1), &mut out);
+    }
+    let incs = latest(&out);
+    assert_eq!(incs.len(), 1, "{incs:#?}");
+    let i = incs.values().next().expect("one incident");
+    assert_eq!(i.root_cause_service, "gateway", "{i:#?}");
+    assert_eq!(i.category, Category::BadDeploy, "{i:#?}");
+}
+
+#[test]
+fn a_gateway_failing_hours_after_it_was_another_faults_victim_is_no_schedule() {
+    use reflex::pipeline::Stage;
+    // The ingress fails for five minutes as a victim of orders running out
+    // of memory (calls through the gateway to orders). Exactly four hours
+    // later it fails again, on the gateway, which was just deployed: a new
+    // fault, not a job's run repeating on an hourly schedule.
+    let mut s = stage();
+    teach_gateway(&mut s);
+    let mut out = Vec::new();
+    for m in 10..15 {
+        s.process(det("orders", m, "error_burst", 0.9, 40, &[], OOM), &mut out);
+        s.process(
+            det(
+                "ingress",
+                m,
+                "error_burst",
+                0.9,
+                60,
+                &[("orders", 60)],
+                REFUSED,
+            ),
+            &mut out,
+        );
+        s.on_watermark(wm(m + 1), &mut out);
+    }
+    for m in 15..60 {
+        s.on_watermark(wm(m + 1), &mut out);
+    }
+    s.process(
+        det("gateway", 248, "change/deploy", 1.0, 1, &[], None),
+        &mut out,
+    );
+    for m in 250..255 {
+        s.process(
+            det(
+                "ingress",
+                m,
+                "error_burst",
+                0.9,
+                80,
+                &[("gateway", 80)],
+                REFUSED,
+            ),
+            &mut out,
+        );
+        s.on_watermark(wm(m + 1), &mut out);
+    }
+    let incs = latest(&out);
+    let mut roots: Vec<&str> = incs
+        .values()
+        .map(|i| i.root_cause_service.as_str())
+        .collect();
+    roots.sort();
+    assert_eq!(roots, ["gateway", "orders"], "{incs:#?}");
+}

@@ -74,6 +74,10 @@ impl DiagnosisStage {
         for (svc, (c, w)) in other.whispers {
             Self::whisper(into, &svc, c, w);
         }
+        for (svc, at) in other.heard {
+            let e = into.heard.entry(svc).or_insert(at);
+            *e = (*e).max(at);
+        }
         for (svc, (at, n)) in other.seen {
             let e = into.seen.entry(svc).or_insert((at, 0));
             e.0 = e.0.max(at);

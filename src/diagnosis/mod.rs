@@ -355,6 +355,16 @@ impl DiagnosisStage {
                 t.traces.insert(x.clone());
             }
         }
+        if !strong
+            && d.upstreams.iter().any(|u| {
+                u.count > 0
+                    && u.value != d.service
+                    && (t.signals.contains_key(&u.value) || t.root() == Some(u.value.as_str()))
+            })
+        {
+            let e = t.heard.entry(d.service.clone()).or_insert(d.window.end);
+            *e = (*e).max(d.window.end);
+        }
         if strong {
             let end = d.window.end.millis();
             if t.windows.len() < MAX_WINDOWS || t.windows.contains_key(&end) {
@@ -530,6 +540,9 @@ impl Stage for DiagnosisStage {
             if !d.upstreams.is_empty() {
                 self.graph.saw_named_upstream(&d.service);
             }
+            for u in d.upstreams.iter().filter(|u| u.count > 0) {
+                self.graph.saw_named_edge(&d.service, &u.value);
+            }
             for u in &d.upstreams {
                 if self.called.len() < MAX_CALLED && !self.called.contains(&u.value) {
                     self.called.insert(u.value.clone());
@@ -615,6 +628,12 @@ impl Stage for DiagnosisStage {
             }
         }
         if !explaining.is_empty() {
+            if explaining
+                .iter()
+                .any(|&i| self.incidents[i].root().is_some_and(|r| r != d.service))
+            {
+                self.episodes.victim(&d.service);
+            }
             let rest = self.unexplained_share(&explaining, &d);
             if explaining.len() == 1 && rest.is_none() {
                 self.join(explaining[0], &d, true, out);
@@ -670,7 +689,7 @@ impl Stage for DiagnosisStage {
                 match self.due(t, Some(wm), &mut parts) {
                     Due::Wait => continue,
                     Due::Drop(reason) => {
-                        debug!(incident_id = %t.id, reason, "Pending incident not opened.");
+                        debug!(incident_id = %t.id, opened_at = %t.opened_at, services = ?t.signals.keys().collect::<Vec<_>>(), reason, "Pending incident not opened.");
                         dropped.push(t.id.clone());
                         if let Some(old) = t.relapse_of.take() {
                             released.push(old);
@@ -756,7 +775,7 @@ impl Stage for DiagnosisStage {
             let mut parts = Vec::new();
             let t = &mut incidents[i];
             if let Due::Drop(reason) = self.due(t, None, &mut parts) {
-                debug!(incident_id = %t.id, reason, "Pending incident not opened.");
+                debug!(incident_id = %t.id, opened_at = %t.opened_at, services = ?t.signals.keys().collect::<Vec<_>>(), reason, "Pending incident not opened.");
                 if let Some(old) = t.relapse_of.take() {
                     released.push(old);
                 }

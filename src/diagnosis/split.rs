@@ -244,6 +244,7 @@ impl DiagnosisStage {
             windows,
             verdict: None,
             seen,
+            heard: BTreeMap::new(),
             whispers,
             estranged: BTreeSet::new(),
         })

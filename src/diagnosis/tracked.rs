@@ -36,6 +36,11 @@ pub(super) struct Tracked {
     /// Per service, the end of its last strong detection in this incident:
     /// a service quiet for `resolve_after` leaves it again.
     pub(super) seen: BTreeMap<String, (EventTime, u32)>,
+    /// Per service, the end of its last weak detection of failing calls to
+    /// another of the incident's services: still failing on the fault,
+    /// though no longer loud enough for strong evidence (never keeps the
+    /// incident open; see [`Self::speaks_for`]).
+    pub(super) heard: BTreeMap<String, EventTime>,
     /// Per dependency the incident's services fail calling, the strongest
     /// category (not `unknown`) its own weak detections name about itself,
     /// with its weight: a quiet root's own words, for the category only
@@ -71,6 +76,7 @@ impl Tracked {
             windows: BTreeMap::new(),
             verdict: None,
             seen: BTreeMap::new(),
+            heard: BTreeMap::new(),
             whispers: BTreeMap::new(),
             estranged: BTreeSet::new(),
         }
@@ -102,18 +108,18 @@ impl Tracked {
 
     /// Whether `service`, one of this incident's services, still speaks
     /// for it when judging `d`: it fails itself (a strong detection of its
-    /// own here ended at most two of `d`'s windows before `d`'s). Callers'
+    /// own here, or a weak one of failing calls to another of its services,
+    /// ended at most two of `d`'s windows before `d`'s). Callers'
     /// failures are explained through a service only while it fails on
     /// the incident's root; one that went quiet while its callers still
     /// fail calling it is not failing on the root any more (it would say
     /// so, as before): it is down, a new fault.
     pub(super) fn speaks_for(&self, service: &str, d: &Detection) -> bool {
         let span = (d.window.end.millis() - d.window.start.millis()).max(1);
+        let recent = |end: &EventTime| end.millis() >= d.window.end.millis() - 2 * span;
         self.signals.contains_key(service)
-            && self
-                .seen
-                .get(service)
-                .is_some_and(|(end, _)| end.millis() >= d.window.end.millis() - 2 * span)
+            && (self.seen.get(service).is_some_and(|(end, _)| recent(end))
+                || self.heard.get(service).is_some_and(recent))
     }
 
     /// Published and not resolved.

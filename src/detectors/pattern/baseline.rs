@@ -6,6 +6,9 @@
 //! edge's failing calls per window are judged against that edge's own
 //! normal, as the threshold detector judges a service's error count: only a
 //! rise of `factor`× over the learned rate says "B is hurting its callers".
+//! A warmed edge learns a rise at a quarter of the usual weight: a fault
+//! lasting a quarter of an hour is still a rise at its end, not the new
+//! normal after four windows (its callers still fail because of it).
 //!
 //! Pure: no I/O, no clock; the same observations give the same answers.
 //! Bounded: at most `max_edges` edges are tracked; an edge beyond that is
@@ -13,14 +16,22 @@
 
 use std::collections::HashMap;
 
+/// Windows an edge is seen in before its rate is known well enough to
+/// learn rises slowly (until then every window is learned in full, so a
+/// chronic edge seen from start-up settles quickly).
+pub const WARM_WINDOWS: u32 = 10;
+/// The share of the usual learning weight a warmed edge's rise gets.
+pub const RISE_DAMPING: f64 = 0.25;
+
 /// Exponentially weighted failing-call rates per (caller, upstream) edge.
 #[derive(Debug, Clone)]
 pub struct EdgeBaselines {
     alpha: f64,
     factor: f64,
     max_edges: usize,
-    /// edge → (rate per window, start of the last window it was seen in)
-    edges: HashMap<(String, String), (f64, i64)>,
+    /// edge → (rate per window, start of the last window it was seen in,
+    /// windows it was seen in, up to [`WARM_WINDOWS`])
+    edges: HashMap<(String, String), (f64, i64, u32)>,
     /// Observations of edges beyond `max_edges` (judged against zero).
     pub untracked: u64,
 }
@@ -43,7 +54,7 @@ impl EdgeBaselines {
     pub fn rate(&self, caller: &str, upstream: &str, start: i64, window: i64) -> f64 {
         self.edges
             .get(&(caller.to_string(), upstream.to_string()))
-            .map_or(0.0, |&(r, last)| self.decayed(r, last, start, window))
+            .map_or(0.0, |&(r, last, _)| self.decayed(r, last, start, window))
     }
 
     fn decayed(&self, rate: f64, last: i64, start: i64, window: i64) -> f64 {
@@ -65,11 +76,23 @@ impl EdgeBaselines {
     ) -> bool {
         let key = (caller.to_string(), upstream.to_string());
         let known = self.edges.get(&key).copied();
-        let base = known.map_or(0.0, |(r, last)| self.decayed(r, last, start, window));
+        let base = known.map_or(0.0, |(r, last, _)| self.decayed(r, last, start, window));
+        let seen = known.map_or(0, |(_, _, k)| k);
         let rise = n >= self.factor * base;
+        let alpha = if rise && seen >= WARM_WINDOWS {
+            self.alpha * RISE_DAMPING
+        } else {
+            self.alpha
+        };
         if known.is_some() || self.edges.len() < self.max_edges {
-            self.edges
-                .insert(key, ((1.0 - self.alpha) * base + self.alpha * n, start));
+            self.edges.insert(
+                key,
+                (
+                    (1.0 - alpha) * base + alpha * n,
+                    start,
+                    (seen + 1).min(WARM_WINDOWS),
+                ),
+            );
         } else {
             self.untracked += 1;
         }
@@ -107,6 +130,18 @@ mod tests {
         assert!(b.observe("web", "api", 60 * W, W, 60.0));
         // Another edge is judged on its own.
         assert!(b.observe("web", "search", 61 * W, W, 6.0));
+    }
+
+    #[test]
+    fn a_warmed_edge_keeps_counting_a_fault_for_a_quarter_of_an_hour() {
+        let mut b = EdgeBaselines::new(0.1, 3.0, 100);
+        for k in 0..60 {
+            b.observe("partner", "inventory", k * W, W, 1.0);
+        }
+        let fired = (60..75)
+            .filter(|k| b.observe("partner", "inventory", k * W, W, 36.0))
+            .count();
+        assert_eq!(fired, 15);
     }
 
     #[test]
