@@ -1862,21 +1862,19 @@ fn teach_gateway(s: &mut reflex::diagnosis::DiagnosisStage) {
     assert!(out.is_empty(), "{out:#?}");
 }
 
-#[test]
-fn a_gateway_silent_after_its_deploy_fails_its_one_caller_a_bad_deploy() {
+/// The gateway is deployed at `minute` and stops serving: from two minutes
+/// later the ingress fails every call to it, for five minutes.
+fn gateway_deployed_and_down(
+    s: &mut reflex::diagnosis::DiagnosisStage,
+    minute: i64,
+    out: &mut Vec<Incident>,
+) {
     use reflex::pipeline::Stage;
-    // The gateway is deployed and stops serving; its only caller, the
-    // ingress, fails every call to it. The BFFs that traces sometimes show
-    // "calling" it are its callees: the one caller failing is every caller
-    // failing, so the deploy broke it.
-    let mut s = stage();
-    teach_gateway(&mut s);
-    let mut out = Vec::new();
     s.process(
-        det("gateway", 28, "change/deploy", 1.0, 1, &[], None),
-        &mut out,
+        det("gateway", minute, "change/deploy", 1.0, 1, &[], None),
+        out,
     );
-    for m in 30..35 {
+    for m in minute + 2..minute + 7 {
         s.process(
             det(
                 "ingress",
@@ -1887,10 +1885,22 @@ fn a_gateway_silent_after_its_deploy_fails_its_one_caller_a_bad_deploy() {
                 &[("gateway", 80)],
                 REFUSED,
             ),
-            &mut out,
+            out,
         );
-        s.on_watermark(wm(m + 1), &mut out);
+        s.on_watermark(wm(m + 1), out);
     }
+}
+
+#[test]
+fn a_gateway_silent_after_its_deploy_fails_its_one_caller_a_bad_deploy() {
+    // The gateway is deployed and stops serving; its only caller, the
+    // ingress, fails every call to it. The BFFs that traces sometimes show
+    // "calling" it are its callees: the one caller failing is every caller
+    // failing, so the deploy broke it.
+    let mut s = stage();
+    teach_gateway(&mut s);
+    let mut out = Vec::new();
+    gateway_deployed_and_down(&mut s, 28, &mut out);
     let incs = latest(&out);
     assert_eq!(incs.len(), 1, "{incs:#?}");
     let i = incs.values().next().expect("one incident");
@@ -1927,25 +1937,7 @@ fn a_gateway_failing_hours_after_it_was_another_faults_victim_is_no_schedule() {
     for m in 15..60 {
         s.on_watermark(wm(m + 1), &mut out);
     }
-    s.process(
-        det("gateway", 248, "change/deploy", 1.0, 1, &[], None),
-        &mut out,
-    );
-    for m in 250..255 {
-        s.process(
-            det(
-                "ingress",
-                m,
-                "error_burst",
-                0.9,
-                80,
-                &[("gateway", 80)],
-                REFUSED,
-            ),
-            &mut out,
-        );
-        s.on_watermark(wm(m + 1), &mut out);
-    }
+    gateway_deployed_and_down(&mut s, 248, &mut out);
     let incs = latest(&out);
     let mut roots: Vec<&str> = incs
         .values()

@@ -180,6 +180,18 @@ fn until_while_running(
     }
 }
 
+/// [`until_while_running`] until the detections read so far hold every id
+/// in `want`.
+fn until_detected(r: &mut Reflex, reader: &mut Reader, what: &str, want: &BTreeSet<String>) {
+    until_while_running(r, reader, what, |recs| {
+        let ids: BTreeSet<String> = recs
+            .iter()
+            .filter_map(|r| r.json()["detection_id"].as_str().map(String::from))
+            .collect();
+        want.is_subset(&ids)
+    });
+}
+
 /// The poison pill: one 800 KB line of invalid JSON among good
 /// events. Its dead letter (raw bytes base64-encoded) used to exceed the
 /// producer's message limit and stop reflex with exit 1, uncommitted, on
@@ -238,13 +250,7 @@ fn an_800_kb_invalid_line_is_dead_lettered_and_never_stops_reflex() {
     assert_eq!(raw, &pill[..raw.len()]);
     assert!(dlq.records[0].payload.len() < 100_000);
     let mut det = Reader::new(&b, &format!("{prefix}.reflex.detections"));
-    until_while_running(&mut r, &mut det, "every good event", |recs| {
-        let ids: BTreeSet<String> = recs
-            .iter()
-            .filter_map(|r| r.json()["detection_id"].as_str().map(String::from))
-            .collect();
-        good.is_subset(&ids)
-    });
+    until_detected(&mut r, &mut det, "every good event", &good);
     let st = r.terminate();
     assert!(st.success(), "exit {st:?}");
     // A restart (the old code died here again, every time) goes on.
@@ -263,12 +269,13 @@ fn an_800_kb_invalid_line_is_dead_lettered_and_never_stops_reflex() {
             event_json(&one_more, t0 + 10_000, "svc", "change"),
         )],
     );
-    until_while_running(&mut r, &mut det, "the event after the restart", |recs| {
-        recs.iter().any(|x| {
-            x.json()["detection_id"]
-                == reflex::util::stable_id("chg-", &[one_more.as_bytes(), b"svc"]).as_str()
-        })
-    });
+    let want = reflex::util::stable_id("chg-", &[one_more.as_bytes(), b"svc"]);
+    until_detected(
+        &mut r,
+        &mut det,
+        "the event after the restart",
+        &BTreeSet::from([want]),
+    );
     let st = r.terminate();
     assert!(st.success(), "exit {st:?}");
     // At least once: the pill's offset is committed only once the good
@@ -372,13 +379,7 @@ fn inputs_of_every_size_valid_and_invalid_never_stop_reflex() {
         );
     }
     let mut det = Reader::new(&b, &format!("{prefix}.reflex.detections"));
-    until_while_running(&mut r, &mut det, "every valid event", |recs| {
-        let ids: BTreeSet<String> = recs
-            .iter()
-            .filter_map(|r| r.json()["detection_id"].as_str().map(String::from))
-            .collect();
-        good.is_subset(&ids)
-    });
+    until_detected(&mut r, &mut det, "every valid event", &good);
     let st = r.terminate();
     assert!(st.success(), "exit {st:?}");
 }
@@ -441,10 +442,12 @@ fn a_dead_letter_that_cannot_be_produced_is_skipped_or_stops_by_policy() {
             });
         let want = reflex::util::stable_id("chg-", &[after.as_bytes(), b"svc"]);
         let mut det = Reader::new(&b, &format!("{prefix}.reflex.detections"));
-        until_while_running(&mut r, &mut det, "the event after the pill", |recs| {
-            recs.iter()
-                .any(|x| x.json()["detection_id"] == want.as_str())
-        });
+        until_detected(
+            &mut r,
+            &mut det,
+            "the event after the pill",
+            &BTreeSet::from([want]),
+        );
         let metrics = within(Duration::from_secs(30), "the skip counted", &log, || {
             http(addr, "GET", "/metrics", None)
                 .map(|x| x.1)
@@ -476,10 +479,12 @@ fn a_dead_letter_that_cannot_be_produced_is_skipped_or_stops_by_policy() {
                 event_json(&next, t0 + 1000, "svc", "change"),
             )],
         );
-        until_while_running(&mut r, &mut det, "the event after the restart", |recs| {
-            recs.iter()
-                .any(|x| x.json()["detection_id"] == next_id.as_str())
-        });
+        until_detected(
+            &mut r,
+            &mut det,
+            "the event after the restart",
+            &BTreeSet::from([next_id]),
+        );
         assert!(
             !r.log_text().contains("skipped by policy"),
             "the pill was read again:\n{}",

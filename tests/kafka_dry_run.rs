@@ -16,7 +16,7 @@ use exec_support::fake_kube::{self, FakeKube};
 use reflex::executors::kafka_loop::{self, KafkaSettings};
 use reflex::executors::ManualClock;
 use reflex::model::EventTime;
-use reflex::sim::gen::{generate, Fault, GenConfig};
+use reflex::sim::gen::generate;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,16 +51,7 @@ async fn run(dry_run: bool) -> Option<Seen> {
         "",
         &format!("\n[recovery]\ndry_run = {dry_run}\n"),
     );
-    let mut g = GenConfig::shop(11, 3_600_000);
-    g.faults.push(Fault {
-        service: "inventory".into(),
-        start: g.start.plus_ms(20 * 60_000),
-        duration_ms: 20 * 60_000,
-        rate: 4.0,
-        message: "java.lang.OutOfMemoryError: Java heap space at {id}".into(),
-        error_type: Some("java.lang.OutOfMemoryError".into()),
-        with_deploy: false,
-    });
+    let g = inventory_oom_hour();
     let recs: Vec<Out> = generate(&g)
         .iter()
         .map(|e| (Some(0), String::new(), serde_json::to_vec(e).unwrap()))

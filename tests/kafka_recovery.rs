@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use reflex::sim::gen::{generate, Fault, GenConfig};
+use reflex::sim::gen::generate;
 use std::time::Duration;
 
 #[test]
@@ -16,16 +16,7 @@ fn results_on_kafka_drive_verification_and_the_ladder() {
     create_topics(&b, &prefix, &[("reflex.action-results", 1)]);
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config_with(dir.path(), &prefix, "", "");
-    let mut g = GenConfig::shop(11, 3_600_000);
-    g.faults.push(Fault {
-        service: "inventory".into(),
-        start: g.start.plus_ms(20 * 60_000),
-        duration_ms: 20 * 60_000,
-        rate: 4.0,
-        message: "java.lang.OutOfMemoryError: Java heap space at {id}".into(),
-        error_type: Some("java.lang.OutOfMemoryError".into()),
-        with_deploy: false,
-    });
+    let g = inventory_oom_hour();
     let split = g.start.plus_ms(26 * 60_000);
     let evs = generate(&g);
     let (first, rest): (Vec<_>, Vec<_>) = evs.iter().partition(|e| e.time < split);

@@ -16,7 +16,7 @@ pub struct DependencyGraph {
     catalogued: BTreeSet<String>,
     /// Caller → callee edges declared in the catalog (trusted whatever the
     /// traces say).
-    declared: BTreeSet<(String, String)>,
+    declared: BTreeMap<String, BTreeSet<String>>,
     /// Per caller, the callees it named in `upstream` fields (not inferred
     /// from trace order; bounded like `edges`).
     named: BTreeMap<String, BTreeSet<String>>,
@@ -39,7 +39,10 @@ impl DependencyGraph {
         self.catalogued.insert(service.to_string());
         self.services.insert(service.to_string());
         for d in depends_on {
-            self.declared.insert((service.to_string(), d.to_string()));
+            self.declared
+                .entry(service.to_string())
+                .or_default()
+                .insert(d.to_string());
             self.add_edge(service, d, 0);
         }
     }
@@ -119,9 +122,11 @@ impl DependencyGraph {
         self.edges
             .iter()
             .filter(move |(caller, o)| {
-                self.declared_edge(caller, callee)
-                    || o.get(callee)
-                        .is_some_and(|&n| self.count(callee, caller) < REVERSAL_RATIO * n.max(1))
+                // Declared edges are in `edges` too (with no observations).
+                o.get(callee).is_some_and(|&n| {
+                    self.declared_edge(caller, callee)
+                        || self.count(callee, caller) < REVERSAL_RATIO * n.max(1)
+                })
             })
             .map(|(c, _)| c.as_str())
     }
@@ -139,7 +144,8 @@ impl DependencyGraph {
 
     fn declared_edge(&self, caller: &str, callee: &str) -> bool {
         self.declared
-            .contains(&(caller.to_string(), callee.to_string()))
+            .get(caller)
+            .is_some_and(|d| d.contains(callee))
     }
 
     /// Observations of `caller` calling `callee` (0 when declared only or unknown).

@@ -406,3 +406,21 @@ pub fn counter(metrics: &str, name: &str) -> f64 {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
+
+/// The shop fleet for an hour with inventory running out of memory from
+/// minute 20 for 20 minutes: a remediable fault (`restart`) that the
+/// default configuration acts on.
+#[allow(dead_code)]
+pub fn inventory_oom_hour() -> reflex::sim::gen::GenConfig {
+    let mut g = reflex::sim::gen::GenConfig::shop(11, 3_600_000);
+    g.faults.push(reflex::sim::gen::Fault {
+        service: "inventory".into(),
+        start: g.start.plus_ms(20 * 60_000),
+        duration_ms: 20 * 60_000,
+        rate: 4.0,
+        message: "java.lang.OutOfMemoryError: Java heap space at {id}".into(),
+        error_type: Some("java.lang.OutOfMemoryError".into()),
+        with_deploy: false,
+    });
+    g
+}

@@ -222,6 +222,7 @@ impl DetectDriver {
                 ctx.shared.tracker().add(p, off, i64::MIN);
                 let dl = ctx
                     .decoder
+                    .codec
                     .dead_letter(e, payload, ctx.topic, Some(p), Some(off));
                 ctx.decider.dead_letter(dl)?;
             }
@@ -314,9 +315,10 @@ impl DecideDriver {
                 }
                 Err(e) => {
                     ctx.shared.tracker().add(p, off, i64::MIN);
-                    let dl = ctx
-                        .decoder
-                        .dead_letter(e, payload, ctx.topic, Some(p), Some(off));
+                    let dl =
+                        ctx.decoder
+                            .codec
+                            .dead_letter(e, payload, ctx.topic, Some(p), Some(off));
                     ctx.decider.dead_letter(dl)?;
                 }
             }

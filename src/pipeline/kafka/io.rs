@@ -27,7 +27,8 @@ use tracing::warn;
 
 /// Decodes framed Avro with a registry schema when the id is not one of ours.
 pub(super) struct InputDecoder {
-    codec: InputCodec,
+    /// Also makes the dead letters of inputs that did not decode.
+    pub(super) codec: InputCodec,
     registry: Option<SchemaRegistry>,
     ours: Option<String>,
 }
@@ -55,19 +56,6 @@ impl InputDecoder {
                 .ok()
                 .map(|s| s.canonical_form()),
         })
-    }
-
-    /// The dead letter of an input that did not decode (raw bytes cut to
-    /// the configured maximum).
-    pub(super) fn dead_letter(
-        &self,
-        e: DecodeError,
-        raw: &[u8],
-        source: &str,
-        partition: Option<i32>,
-        offset: Option<i64>,
-    ) -> crate::model::DeadLetter {
-        self.codec.dead_letter(e, raw, source, partition, offset)
     }
 
     /// The event or its dead letter reason; `Err` only for a registry that
