@@ -6,6 +6,7 @@
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` applies when `otlp_endpoint` is unset), and
 //! `reflex run --http ADDR` overrides `http_listen`.
 
+use crate::model::DurationMs;
 use serde::{Deserialize, Serialize};
 
 /// How log lines are written (to stderr).
@@ -55,6 +56,87 @@ pub struct TelemetryConfig {
     /// (`POST /api/actions/{id}/approve|reject`); `REFLEX_API_TOKEN` wins.
     /// Neither set = approvals over HTTP are refused.
     pub api_token_file: Option<String>,
+    /// Limits and access of the ops API (`[telemetry.api]`).
+    pub api: ApiConfig,
+}
+
+/// `[telemetry.api]`: request limits and access of the ops HTTP API.
+///
+/// Every route gets the body limit and the timeout; the mutating routes
+/// (`POST /api/actions/{id}/approve|reject`) are rate-limited per client
+/// (peer IP address) and always need the bearer token; the read-only
+/// `/api/*` routes need it too with `protect_read_only`. `/health`,
+/// `/ready`, `/metrics` and the board page stay open for probes, scrapers
+/// and browsers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Largest request body accepted, in bytes; a larger one is refused
+    /// with `413` before it is read.
+    pub max_body_bytes: usize,
+    /// Whole-request deadline (reading the body included); beyond it the
+    /// request is answered `408`.
+    pub request_timeout: DurationMs,
+    /// Requests a client may make to the mutating routes in a burst (the
+    /// size of its bucket); beyond it `429` with `Retry-After`.
+    pub mutating_burst: u32,
+    /// One more mutating request is allowed per client after each such
+    /// interval (`"6s"` with a burst of 10 = 10 a minute sustained).
+    pub mutating_refill: DurationMs,
+    /// Also require the bearer token on the read-only `/api/*` routes
+    /// (`/api/incidents`, `/api/stream`, `/api/board`, `/api/report`).
+    pub protect_read_only: bool,
+}
+
+/// Largest `telemetry.api.max_body_bytes` accepted (16 MiB).
+pub const MAX_BODY_BYTES_LIMIT: usize = 16 << 20;
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            max_body_bytes: 16 * 1024,
+            request_timeout: DurationMs(15_000),
+            mutating_burst: 10,
+            mutating_refill: DurationMs(6_000),
+            protect_read_only: false,
+        }
+    }
+}
+
+impl ApiConfig {
+    /// Semantic checks: (key, message) pairs, keys relative to the file.
+    pub fn validate(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let mut bad = |key: &str, msg: String| out.push((format!("telemetry.api.{key}"), msg));
+        if self.max_body_bytes == 0 || self.max_body_bytes > MAX_BODY_BYTES_LIMIT {
+            bad(
+                "max_body_bytes",
+                format!(
+                    "{} is out of range: expected 1 to {MAX_BODY_BYTES_LIMIT}",
+                    self.max_body_bytes
+                ),
+            );
+        }
+        if !(100..=600_000).contains(&self.request_timeout.0) {
+            bad(
+                "request_timeout",
+                format!(
+                    "{} ms is out of range: expected 100ms to 10m",
+                    self.request_timeout.0
+                ),
+            );
+        }
+        if self.mutating_burst == 0 {
+            bad("mutating_burst", "must be at least 1".to_string());
+        }
+        if self.mutating_refill.0 <= 0 {
+            bad(
+                "mutating_refill",
+                "must be longer than 0 (e.g. \"6s\")".to_string(),
+            );
+        }
+        out
+    }
 }
 
 impl Default for TelemetryConfig {
@@ -67,6 +149,7 @@ impl Default for TelemetryConfig {
             recent_incidents: 1000,
             max_open_incidents: 10_000,
             api_token_file: None,
+            api: ApiConfig::default(),
         }
     }
 }
@@ -109,6 +192,7 @@ impl TelemetryConfig {
                 "must be at least 1".to_string(),
             ));
         }
+        out.extend(self.api.validate());
         out
     }
 
@@ -162,5 +246,38 @@ mod tests {
         let keys: Vec<String> = c.validate().into_iter().map(|(k, _)| k).collect();
         assert_eq!(keys.len(), 5, "{keys:?}");
         assert!(keys.contains(&"telemetry.http_listen".to_string()));
+    }
+
+    #[test]
+    fn api_limits_are_checked_with_their_keys() {
+        assert!(ApiConfig::default().validate().is_empty());
+        let c = TelemetryConfig {
+            api: ApiConfig {
+                max_body_bytes: 0,
+                request_timeout: DurationMs(0),
+                mutating_burst: 0,
+                mutating_refill: DurationMs(0),
+                protect_read_only: true,
+            },
+            ..TelemetryConfig::default()
+        };
+        let keys: Vec<String> = c.validate().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(
+            keys,
+            [
+                "telemetry.api.max_body_bytes",
+                "telemetry.api.request_timeout",
+                "telemetry.api.mutating_burst",
+                "telemetry.api.mutating_refill"
+            ],
+        );
+        let parsed: TelemetryConfig = toml::from_str(
+            "[api]\nmax_body_bytes = 512\nmutating_refill = \"1h\"\nprotect_read_only = true\n",
+        )
+        .expect("parses");
+        assert_eq!(parsed.api.max_body_bytes, 512);
+        assert_eq!(parsed.api.mutating_refill, DurationMs(3_600_000));
+        assert!(parsed.api.protect_read_only);
+        assert!(toml::from_str::<TelemetryConfig>("[api]\nmax_body = 1\n").is_err());
     }
 }

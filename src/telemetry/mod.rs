@@ -6,7 +6,9 @@
 //! - [`otel`]: OTLP/gRPC export (one trace per incident, metrics), only
 //!   when an endpoint is configured.
 //! - [`server`]: `/metrics`, `/health`, `/ready`, `/api/incidents`,
-//!   `/api/stream`.
+//!   `/api/stream`, the approval routes.
+//! - [`api`]: the API's error bodies, token access and per-client rate
+//!   limit (`[telemetry.api]`).
 //! - [`config`]: the `[telemetry]` section.
 //! - [`board`]: the live incident board page, its snapshot and the value
 //!   report over the records seen ([`board::Journal`]).
@@ -18,6 +20,7 @@
 //! is the pipeline's own ([`Stats`], counted once where the pipeline works
 //! or writes); telemetry only reads them.
 
+pub mod api;
 pub mod approvals;
 pub mod board;
 // The `[telemetry]` section lives with the other config structs (below
@@ -72,6 +75,8 @@ pub struct Telemetry {
     api_token: Mutex<Option<Vec<u8>>>,
     /// Records behind the board and `/api/report`.
     journal: Mutex<board::Journal>,
+    /// Limits and access of the HTTP API (`[telemetry.api]`).
+    pub api: config::ApiConfig,
 }
 
 impl Telemetry {
@@ -101,6 +106,7 @@ impl Telemetry {
             approvals: approvals::ApprovalQueue::default(),
             api_token: Mutex::new(None),
             journal: Mutex::new(board::Journal::default()),
+            api: cfg.api.clone(),
         }
     }
 

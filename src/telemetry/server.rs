@@ -1,64 +1,106 @@
 //! The ops HTTP server: one port, seven routes here and the board's four
 //! ([`board`](super::board): `/`, `/board`, `/api/board`, `/api/report`).
 //!
-//! | route | answer |
-//! |---|---|
-//! | `GET /metrics` | every metric, Prometheus text format 0.0.4 |
-//! | `GET /health` | `200 ok` while the process runs (liveness) |
-//! | `GET /ready` | `200 ready`, or `503` naming the unmet conditions ([`Readiness`](super::Readiness)) |
-//! | `GET /api/incidents?status=&service=&limit=` | open and recently resolved incidents, latest state each, newest first, as `{"incidents": [...]}` |
-//! | `GET /api/stream` | Server-Sent Events: `incident`, `action` and `escalation` records as they are written (and `result`, the executor results of an in-process loop such as `reflex demo`); first a `subscribed` event |
-//! | `POST /api/actions/{id}/approve` | approves a pending `approval_required` action (emitted again as `auto`); body optional `{"by": "name"}` |
-//! | `POST /api/actions/{id}/reject` | rejects it (recorded; feeds learning) |
+//! | route | access | answer |
+//! |---|---|---|
+//! | `GET /metrics` | open | every metric, Prometheus text format 0.0.4 |
+//! | `GET /health` | open | `200 ok` while the process runs (liveness) |
+//! | `GET /ready` | open | `200 ready`, or `503` naming the unmet conditions ([`Readiness`](super::Readiness)) |
+//! | `GET /api/incidents?status=&service=&limit=` | read | open and recently resolved incidents, latest state each, newest first, as `{"incidents": [...]}` |
+//! | `GET /api/stream` | read | Server-Sent Events: `incident`, `action` and `escalation` records as they are written (and `result`, the executor results of an in-process loop such as `reflex demo`); first a `subscribed` event |
+//! | `POST /api/actions/{id}/approve` | token, rate-limited | approves a pending `approval_required` action (emitted again as `auto`); body optional `{"by": "name"}` |
+//! | `POST /api/actions/{id}/reject` | token, rate-limited | rejects it (recorded; feeds learning) |
 //!
-//! The two `POST` routes need `Authorization: Bearer <token>`
-//! ([`approvals`](super::approvals)): `401` without a valid one, `403` when no
-//! token is configured at all; then `200` done, `404` no such pending
-//! action, `409` already decided, `410` expired, `503` no pipeline thread
-//! takes approvals (or it did not answer within 10 s), `500` writing failed.
+//! Access ([`api`](super::api), limits from `[telemetry.api]`):
+//! - *open*: always answered (probes, scrapers); so are the board pages.
+//! - *read*: open, or token-protected with `protect_read_only = true`
+//!   (`/api/board` and `/api/report` too).
+//! - *token*: `Authorization: Bearer <token>` ([`approvals`](super::approvals)):
+//!   `401` (with `WWW-Authenticate: Bearer`) without a valid one, `403` when
+//!   no token is configured at all.
+//! - *rate-limited*: per client address, `mutating_burst` requests then one
+//!   every `mutating_refill`; beyond it `429` with `Retry-After` (checked
+//!   before the token, so guessing tokens is slow too).
+//!
+//! Every route: a body over `max_body_bytes` is `413`; a request not done
+//! within `request_timeout` is `408`. Every error answer, whatever refused
+//! it, is JSON `{"error": "<kind>", "message": "..."}` ([`ApiError`]).
+//! The decision routes then answer `200` done, `400` bad body, `404` no such
+//! pending action, `409` already decided, `410` expired, `503` no pipeline
+//! thread takes approvals (or it did not answer within 10 s), `500` writing
+//! failed.
 //!
 //! Guarantees: handlers never block the pipeline (they read atomics and
 //! take short locks); a slow stream subscriber cannot stall anything — after
 //! [`STREAM_CAPACITY`](super::STREAM_CAPACITY) messages behind it skips
 //! ahead and gets a `lagged` event with the number missed.
 
+use super::api::{self, ApiError, ClientLimiter};
 use super::store::IncidentFilter;
 use super::Telemetry;
 use crate::model::IncidentStatus;
-use axum::extract::Path;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path};
 use axum::extract::{Query, State};
-use axum::http::HeaderMap;
 use axum::http::{header, StatusCode};
+use axum::middleware::{from_fn_with_state, map_response};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::{Stream, StreamExt};
 
-/// The router over a telemetry hub.
+/// The router over a telemetry hub, with the limits and access of its
+/// `[telemetry.api]` ([`Telemetry::api`]).
 pub fn router(t: Arc<Telemetry>) -> Router {
+    let cfg = t.api.clone();
+    let limiter = Arc::new(ClientLimiter::new(&cfg));
+    // `route_layer`s run outside in: the rate limit first, then the token.
+    let mutating = Router::new()
+        .route("/api/actions/{id}/approve", post(approve))
+        .route("/api/actions/{id}/reject", post(reject))
+        .route_layer(from_fn_with_state(t.clone(), api::require_token))
+        .route_layer(from_fn_with_state(limiter, api::rate_limit));
+    let mut read = Router::new()
+        .route("/api/incidents", get(incidents))
+        .route("/api/stream", get(stream))
+        .route("/api/board", get(super::board::snapshot))
+        .route("/api/report", get(super::board::report_route));
+    if cfg.protect_read_only {
+        read = read.route_layer(from_fn_with_state(t.clone(), api::require_token));
+    }
+    let timeout = Duration::from_millis(u64::try_from(cfg.request_timeout.0).unwrap_or(0));
     Router::new()
         .route("/metrics", get(metrics))
         .route("/health", get(health))
         .route("/ready", get(ready))
-        .route("/api/incidents", get(incidents))
-        .route("/api/stream", get(stream))
-        .route("/api/actions/{id}/approve", post(approve))
-        .route("/api/actions/{id}/reject", post(reject))
         .route("/", get(super::board::page))
         .route("/board", get(super::board::page))
-        .route("/api/board", get(super::board::snapshot))
-        .route("/api/report", get(super::board::report_route))
+        .merge(read)
+        .merge(mutating)
         .with_state(t)
+        .layer(DefaultBodyLimit::disable())
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(
+            cfg.max_body_bytes,
+        ))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
+        .layer(map_response(api::json_errors))
 }
 
-/// Serves until the runtime shuts down.
+/// Serves until the runtime shuts down (clients known by their address,
+/// for the rate limit).
 pub async fn serve(listener: tokio::net::TcpListener, t: Arc<Telemetry>) {
-    if let Err(e) = axum::serve(listener, router(t)).await {
+    let app = router(t).into_make_service_with_connect_info::<SocketAddr>();
+    if let Err(e) = axum::serve(listener, app).await {
         tracing::error!(error = %e, "http server stopped");
     }
 }
@@ -68,11 +110,7 @@ async fn metrics(State(t): State<Arc<Telemetry>>) -> axum::response::Response {
         Ok(text) => ([(header::CONTENT_TYPE, super::metrics::CONTENT_TYPE)], text).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "encoding /metrics");
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "encoding metrics failed\n",
-            )
-                .into_response()
+            ApiError::Internal("encoding metrics failed".to_string()).into_response()
         }
     }
 }
@@ -81,17 +119,14 @@ async fn health() -> &'static str {
     "ok\n"
 }
 
-async fn ready(State(t): State<Arc<Telemetry>>) -> (StatusCode, String) {
+async fn ready(State(t): State<Arc<Telemetry>>) -> Result<&'static str, ApiError> {
     if t.readiness.is_ready() {
-        (StatusCode::OK, "ready\n".to_string())
+        Ok("ready\n")
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!(
-                "not ready: waiting for {}\n",
-                t.readiness.missing().join(", ")
-            ),
-        )
+        Err(ApiError::Unavailable(format!(
+            "not ready: waiting for {}",
+            t.readiness.missing().join(", ")
+        )))
     }
 }
 
@@ -108,18 +143,18 @@ pub struct IncidentQuery {
 
 async fn incidents(
     State(t): State<Arc<Telemetry>>,
-    Query(q): Query<IncidentQuery>,
-) -> Result<Json<serde_json::Value>, (StatusCode, String)> {
+    q: Result<Query<IncidentQuery>, QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let status = match q.status.as_deref() {
         None | Some("") | Some("all") => None,
         Some("open") => Some(IncidentStatus::Open),
         Some("updated") => Some(IncidentStatus::Updated),
         Some("resolved") => Some(IncidentStatus::Resolved),
         Some(other) => {
-            return Err((
-                StatusCode::BAD_REQUEST,
-                format!("status {other:?}: expected open, updated or resolved\n"),
-            ))
+            return Err(ApiError::BadRequest(format!(
+                "status {other:?}: expected open, updated or resolved"
+            )))
         }
     };
     let f = IncidentFilter {
@@ -158,63 +193,41 @@ pub struct ApprovalBody {
     pub by: Option<String>,
 }
 
-/// How long a request waits for the pipeline thread to answer.
-const APPROVAL_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long a request waits for the pipeline thread to answer (at most;
+/// never beyond the request timeout).
+const APPROVAL_WAIT: Duration = Duration::from_secs(10);
 
 async fn approve(
     State(t): State<Arc<Telemetry>>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> (StatusCode, Json<serde_json::Value>) {
-    decide(t, id, headers, body, true).await
+    body: Result<axum::body::Bytes, BytesRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    decide(t, id, body, true).await
 }
 
 async fn reject(
     State(t): State<Arc<Telemetry>>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> (StatusCode, Json<serde_json::Value>) {
-    decide(t, id, headers, body, false).await
+    body: Result<axum::body::Bytes, BytesRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    decide(t, id, body, false).await
 }
 
+/// Approves or rejects; the token and the rate limit were checked by the
+/// route's layers.
 async fn decide(
     t: Arc<Telemetry>,
     action_id: String,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: Result<axum::body::Bytes, BytesRejection>,
     approve: bool,
-) -> (StatusCode, Json<serde_json::Value>) {
+) -> Result<Json<serde_json::Value>, ApiError> {
     use super::approvals::{ApprovalCommand, ApprovalOutcome};
-    let answer = |code: StatusCode, msg: &str| {
-        (
-            code,
-            Json(serde_json::json!({ "action_id": action_id, "error": msg })),
-        )
-    };
-    if !t.api_token_set() {
-        return answer(
-            StatusCode::FORBIDDEN,
-            "approvals are disabled: no API token is configured (REFLEX_API_TOKEN)",
-        );
-    }
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    if !t.api_token_ok(presented.trim().as_bytes()) {
-        tracing::warn!(action_id, "Approval refused: bad or missing token.");
-        return answer(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
-    }
+    // Over the body limit: 413 (the status axum gives the rejection).
+    let body = body.map_err(|e| ApiError::from_status(e.status(), e.body_text()))?;
     let body: ApprovalBody = if body.iter().all(u8::is_ascii_whitespace) {
         ApprovalBody::default()
     } else {
-        match serde_json::from_slice(&body) {
-            Ok(b) => b,
-            Err(e) => return answer(StatusCode::BAD_REQUEST, &format!("body: {e}")),
-        }
+        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("body: {e}")))?
     };
     let by: String = body
         .by
@@ -232,38 +245,38 @@ async fn decide(
         reply: tx,
     };
     if t.approvals.submit(cmd).is_err() {
-        return answer(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no pipeline in this process takes approvals",
-        );
+        return Err(ApiError::Unavailable(
+            "no pipeline in this process takes approvals".to_string(),
+        ));
     }
-    let outcome = match tokio::time::timeout(APPROVAL_WAIT, rx).await {
+    let wait = APPROVAL_WAIT.min(Duration::from_millis(
+        u64::try_from(t.api.request_timeout.0).unwrap_or(0) * 9 / 10,
+    ));
+    let outcome = match tokio::time::timeout(wait, rx).await {
         Ok(Ok(o)) => o,
         _ => {
-            return answer(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the pipeline did not answer in time",
-            )
+            return Err(ApiError::Unavailable(
+                "the pipeline did not answer in time".to_string(),
+            ))
         }
     };
     let decision = if approve { "approved" } else { "rejected" };
     match outcome {
         ApprovalOutcome::Done => {
             tracing::info!(action_id, by, decision, "Action decision recorded.");
-            (
-                StatusCode::OK,
-                Json(serde_json::json!({ "action_id": action_id, "decision": decision, "by": by })),
-            )
+            Ok(Json(
+                serde_json::json!({ "action_id": action_id, "decision": decision, "by": by }),
+            ))
         }
-        ApprovalOutcome::NotFound => answer(
-            StatusCode::NOT_FOUND,
-            "no pending approval with that action id",
-        ),
-        ApprovalOutcome::AlreadyDecided => answer(
-            StatusCode::CONFLICT,
-            "the action was already approved or rejected",
-        ),
-        ApprovalOutcome::Expired => answer(StatusCode::GONE, "the action has expired"),
-        ApprovalOutcome::Failed(e) => answer(StatusCode::INTERNAL_SERVER_ERROR, &e),
+        ApprovalOutcome::NotFound => Err(ApiError::NotFound(format!(
+            "no pending approval with action id {action_id:?}"
+        ))),
+        ApprovalOutcome::AlreadyDecided => Err(ApiError::Conflict(format!(
+            "action {action_id:?} was already approved or rejected"
+        ))),
+        ApprovalOutcome::Expired => Err(ApiError::Gone(format!(
+            "action {action_id:?} has expired"
+        ))),
+        ApprovalOutcome::Failed(e) => Err(ApiError::Internal(e)),
     }
 }

@@ -23,7 +23,7 @@ use crate::report::{self, Records, ReportOptions};
 use crate::sinks::Output;
 use crate::stage::stats::{Guard, Stats};
 use axum::extract::{Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::header;
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
@@ -273,7 +273,7 @@ pub async fn report_route(
     State(t): State<Arc<Telemetry>>,
     Query(q): Query<ReportQuery>,
 ) -> Response {
-    let bad = |m: String| (StatusCode::BAD_REQUEST, m).into_response();
+    let bad = |m: String| super::api::ApiError::BadRequest(m).into_response();
     let mut opts = ReportOptions::default();
     for (v, slot) in [
         (q.minutes_per_fix, &mut opts.minutes_per_fix),
@@ -281,7 +281,7 @@ pub async fn report_route(
     ] {
         match v {
             Some(x) if x.is_finite() && x >= 0.0 => *slot = x,
-            Some(x) => return bad(format!("minutes must be a non-negative number (got {x})\n")),
+            Some(x) => return bad(format!("minutes must be a non-negative number (got {x})")),
             None => {}
         }
     }
@@ -292,7 +292,7 @@ pub async fn report_route(
                 Some(t) => opts.since = Some(t),
                 None => {
                     return bad(format!(
-                    "since {s:?}: expected RFC 3339, epoch milliseconds or a duration like 24h\n"
+                    "since {s:?}: expected RFC 3339, epoch milliseconds or a duration like 24h"
                 ))
                 }
             }
@@ -311,7 +311,7 @@ pub async fn report_route(
         )
             .into_response(),
         "html" => Html(report::render::html(&rep)).into_response(),
-        other => bad(format!("format {other:?}: expected json, text or html\n")),
+        other => bad(format!("format {other:?}: expected json, text or html")),
     }
 }
 

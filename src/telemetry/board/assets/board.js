@@ -22,6 +22,7 @@
     backoff: 1000,
     renderQueued: false,
     refreshTimer: null,
+    authToldOnce: false,
   };
   const $ = (id) => document.getElementById(id);
 
@@ -154,8 +155,20 @@
 
   async function refresh() {
     try {
-      const r = await fetch("/api/board", { cache: "no-store" });
+      // With telemetry.api.protect_read_only the snapshot needs the token
+      // (the stream cannot send one: the board then follows by polling).
+      const token = sessionStorage.getItem(TOKEN_KEY);
+      const headers = token ? { Authorization: "Bearer " + token } : {};
+      const r = await fetch("/api/board", { cache: "no-store", headers });
+      if (r.status === 401 || r.status === 403) {
+        if (r.status === 401 && token) sessionStorage.removeItem(TOKEN_KEY);
+        if (!S.authToldOnce) {
+          S.authToldOnce = true;
+          toast("this board needs the API token: set it with the token button", true);
+        }
+      }
       if (!r.ok) throw new Error("HTTP " + r.status);
+      S.authToldOnce = false;
       applySnapshot(await r.json());
       contact();
       queueRender();
@@ -494,7 +507,7 @@
       toast((approve ? "approved " : "rejected ") + a.type + " " + a.target.service);
     } else {
       if (r.status === 401) sessionStorage.removeItem(TOKEN_KEY);
-      toast(verb + " failed (" + r.status + "): " + (body.error || r.statusText), true);
+      toast(verb + " failed (" + r.status + "): " + (body.message || body.error || r.statusText), true);
     }
     refresh();
   }
@@ -504,6 +517,7 @@
     if (t) {
       sessionStorage.setItem(TOKEN_KEY, t);
       toast("token set for this tab");
+      refresh();
     }
   });
 
