@@ -1,6 +1,6 @@
 //! The ops API's hardening (`[telemetry.api]`), over real HTTP against the
 //! in-process server: body limit (413), per-client rate limit on the
-//! mutating routes (429 + Retry-After), bearer token access (401 + 
+//! mutating routes (429 + Retry-After), bearer token access (401 +
 //! WWW-Authenticate, 403 without a configured token), the optional token on
 //! read-only routes, the request timeout (408), and JSON error bodies
 //! `{"error", "message"}` throughout.
@@ -179,7 +179,12 @@ fn an_oversized_body_is_refused_with_413_whether_declared_or_streamed() {
     assert_eq!(a.status, 413, "{a:?}");
     assert_eq!(a.error().0, "payload_too_large");
     // Nothing was decided by those: a small body still approves.
-    let a = post(s.addr, &approve_path(PENDING), Some(TOKEN), r#"{"by": "ops"}"#);
+    let a = post(
+        s.addr,
+        &approve_path(PENDING),
+        Some(TOKEN),
+        r#"{"by": "ops"}"#,
+    );
     assert_eq!(a.status, 200, "{a:?}");
     let v: Value = serde_json::from_str(&a.body).unwrap();
     assert_eq!(v["decision"], "approved");
@@ -247,7 +252,11 @@ fn a_missing_or_wrong_token_is_401_and_no_configured_token_is_403() {
     let a = post(s.addr, &approve_path(PENDING), Some(TOKEN), "");
     assert_eq!((a.status, a.error().0.as_str()), (409, "conflict"), "{a:?}");
     let a = post(s.addr, &approve_path(PENDING), Some(TOKEN), "{not json");
-    assert_eq!((a.status, a.error().0.as_str()), (400, "bad_request"), "{a:?}");
+    assert_eq!(
+        (a.status, a.error().0.as_str()),
+        (400, "bad_request"),
+        "{a:?}"
+    );
 
     let closed = serve(ApiConfig::default(), None);
     let a = post(closed.addr, &approve_path(PENDING), Some(TOKEN), "");
@@ -319,20 +328,40 @@ fn a_request_that_does_not_complete_in_time_is_408() {
     let a = parse(&buf);
     assert_eq!(a.status, 408, "{a:?}");
     assert_eq!(a.error().0, "timeout");
-    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[test]
 fn errors_from_routing_and_extractors_are_json_too() {
     let s = serve(ApiConfig::default(), Some(TOKEN));
     let a = get(s.addr, "/api/nope", None);
-    assert_eq!((a.status, a.error().0.as_str()), (404, "not_found"), "{a:?}");
+    assert_eq!(
+        (a.status, a.error().0.as_str()),
+        (404, "not_found"),
+        "{a:?}"
+    );
     let a = get(s.addr, "/api/incidents?status=bogus", None);
-    assert_eq!((a.status, a.error().0.as_str()), (400, "bad_request"), "{a:?}");
+    assert_eq!(
+        (a.status, a.error().0.as_str()),
+        (400, "bad_request"),
+        "{a:?}"
+    );
     let a = get(s.addr, "/api/incidents?unknown=1", None);
-    assert_eq!((a.status, a.error().0.as_str()), (400, "bad_request"), "{a:?}");
+    assert_eq!(
+        (a.status, a.error().0.as_str()),
+        (400, "bad_request"),
+        "{a:?}"
+    );
     let a = get(s.addr, "/api/report?format=pdf", None);
-    assert_eq!((a.status, a.error().0.as_str()), (400, "bad_request"), "{a:?}");
+    assert_eq!(
+        (a.status, a.error().0.as_str()),
+        (400, "bad_request"),
+        "{a:?}"
+    );
     // A mutating route is guarded whatever the method: the token first.
     assert_eq!(get(s.addr, &approve_path(PENDING), None).status, 401);
     let a = get(s.addr, &approve_path(PENDING), Some(TOKEN));

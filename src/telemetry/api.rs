@@ -226,7 +226,9 @@ pub fn bearer(headers: &HeaderMap) -> &str {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| {
             let (scheme, token) = v.trim().split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then_some(token.trim())
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then_some(token.trim())
         })
         .unwrap_or("")
 }
@@ -333,7 +335,8 @@ impl ClientLimiter {
 
     /// A limiter that tracks at most `max_clients` addresses.
     pub fn with_max_clients(cfg: &ApiConfig, max_clients: usize) -> Self {
-        let refill = Duration::from_millis(u64::try_from(cfg.mutating_refill.0.max(1)).unwrap_or(1));
+        let refill =
+            Duration::from_millis(u64::try_from(cfg.mutating_refill.0.max(1)).unwrap_or(1));
         let burst = NonZeroU32::new(cfg.mutating_burst).unwrap_or(NonZeroU32::MIN);
         // `with_period` refuses only a zero period, excluded above.
         let quota = Quota::with_period(refill)
@@ -423,7 +426,10 @@ mod tests {
         assert!(l.check(ip(4)).is_ok(), "the shared bucket's first request");
         assert!(l.check(ip(5)).is_err(), "the shared bucket is empty now");
         assert_eq!(l.tracked(), 4, "three clients and the shared bucket");
-        assert!(l.check(ip(1)).is_err(), "a known client keeps its own state");
+        assert!(
+            l.check(ip(1)).is_err(),
+            "a known client keeps its own state"
+        );
     }
 
     #[test]
@@ -446,7 +452,10 @@ mod tests {
             assert_eq!(back.kind(), e.kind());
         }
         let other = ApiError::from_status(StatusCode::IM_A_TEAPOT, "tea".into());
-        assert_eq!((other.kind(), other.status()), ("client_error", StatusCode::IM_A_TEAPOT));
+        assert_eq!(
+            (other.kind(), other.status()),
+            ("client_error", StatusCode::IM_A_TEAPOT)
+        );
         assert_eq!(retry_after_secs(Duration::from_millis(1500)), 2);
         assert_eq!(retry_after_secs(Duration::ZERO), 1);
     }
@@ -455,9 +464,15 @@ mod tests {
     fn bearer_scheme_is_case_insensitive_and_other_schemes_are_no_token() {
         let mut h = HeaderMap::new();
         assert_eq!(bearer(&h), "");
-        h.insert(header::AUTHORIZATION, HeaderValue::from_static("bearer s3cret"));
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("bearer s3cret"),
+        );
         assert_eq!(bearer(&h), "s3cret");
-        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic s3cret"));
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Basic s3cret"),
+        );
         assert_eq!(bearer(&h), "");
     }
 }

@@ -274,9 +274,9 @@ async fn decide(
         ApprovalOutcome::AlreadyDecided => Err(ApiError::Conflict(format!(
             "action {action_id:?} was already approved or rejected"
         ))),
-        ApprovalOutcome::Expired => Err(ApiError::Gone(format!(
-            "action {action_id:?} has expired"
-        ))),
+        ApprovalOutcome::Expired => {
+            Err(ApiError::Gone(format!("action {action_id:?} has expired")))
+        }
         ApprovalOutcome::Failed(e) => Err(ApiError::Internal(e)),
     }
 }

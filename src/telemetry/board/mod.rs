@@ -292,8 +292,8 @@ pub async fn report_route(
                 Some(t) => opts.since = Some(t),
                 None => {
                     return bad(format!(
-                    "since {s:?}: expected RFC 3339, epoch milliseconds or a duration like 24h"
-                ))
+                        "since {s:?}: expected RFC 3339, epoch milliseconds or a duration like 24h"
+                    ))
                 }
             }
         }
