@@ -222,6 +222,14 @@ fn a_burst_beyond_the_limit_is_refused_with_429_and_retry_after() {
     // Read-only routes are not limited.
     let a = get(s.addr, "/api/incidents", None);
     assert_eq!(a.status, 200, "{a:?}");
+    // Both refusals are counted.
+    let m = get(s.addr, "/metrics", None);
+    assert!(
+        m.body
+            .contains("reflex_api_requests_refused_total{reason=\"rate_limited\"} 2\n"),
+        "{}",
+        m.body
+    );
 }
 
 #[test]
@@ -256,6 +264,12 @@ fn a_missing_or_wrong_token_is_401_and_no_configured_token_is_403() {
         (a.status, a.error().0.as_str()),
         (400, "bad_request"),
         "{a:?}"
+    );
+
+    let m = get(s.addr, "/metrics", None).body;
+    assert!(
+        m.contains("reflex_api_requests_refused_total{reason=\"unauthorized\"} 3\n"),
+        "{m}"
     );
 
     let closed = serve(ApiConfig::default(), None);

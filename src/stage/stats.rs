@@ -69,6 +69,9 @@ pub struct Stats {
     pub detector_state_keys: AtomicU64,
     /// Wall-clock time per batch in each stage, indexed by [`StageName`].
     pub stage_latency: [LatencyHistogram; StageName::ALL.len()],
+    /// Requests the ops HTTP API refused, by reason (counted by its
+    /// outermost layer, once per answer).
+    pub api_refused: Counts<ApiRefusal, { ApiRefusal::ALL.len() }>,
 }
 
 impl Stats {
@@ -168,6 +171,45 @@ label_set!(StageName, "stage", &StageName::ALL, StageName::as_str);
 label_set!(Guard, "guard", &Guard::ALL, Guard::as_str);
 
 label_set!(Outcome, "outcome", &Outcome::ALL, Outcome::as_str);
+
+label_set!(ApiRefusal, "reason", &ApiRefusal::ALL, ApiRefusal::as_str);
+
+/// Why the ops HTTP API refused a request (a fixed metric label set).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ApiRefusal {
+    /// `401`: no or a wrong bearer token.
+    Unauthorized = 0,
+    /// `403`: the route needs a token and none is configured.
+    Forbidden = 1,
+    /// `413`: the body is over the limit.
+    TooLarge = 2,
+    /// `429`: the client is over its rate limit.
+    RateLimited = 3,
+    /// `408`: the request did not complete in time.
+    Timeout = 4,
+}
+
+impl ApiRefusal {
+    /// Every reason, in label order.
+    pub const ALL: [ApiRefusal; 5] = [
+        ApiRefusal::Unauthorized,
+        ApiRefusal::Forbidden,
+        ApiRefusal::TooLarge,
+        ApiRefusal::RateLimited,
+        ApiRefusal::Timeout,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApiRefusal::Unauthorized => "unauthorized",
+            ApiRefusal::Forbidden => "forbidden",
+            ApiRefusal::TooLarge => "too_large",
+            ApiRefusal::RateLimited => "rate_limited",
+            ApiRefusal::Timeout => "timeout",
+        }
+    }
+}
 
 label_set!(
     KafkaErrorKind,

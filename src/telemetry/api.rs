@@ -4,10 +4,12 @@
 //! - [`ApiError`]: every refusal of the API, each kind with its status;
 //!   the body is always `{"error": "<kind>", "message": "..."}` (`401`
 //!   adds `WWW-Authenticate: Bearer`, `429` adds `Retry-After`).
-//! - [`json_errors`]: the outermost layer; an error answer that is not JSON
-//!   yet (the body limit's `413`, the timeout's `408`, axum's own
-//!   rejections, an unknown route's `404`) is rewritten into that shape by
-//!   its status.
+//! - [`respond`]: the outermost layer. It counts every refusal
+//!   (`reflex_api_requests_refused_total{reason}`: 401, 403, 413, 429, 408)
+//!   and logs it (429 only at debug); then [`json_errors`] rewrites an
+//!   error answer that is not JSON yet (the body limit's `413`, the
+//!   timeout's `408`, axum's own rejections, an unknown route's `404`) into
+//!   that shape, by its status.
 //! - [`require_token`]: the bearer token check (constant-time,
 //!   [`approvals::token_matches`](super::approvals::token_matches)): `403`
 //!   when no token is configured at all, `401` when it is missing or wrong.
@@ -23,6 +25,7 @@
 
 use super::Telemetry;
 use crate::config::telemetry::ApiConfig;
+use crate::stage::stats::{ApiRefusal, Stats};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
@@ -178,8 +181,55 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// The outermost layer: an error answer (4xx/5xx) that is not JSON yet
-/// becomes an [`ApiError`] body by its status, its text as the message.
+/// The outermost layer: counts and logs every refusal
+/// (`reflex_api_requests_refused_total{reason}`), and turns an error
+/// answer (4xx/5xx) that is not JSON yet into an [`ApiError`] body by its
+/// status, its text as the message.
+pub async fn respond(State(stats): State<Arc<Stats>>, req: Request, next: Next) -> Response {
+    let client = client_of(&req);
+    let path = req.uri().path().to_string();
+    let resp = next.run(req).await;
+    let status = resp.status();
+    if let Some(reason) = refusal(status) {
+        stats.api_refused.add(reason, 1);
+        let client = client.map(|c| c.to_string()).unwrap_or_default();
+        // One line per refusal; a client hammering past its limit is
+        // counted, and logged only at debug.
+        if reason == ApiRefusal::RateLimited {
+            tracing::debug!(
+                reason = reason.as_str(),
+                status = status.as_u16(),
+                client,
+                path,
+                "Request refused."
+            );
+        } else {
+            tracing::warn!(
+                reason = reason.as_str(),
+                status = status.as_u16(),
+                client,
+                path,
+                "Request refused."
+            );
+        }
+    }
+    json_errors(resp).await
+}
+
+/// The refusal an answer of `status` is, if any.
+pub fn refusal(status: StatusCode) -> Option<ApiRefusal> {
+    match status {
+        StatusCode::UNAUTHORIZED => Some(ApiRefusal::Unauthorized),
+        StatusCode::FORBIDDEN => Some(ApiRefusal::Forbidden),
+        StatusCode::PAYLOAD_TOO_LARGE => Some(ApiRefusal::TooLarge),
+        StatusCode::TOO_MANY_REQUESTS => Some(ApiRefusal::RateLimited),
+        StatusCode::REQUEST_TIMEOUT => Some(ApiRefusal::Timeout),
+        _ => None,
+    }
+}
+
+/// An error answer (4xx/5xx) that is not JSON yet becomes an [`ApiError`]
+/// body by its status, its text as the message.
 pub async fn json_errors(resp: Response) -> Response {
     let status = resp.status();
     let is_json = resp
@@ -258,13 +308,10 @@ fn client_of(req: &Request) -> Option<IpAddr> {
 
 /// Middleware: the bearer token is required.
 pub async fn require_token(State(t): State<Arc<Telemetry>>, req: Request, next: Next) -> Response {
+    // Logged and counted by [`respond`], like every refusal.
     match authorize(&t, req.headers()) {
         Ok(()) => next.run(req).await,
-        Err(error) => {
-            let client = client_of(&req).map(|c| c.to_string()).unwrap_or_default();
-            tracing::warn!(%error, kind = error.kind(), client, path = req.uri().path(), "Request refused.");
-            error.into_response()
-        }
+        Err(error) => error.into_response(),
     }
 }
 
@@ -274,14 +321,9 @@ pub async fn rate_limit(
     req: Request,
     next: Next,
 ) -> Response {
-    let client = client_of(&req);
-    match limiter.check(client) {
+    match limiter.check(client_of(&req)) {
         Ok(()) => next.run(req).await,
-        Err(error) => {
-            let client = client.map(|c| c.to_string()).unwrap_or_default();
-            tracing::warn!(%error, kind = error.kind(), client, path = req.uri().path(), "Request refused.");
-            error.into_response()
-        }
+        Err(error) => error.into_response(),
     }
 }
 

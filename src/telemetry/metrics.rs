@@ -23,7 +23,9 @@ use crate::model::{ActionType, Category, Decision};
 use crate::sinks::Topic;
 use crate::stage::labels::{DetectorName, Label};
 pub use crate::stage::stats::{kafka_error, KafkaErrorKind};
-use crate::stage::stats::{kafka_errors, Guard, HistogramSnapshot, Outcome, StageName, Stats};
+use crate::stage::stats::{
+    kafka_errors, ApiRefusal, Guard, HistogramSnapshot, Outcome, StageName, Stats,
+};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{prometheus_text, DescriptorEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
@@ -77,6 +79,9 @@ pub const KAFKA_ERRORS: &str = "reflex_kafka_errors_total";
 /// Output records that could not be produced at all and were skipped by
 /// `[kafka.on_permanent_failure]` policy `skip`, by output topic.
 pub const OUTPUTS_SKIPPED: &str = "reflex_outputs_skipped_total";
+/// Requests the ops HTTP API refused, by `reason` (`unauthorized`,
+/// `forbidden`, `too_large`, `rate_limited`, `timeout`).
+pub const API_REFUSED: &str = "reflex_api_requests_refused_total";
 
 /// The input topic label in embedded mode (the SPEC's default input topic).
 pub const INPUT_TOPIC: &str = "errors";
@@ -370,6 +375,14 @@ pub fn families(stats: &Stats, g: Option<&Gauges>) -> Vec<Family> {
         )
         .by(crate::sinks::kafka::skipped),
     );
+    f.push(
+        family(
+            API_REFUSED,
+            Kind::Counter,
+            "Requests the ops HTTP API refused, by reason (401 unauthorized, 403 forbidden, 413 too_large, 429 rate_limited, 408 timeout).",
+        )
+        .by(|r: ApiRefusal| stats.api_refused.get(r)),
+    );
     f
 }
 
@@ -602,7 +615,8 @@ mod tests {
             assert!(text.contains(&format!("# HELP {name} ")), "{name}");
             types += 1;
         }
-        assert_eq!(types, 23, "{text}");
+        assert_eq!(types, 24, "{text}");
+        assert!(text.contains("reflex_api_requests_refused_total{reason=\"rate_limited\"} 0"));
         assert!(text.contains("reflex_dead_letters_total{reason_kind=\"too_large\"} 0"));
         assert!(text.contains("reflex_outputs_skipped_total{topic=\"reflex.dlq\"} "));
         assert!(text.contains(

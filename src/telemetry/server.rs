@@ -43,7 +43,7 @@ use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path};
 use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
-use axum::middleware::{from_fn_with_state, map_response};
+use axum::middleware::from_fn_with_state;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
@@ -76,6 +76,7 @@ pub fn router(t: Arc<Telemetry>) -> Router {
         read = read.route_layer(from_fn_with_state(t.clone(), api::require_token));
     }
     let timeout = Duration::from_millis(u64::try_from(cfg.request_timeout.0).unwrap_or(0));
+    let stats = t.stats.clone();
     Router::new()
         .route("/metrics", get(metrics))
         .route("/health", get(health))
@@ -93,7 +94,7 @@ pub fn router(t: Arc<Telemetry>) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             timeout,
         ))
-        .layer(map_response(api::json_errors))
+        .layer(from_fn_with_state(stats, api::respond))
 }
 
 /// Serves until the runtime shuts down (clients known by their address,
