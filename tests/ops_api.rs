@@ -2,7 +2,8 @@
 //! in-process server: body limit (413), per-client rate limit on the
 //! mutating routes (429 + Retry-After), bearer token access (401 +
 //! WWW-Authenticate, 403 without a configured token), the optional token on
-//! read-only routes, the request timeout (408), and JSON error bodies
+//! read-only routes, the request timeout (408; a connection that never
+//! finishes its headers is closed), and JSON error bodies
 //! `{"error", "message"}` throughout.
 
 use reflex::config::telemetry::{ApiConfig, TelemetryConfig};
@@ -347,6 +348,32 @@ fn a_request_that_does_not_complete_in_time_is_408() {
         "{:?}",
         started.elapsed()
     );
+}
+
+#[test]
+fn a_client_that_never_finishes_its_headers_is_disconnected() {
+    let s = serve(
+        ApiConfig {
+            request_timeout: DurationMs(300),
+            ..ApiConfig::default()
+        },
+        Some(TOKEN),
+    );
+    let mut c = TcpStream::connect(s.addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    // No blank line: the headers never end.
+    c.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n").unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = Vec::new();
+    let read = c.read_to_end(&mut buf);
+    assert!(read.is_ok(), "not closed by the server: {read:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    // The server still serves others.
+    assert_eq!(get(s.addr, "/health", None).status, 200);
 }
 
 #[test]

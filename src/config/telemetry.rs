@@ -75,7 +75,9 @@ pub struct ApiConfig {
     /// with `413` before it is read.
     pub max_body_bytes: usize,
     /// Whole-request deadline (reading the body included); beyond it the
-    /// request is answered `408`.
+    /// request is answered `408`. A connection that has not sent its
+    /// request headers within it (or idles that long between requests) is
+    /// closed.
     pub request_timeout: DurationMs,
     /// Requests a client may make to the mutating routes in a burst (the
     /// size of its bucket); beyond it `429` with `Retry-After`.

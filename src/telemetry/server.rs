@@ -23,7 +23,8 @@
 //!   before the token, so guessing tokens is slow too).
 //!
 //! Every route: a body over `max_body_bytes` is `413`; a request not done
-//! within `request_timeout` is `408`. Every error answer, whatever refused
+//! within `request_timeout` is `408` (and a connection that does not send
+//! its request headers within it is closed: [`serve`]). Every error answer, whatever refused
 //! it, is JSON `{"error": "<kind>", "message": "..."}` ([`ApiError`]).
 //! The decision routes then answer `200` done, `400` bad body, `404` no such
 //! pending action, `409` already decided, `410` expired, `503` no pipeline
@@ -49,7 +50,6 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
@@ -97,13 +97,62 @@ pub fn router(t: Arc<Telemetry>) -> Router {
         .layer(from_fn_with_state(stats, api::respond))
 }
 
-/// Serves until the runtime shuts down (clients known by their address,
-/// for the rate limit).
+/// Connections served at once; further ones wait to be accepted.
+pub const MAX_CONNECTIONS: usize = 512;
+
+/// Serves until the runtime shuts down: HTTP/1.1, each request knowing its
+/// client's address (for the rate limit), at most [`MAX_CONNECTIONS`] at
+/// once, and a connection that does not finish sending its request headers
+/// (or idles between requests) for `request_timeout` is closed, so slow or
+/// idle clients cannot pile up.
 pub async fn serve(listener: tokio::net::TcpListener, t: Arc<Telemetry>) {
-    let app = router(t).into_make_service_with_connect_info::<SocketAddr>();
-    if let Err(e) = axum::serve(listener, app).await {
-        tracing::error!(error = %e, "http server stopped");
+    let header_timeout = Duration::from_millis(u64::try_from(t.api.request_timeout.0).unwrap_or(0));
+    let app = router(t);
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let (stream, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                accept_error(e).await;
+                continue;
+            }
+        };
+        let app = app.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            let svc = hyper::service::service_fn(
+                move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    req.extensions_mut()
+                        .insert(axum::extract::ConnectInfo(peer));
+                    tower::ServiceExt::oneshot(app.clone(), req.map(axum::body::Body::new))
+                },
+            );
+            let mut conn = hyper::server::conn::http1::Builder::new();
+            conn.timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(header_timeout);
+            let io = hyper_util::rt::TokioIo::new(stream);
+            if let Err(error) = conn.serve_connection(io, svc).await {
+                tracing::debug!(%error, client = %peer.ip(), "HTTP connection ended.");
+            }
+        });
     }
+}
+
+/// Like axum's own loop: a failed handshake is the client's problem; any
+/// other error (e.g. out of file descriptors) pauses accepting for a second.
+async fn accept_error(e: std::io::Error) {
+    use std::io::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::ConnectionRefused | ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset
+    ) {
+        return;
+    }
+    tracing::error!(error = %e, "Accepting an HTTP connection failed; retrying in 1 s.");
+    tokio::time::sleep(Duration::from_secs(1)).await;
 }
 
 async fn metrics(State(t): State<Arc<Telemetry>>) -> axum::response::Response {
