@@ -6,6 +6,7 @@
 //! empty and are `null` in Avro.
 
 use super::event::Severity;
+use super::params::ActionParams;
 use super::time::EventTime;
 use serde::{Deserialize, Serialize};
 
@@ -223,6 +224,16 @@ pub enum ActionType {
 }
 
 impl ActionType {
+    /// Every action type.
+    pub const ALL: [ActionType; 6] = [
+        ActionType::Restart,
+        ActionType::DeletePod,
+        ActionType::Scale,
+        ActionType::Rollback,
+        ActionType::DrainNode,
+        ActionType::RunRunbook,
+    ];
+
     /// The snake_case name used on the wire.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -245,27 +256,6 @@ pub struct Target {
     /// Kubernetes kind, e.g. `Deployment`, `StatefulSet`, `Node`.
     pub kind: String,
     pub name: String,
-}
-
-/// Typed action parameters; only the ones an action type uses are set.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct ActionParams {
-    /// `scale`: the desired replica count.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub replicas: Option<i64>,
-    /// `rollback`: the revision to return to (absent = the previous one).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub to_revision: Option<String>,
-    /// `delete_pod`: the pod; `drain_node`: the node.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pod: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub node: Option<String>,
-    /// `run_runbook`: the allow-listed runbook and its arguments.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub runbook: Option<String>,
-    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    pub args: std::collections::BTreeMap<String, String>,
 }
 
 /// `auto` (executors may act), `approval_required` (a human must approve)
