@@ -41,7 +41,7 @@ fn full_event() -> ErrorEvent {
 fn detection() -> Detection {
     Detection {
         detection_id: "det-1".into(),
-        detector: "threshold".into(),
+        detector: DetectorKind::Threshold,
         rule: "error_burst".into(),
         key: "service=payments".into(),
         service: "payments".into(),

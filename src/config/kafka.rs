@@ -10,17 +10,55 @@ use crate::model::DurationMs;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// The logical (default) names of every topic of SPEC §2; keys of
+/// Every topic of SPEC §2. Code names a topic by its variant, so a typo
+/// cannot compile; the logical (default) name is the key of
 /// `[kafka.topics]` and of `topology/topics.toml`.
-pub const TOPIC_NAMES: [&str; 7] = [
-    "errors",
-    "reflex.detections",
-    "reflex.incidents",
-    "reflex.actions",
-    "reflex.escalations",
-    "reflex.action-results",
-    "reflex.dlq",
-];
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TopicName {
+    Errors,
+    Detections,
+    Incidents,
+    Actions,
+    Escalations,
+    ActionResults,
+    Dlq,
+}
+
+impl TopicName {
+    /// Every topic, in SPEC §2 order.
+    pub const ALL: [TopicName; 7] = [
+        TopicName::Errors,
+        TopicName::Detections,
+        TopicName::Incidents,
+        TopicName::Actions,
+        TopicName::Escalations,
+        TopicName::ActionResults,
+        TopicName::Dlq,
+    ];
+
+    /// The logical (default) name.
+    pub const fn logical(self) -> &'static str {
+        match self {
+            TopicName::Errors => "errors",
+            TopicName::Detections => "reflex.detections",
+            TopicName::Incidents => "reflex.incidents",
+            TopicName::Actions => "reflex.actions",
+            TopicName::Escalations => "reflex.escalations",
+            TopicName::ActionResults => "reflex.action-results",
+            TopicName::Dlq => "reflex.dlq",
+        }
+    }
+
+    /// The topic whose logical name is `s`.
+    pub fn parse(s: &str) -> Option<TopicName> {
+        TopicName::ALL.into_iter().find(|t| t.logical() == s)
+    }
+
+    /// The logical names, comma-separated (for error messages).
+    pub fn list() -> String {
+        TopicName::ALL.map(TopicName::logical).join(", ")
+    }
+}
 
 /// Output record encoding on Kafka.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -199,17 +237,17 @@ const RESERVED_CONSUMER: [&str; 2] = ["enable.auto.offset.store", "group.id"];
 const RESERVED_PRODUCER: [&str; 1] = ["enable.idempotence"];
 
 impl KafkaConfig {
-    /// The real name of a topic given its default name.
-    pub fn topic(&self, default_name: &str) -> String {
-        match self.topics.get(default_name) {
+    /// The real name of a topic.
+    pub fn topic(&self, t: TopicName) -> String {
+        match self.topics.get(t.logical()) {
             Some(n) => n.clone(),
-            None => format!("{}{}", self.topic_prefix, default_name),
+            None => format!("{}{}", self.topic_prefix, t.logical()),
         }
     }
 
     /// The input topic.
     pub fn input_topic(&self) -> String {
-        self.topic("errors")
+        self.topic(TopicName::Errors)
     }
 
     /// Problems as (key, message), all at once.
@@ -222,10 +260,10 @@ impl KafkaConfig {
             errs.push(("kafka.group_id".into(), "must not be empty".into()));
         }
         for (k, v) in &self.topics {
-            if !TOPIC_NAMES.contains(&k.as_str()) {
+            if TopicName::parse(k).is_none() {
                 errs.push((
                     format!("kafka.topics.{k}"),
-                    format!("unknown topic (expected one of {})", TOPIC_NAMES.join(", ")),
+                    format!("unknown topic (expected one of {})", TopicName::list()),
                 ));
             }
             if !valid_topic_name(v) {
@@ -235,9 +273,9 @@ impl KafkaConfig {
                 ));
             }
         }
-        for name in TOPIC_NAMES {
+        for name in TopicName::ALL {
             let t = self.topic(name);
-            if !self.topics.contains_key(name) && !valid_topic_name(&t) {
+            if !self.topics.contains_key(name.logical()) && !valid_topic_name(&t) {
                 errs.push((
                     "kafka.topic_prefix".into(),
                     format!("gives the invalid topic name {t:?}"),
@@ -326,7 +364,7 @@ mod tests {
         };
         k.topics.insert("errors".into(), "app-errors".into());
         assert_eq!(k.input_topic(), "app-errors");
-        assert_eq!(k.topic("reflex.dlq"), "prod.reflex.dlq");
+        assert_eq!(k.topic(TopicName::Dlq), "prod.reflex.dlq");
         assert!(k.validate().is_empty());
     }
 

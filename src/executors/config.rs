@@ -11,6 +11,7 @@
 //! live here too, so validation never reaches into an executor.
 
 use super::runbook::RunbookConfig;
+use crate::config::kafka::TopicName;
 use crate::config::{ConfigError, ConfigIssue};
 use crate::model::{ActionType, DurationMs};
 use serde::{Deserialize, Serialize};
@@ -116,9 +117,9 @@ impl Default for ExecutorKafka {
     fn default() -> Self {
         ExecutorKafka {
             group_id: String::new(),
-            actions_topic: "reflex.actions".into(),
-            escalations_topic: "reflex.escalations".into(),
-            results_topic: "reflex.action-results".into(),
+            actions_topic: TopicName::Actions.logical().into(),
+            escalations_topic: TopicName::Escalations.logical().into(),
+            results_topic: TopicName::ActionResults.logical().into(),
             properties: Default::default(),
         }
     }

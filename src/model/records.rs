@@ -138,7 +138,7 @@ pub struct Counted {
 pub struct Detection {
     pub detection_id: String,
     /// `threshold`, `anomaly`, `pattern` or `change`.
-    pub detector: String,
+    pub detector: DetectorKind,
     /// The rule or signal within the detector.
     pub rule: String,
     /// What was measured, e.g. `service=checkout,severity>=error`.
@@ -209,6 +209,43 @@ pub struct Incident {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
     pub severity: Severity,
+}
+
+/// The detector that made a detection (`Detection.detector`). A name this
+/// version does not know reads as `other`, so a newer producer's detections
+/// still decode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DetectorKind {
+    Threshold,
+    Anomaly,
+    Pattern,
+    /// A deploy or config change of a service (not a failure by itself).
+    Change,
+    /// Built by `reflex train` from labelled windows.
+    Train,
+    #[serde(other)]
+    Other,
+}
+
+impl DetectorKind {
+    /// The snake_case name used on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DetectorKind::Threshold => "threshold",
+            DetectorKind::Anomaly => "anomaly",
+            DetectorKind::Pattern => "pattern",
+            DetectorKind::Change => "change",
+            DetectorKind::Train => "train",
+            DetectorKind::Other => "other",
+        }
+    }
+}
+
+impl std::fmt::Display for DetectorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Recovery action types (SPEC §3). New types may be added.

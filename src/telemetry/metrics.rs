@@ -79,7 +79,7 @@ pub const KAFKA_ERRORS: &str = "reflex_kafka_errors_total";
 pub const OUTPUTS_SKIPPED: &str = "reflex_outputs_skipped_total";
 
 /// The input topic label in embedded mode (the SPEC's default input topic).
-pub const INPUT_TOPIC: &str = "errors";
+pub const INPUT_TOPIC: &str = crate::config::kafka::TopicName::Errors.logical();
 /// The breakers whose state is exported.
 pub const BREAKERS: [&str; 1] = ["recovery"];
 

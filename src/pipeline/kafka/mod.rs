@@ -241,7 +241,7 @@ pub fn run(
     let sink = SharedSink(Arc::new(Mutex::new(ksink)));
     let (topic, group) = match opts.stage {
         StageSel::Decide => (
-            k.topic("reflex.detections"),
+            k.topic(crate::config::kafka::TopicName::Detections),
             format!("{}-decide", k.group_id),
         ),
         _ => (k.input_topic(), k.group_id.clone()),
