@@ -272,7 +272,7 @@ pub fn run(
     let decoder = InputDecoder::new(
         codec,
         &k.schema_ids.error_event,
-        k.schema_registry_url.as_deref(),
+        k,
     )?;
 
     // The decider borrows the sink for the whole run; a rebalance gives it
