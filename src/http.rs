@@ -147,7 +147,9 @@ fn describe_tls(e: &rustls::Error) -> Option<String> {
             C::NotValidForName | C::NotValidForNameContext { .. } => {
                 "the server certificate is not valid for this host name"
             }
-            C::UnknownIssuer => "the server certificate is signed by an unknown issuer (configure ca_file)",
+            C::UnknownIssuer => {
+                "the server certificate is signed by an unknown issuer (configure ca_file)"
+            }
             C::Revoked => "the server certificate is revoked",
             C::BadSignature => "the server certificate has a bad signature",
             _ => "the server certificate is invalid",

@@ -56,7 +56,11 @@ impl Ca {
     }
 
     /// A server certificate for `names`, valid now unless `expired`.
-    fn leaf(&self, names: &[&str], expired: bool) -> (CertificateDer<'static>, PrivateKeyDer<'static>) {
+    fn leaf(
+        &self,
+        names: &[&str],
+        expired: bool,
+    ) -> (CertificateDer<'static>, PrivateKeyDer<'static>) {
         let mut params =
             CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
                 .unwrap();
@@ -201,7 +205,11 @@ async fn webhook_delivers_over_https_with_the_configured_ca() {
     let mut ex = executor(&format!("https://{addr}/hook"), Some(ca.path()), 3);
     let res = ex.process(&escalation()).await;
     assert_eq!(res.status, ActionStatus::Succeeded, "{}", res.detail);
-    assert!(res.detail.contains("answered 204 after 1 attempt(s)"), "{}", res.detail);
+    assert!(
+        res.detail.contains("answered 204 after 1 attempt(s)"),
+        "{}",
+        res.detail
+    );
     let bodies = got.lock().unwrap().clone();
     assert_eq!(bodies.len(), 1);
     let v: serde_json::Value = serde_json::from_slice(&bodies[0]).unwrap();
@@ -223,14 +231,18 @@ async fn refused(
     let res = ex.process(&escalation()).await;
     assert_eq!(res.status, ActionStatus::Failed, "{}", res.detail);
     assert!(
-        res.detail.contains("failed after 3 attempt(s): TLS certificate refused"),
+        res.detail
+            .contains("failed after 3 attempt(s): TLS certificate refused"),
         "{}",
         res.detail
     );
     assert!(res.detail.contains(problem), "{}", res.detail);
     assert_eq!(failed_handshakes(&mut hs, 3).await, (3, 0));
     assert!(got.lock().unwrap().is_empty(), "no request got through");
-    assert!(!ex.ledger.contains("esc-tls"), "a failure is not recorded as delivered");
+    assert!(
+        !ex.ledger.contains("esc-tls"),
+        "a failure is not recorded as delivered"
+    );
 }
 
 #[tokio::test]
@@ -256,7 +268,12 @@ async fn without_the_ca_configured_the_test_ca_is_not_trusted() {
     refused(ca.leaf(&["127.0.0.1"], false), None, "unknown issuer").await;
     // Nor is another CA's certificate when a CA file is configured.
     let other = Ca::new("another CA");
-    refused(ca.leaf(&["127.0.0.1"], false), Some(other.path()), "unknown issuer").await;
+    refused(
+        ca.leaf(&["127.0.0.1"], false),
+        Some(other.path()),
+        "unknown issuer",
+    )
+    .await;
 }
 
 const SCHEMA: &str = r#"{"type":"record","name":"E","fields":[{"name":"id","type":"string"}]}"#;

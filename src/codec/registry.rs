@@ -149,16 +149,21 @@ impl SchemaRegistry {
 
     /// The lookup URL of `id`.
     fn url_of(&self, id: u32) -> String {
-        format!("{}/schemas/ids/{id}", self.base.as_str().trim_end_matches('/'))
+        format!(
+            "{}/schemas/ids/{id}",
+            self.base.as_str().trim_end_matches('/')
+        )
     }
 
     /// Fetches with retries, blocking the calling thread.
     fn fetch(&self, id: u32) -> Result<String, RegistryError> {
         let url = self.url_of(id);
-        let rt = self
-            .rt
-            .as_ref()
-            .ok_or_else(|| err(RegistryErrorKind::Unreachable, "the client is shutting down"))?;
+        let rt = self.rt.as_ref().ok_or_else(|| {
+            err(
+                RegistryErrorKind::Unreachable,
+                "the client is shutting down",
+            )
+        })?;
         let run = || {
             rt.block_on(self.opts.retry.run(
                 || get_schema(&self.client, &url, self.opts.timeout),
@@ -172,7 +177,10 @@ impl SchemaRegistry {
         // a helper thread then.
         let done = if tokio::runtime::Handle::try_current().is_ok() {
             std::thread::scope(|s| s.spawn(run).join()).map_err(|_| {
-                err(RegistryErrorKind::Unreachable, "the request thread panicked")
+                err(
+                    RegistryErrorKind::Unreachable,
+                    "the request thread panicked",
+                )
             })?
         } else {
             run()

@@ -386,7 +386,9 @@ impl HttpUrl {
     pub fn parse(url: &str) -> Result<Self, String> {
         let u = reqwest::Url::parse(url).map_err(|e| format!("{url:?}: {e}"))?;
         if !matches!(u.scheme(), "http" | "https") {
-            return Err(format!("{url:?}: only http:// and https:// URLs are supported"));
+            return Err(format!(
+                "{url:?}: only http:// and https:// URLs are supported"
+            ));
         }
         if u.host_str().is_none_or(str::is_empty) {
             return Err(format!("{url:?}: bad host"));

@@ -46,9 +46,6 @@ pub const SIGNATURE_HEADER: &str = "X-Reflex-Signature";
 // URLs are validated with the rest of `[executor]` (see `Selector`).
 pub use super::config::HttpUrl;
 
-/// Why one attempt failed (the shared HTTP error kinds).
-pub type DeliveryError = HttpError;
-
 /// One POST of a JSON `body`; returns the status code of a 2xx answer.
 pub async fn post(
     client: &reqwest::Client,
@@ -331,7 +328,9 @@ impl WebhookExecutor {
                 .await;
             let attempts = done.attempts;
             match done.result {
-                Ok(code) => notes.push(format!("{url} answered {code} after {attempts} attempt(s)")),
+                Ok(code) => {
+                    notes.push(format!("{url} answered {code} after {attempts} attempt(s)"))
+                }
                 Err(error) => {
                     ok = false;
                     tracing::warn!(id, %url, attempts, %error, "Webhook delivery failed.");
