@@ -183,6 +183,9 @@ pub fn client(opts: &ClientOptions) -> Result<reqwest::Client, HttpError> {
         .tls_backend_rustls()
         .timeout(opts.timeout)
         .connect_timeout(opts.timeout)
+        // A redirect is an answer like any other non-2xx (a POST must not
+        // silently turn into a GET somewhere else).
+        .redirect(reqwest::redirect::Policy::none())
         .user_agent(opts.user_agent);
     if let Some(path) = &opts.ca_file {
         b = b.tls_certs_only(read_ca_file(path)?);
@@ -194,7 +197,8 @@ pub fn client(opts: &ClientOptions) -> Result<reqwest::Client, HttpError> {
 /// How often and how fast a failed request is tried again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
-    /// Attempts in all, the first included (at least 1).
+    /// Attempts in all, the first included; 0 = no limit (for loops that
+    /// stop through their `retryable` predicate; configuration asks for >= 1).
     pub max_attempts: u32,
     /// Delay before the first retry; doubles per retry.
     pub min_delay: Duration,

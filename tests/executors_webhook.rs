@@ -164,7 +164,29 @@ async fn gives_up_after_max_attempts_and_does_not_retry_client_errors() {
     let mut ex = executor(&format!("http://127.0.0.1:{port}/x"), 2);
     let res = ex.process(&escalation()).await;
     assert_eq!(res.status, ActionStatus::Failed);
-    assert!(res.detail.contains("connection failed"), "{}", res.detail);
+    assert!(
+        res.detail
+            .contains("failed after 2 attempt(s): connection failed"),
+        "{}",
+        res.detail
+    );
+
+    // A server that accepts connections and never answers: each attempt
+    // times out, and timeouts are retried.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = silent.local_addr().unwrap();
+    let mut ex = executor(&format!("http://{addr}/x"), 2);
+    ex.settings.timeout = Duration::from_millis(100);
+    let mut ex = WebhookExecutor::new(ex.settings, Ledger::new(10), ex.clock).unwrap();
+    let res = ex.process(&escalation()).await;
+    assert_eq!(res.status, ActionStatus::Failed);
+    assert!(
+        res.detail
+            .contains("failed after 2 attempt(s): no response within 100ms"),
+        "{}",
+        res.detail
+    );
+    drop(silent);
 }
 
 #[tokio::test]

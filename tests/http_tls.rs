@@ -369,3 +369,20 @@ fn schema_registry_refuses_an_expired_certificate() {
     assert_eq!(rt.block_on(failed_handshakes(&mut hs, 2)), (2, 0));
     assert_eq!(*hits.lock().unwrap(), 0);
 }
+
+/// The blocking client also works when called (and dropped) inside an
+/// async runtime (it then runs its request on a helper thread).
+#[tokio::test]
+async fn schema_registry_client_works_inside_an_async_runtime() {
+    let ca = Ca::new("reflex test CA");
+    let (addr, hits, _) = start_registry(ca.leaf(&["127.0.0.1"], false));
+    let reg = SchemaRegistry::with_options(
+        &format!("https://{addr}/api"),
+        registry_options(Some(ca.path())),
+    )
+    .unwrap();
+    assert!(reg.schema(42).is_ok());
+    assert_eq!(reg.cached(), 1);
+    assert_eq!(*hits.lock().unwrap(), 1);
+    drop(reg);
+}

@@ -407,4 +407,39 @@ mod tests {
         assert!(keys.contains(&"kafka.schema_ids.detection"));
         assert!(keys.contains(&"kafka.consumer.group.id"));
     }
+
+    #[test]
+    fn schema_registry_keys_are_checked_and_become_client_options() {
+        let k = KafkaConfig {
+            schema_registry_url: Some("ftp://reg".into()),
+            schema_registry_ca_file: Some("/nonexistent/ca.pem".into()),
+            schema_registry_max_attempts: 0,
+            schema_registry_backoff_initial: DurationMs(500),
+            schema_registry_backoff_max: DurationMs(100),
+            ..KafkaConfig::default()
+        };
+        let errs = k.validate();
+        let keys: Vec<&str> = errs.iter().map(|e| e.0.as_str()).collect();
+        for key in [
+            "kafka.schema_registry_url",
+            "kafka.schema_registry_ca_file",
+            "kafka.schema_registry_max_attempts",
+            "kafka.schema_registry_backoff_max",
+        ] {
+            assert!(keys.contains(&key), "{key} missing in {keys:?}");
+        }
+        let ok = KafkaConfig {
+            schema_registry_url: Some("https://reg:8081".into()),
+            schema_registry_max_attempts: 4,
+            schema_registry_backoff_initial: DurationMs(10),
+            schema_registry_backoff_max: DurationMs(40),
+            ..KafkaConfig::default()
+        };
+        assert!(ok.validate().is_empty(), "{:?}", ok.validate());
+        let o = ok.registry_options();
+        assert_eq!(o.retry.max_attempts, 4);
+        assert_eq!(o.retry.min_delay, std::time::Duration::from_millis(10));
+        assert_eq!(o.retry.max_delay, std::time::Duration::from_millis(40));
+        assert_eq!(o.timeout, std::time::Duration::from_secs(5));
+    }
 }

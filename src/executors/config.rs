@@ -486,6 +486,17 @@ max_attempts = 0
                 "executor.workload_selector"
             ]
         );
+        let e = ExecutorConfig::parse(
+            "[executor.webhook]\nurls = [\"https://pager.example.com/x\"]\nca_file = \"/nonexistent/ca.pem\"\n",
+            "x.toml",
+        )
+        .unwrap_err();
+        let keys: Vec<&str> = e.issues.iter().map(|i| i.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["executor.webhook.ca_file"],
+            "https URLs are accepted"
+        );
         let e = ExecutorConfig::parse("[executor]\nbogus = 1\n", "x.toml").unwrap_err();
         assert_eq!(e.issues[0].key, "executor.bogus");
         assert!(e.issues[0].message.contains("bogus"));

@@ -139,9 +139,13 @@ pub fn render(e: &Escalation, template: Option<&str>) -> Result<Vec<u8>, String>
 /// Settings of the webhook executor.
 #[derive(Debug, Clone)]
 pub struct WebhookSettings {
+    /// Written into `ActionResult.executor`.
     pub name: String,
+    /// Every escalation goes to each of these.
     pub urls: Vec<HttpUrl>,
+    /// Body template (see the module header); `None` = the default shape.
     pub template: Option<String>,
+    /// HMAC key of the `X-Reflex-Signature` header; `None` = no header.
     pub secret: Option<Vec<u8>>,
     /// Bound of one attempt.
     pub timeout: Duration,
