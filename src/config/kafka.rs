@@ -173,10 +173,26 @@ pub struct KafkaConfig {
     pub output_format: OutputFormat,
     /// Confluent schema ids per record type.
     pub schema_ids: SchemaIds,
-    /// Confluent-compatible Schema Registry (`http://host:port`); when set,
-    /// framed inputs with an unknown schema id are resolved with
-    /// `GET /schemas/ids/{id}` (cached).
+    /// Confluent-compatible Schema Registry (`http://host:port` or
+    /// `https://host:port`, optionally with a path prefix); when set, framed
+    /// inputs with an unknown schema id are resolved with
+    /// `GET /schemas/ids/{id}` (cached). `https` certificates are always
+    /// verified.
     pub schema_registry_url: Option<String>,
+    /// PEM file of the CA certificates trusted for an `https` registry
+    /// instead of the platform's roots. Unset = platform roots.
+    pub schema_registry_ca_file: Option<std::path::PathBuf>,
+    /// Timeout of one registry request (connect + TLS handshake + answer).
+    pub schema_registry_timeout: DurationMs,
+    /// Requests per lookup before it counts as failed (connection errors,
+    /// timeouts, refused certificates, 429 and 5xx are retried; a failed
+    /// lookup is tried again with the next message, so no event is
+    /// dead-lettered because the registry is down).
+    pub schema_registry_max_attempts: u32,
+    /// First delay between two requests of a lookup; doubles per retry.
+    pub schema_registry_backoff_initial: DurationMs,
+    /// Largest delay between two requests of a lookup.
+    pub schema_registry_backoff_max: DurationMs,
     /// What `reflex.detections` is keyed (partitioned) by.
     pub correlation_key: CorrelationKey,
     /// Event-time granularity of watermark steps (and of the markers the
@@ -217,6 +233,11 @@ impl Default for KafkaConfig {
             output_format: OutputFormat::Json,
             schema_ids: SchemaIds::default(),
             schema_registry_url: None,
+            schema_registry_ca_file: None,
+            schema_registry_timeout: DurationMs(5_000),
+            schema_registry_max_attempts: 3,
+            schema_registry_backoff_initial: DurationMs(100),
+            schema_registry_backoff_max: DurationMs(2_000),
             correlation_key: CorrelationKey::Namespace,
             watermark_interval: DurationMs(1_000),
             decide_hold: DurationMs(120_000),
@@ -248,6 +269,20 @@ impl KafkaConfig {
     /// The input topic.
     pub fn input_topic(&self) -> String {
         self.topic(TopicName::Errors)
+    }
+
+    /// How the Schema Registry client connects and retries.
+    pub fn registry_options(&self) -> crate::codec::registry::RegistryOptions {
+        let ms = |d: DurationMs| std::time::Duration::from_millis(d.0.max(0) as u64);
+        crate::codec::registry::RegistryOptions {
+            timeout: ms(self.schema_registry_timeout),
+            ca_file: self.schema_registry_ca_file.clone(),
+            retry: crate::http::RetryPolicy {
+                max_attempts: self.schema_registry_max_attempts.max(1),
+                min_delay: ms(self.schema_registry_backoff_initial),
+                max_delay: ms(self.schema_registry_backoff_max),
+            },
+        }
     }
 
     /// Problems as (key, message), all at once.
@@ -300,12 +335,38 @@ impl KafkaConfig {
             }
         }
         if let Some(u) = &self.schema_registry_url {
-            if !u.starts_with("http://") {
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
                 errs.push((
                     "kafka.schema_registry_url".into(),
-                    "must be an http:// URL".into(),
+                    "must be an http:// or https:// URL".into(),
                 ));
             }
+        }
+        if let Some(p) = &self.schema_registry_ca_file {
+            if let Err(e) = std::fs::metadata(p) {
+                errs.push((
+                    "kafka.schema_registry_ca_file".into(),
+                    format!("{}: {e}", p.display()),
+                ));
+            }
+        }
+        if self.schema_registry_timeout.0 < 1 {
+            errs.push((
+                "kafka.schema_registry_timeout".into(),
+                "must be at least 1ms".into(),
+            ));
+        }
+        if self.schema_registry_max_attempts == 0 {
+            errs.push((
+                "kafka.schema_registry_max_attempts".into(),
+                "must be at least 1".into(),
+            ));
+        }
+        if self.schema_registry_backoff_max.0 < self.schema_registry_backoff_initial.0 {
+            errs.push((
+                "kafka.schema_registry_backoff_max".into(),
+                "must not be below schema_registry_backoff_initial".into(),
+            ));
         }
         if self.watermark_interval.0 < 1 {
             errs.push((
@@ -383,5 +444,40 @@ mod tests {
         assert!(keys.contains(&"kafka.topics.nope"));
         assert!(keys.contains(&"kafka.schema_ids.detection"));
         assert!(keys.contains(&"kafka.consumer.group.id"));
+    }
+
+    #[test]
+    fn schema_registry_keys_are_checked_and_become_client_options() {
+        let k = KafkaConfig {
+            schema_registry_url: Some("ftp://reg".into()),
+            schema_registry_ca_file: Some("/nonexistent/ca.pem".into()),
+            schema_registry_max_attempts: 0,
+            schema_registry_backoff_initial: DurationMs(500),
+            schema_registry_backoff_max: DurationMs(100),
+            ..KafkaConfig::default()
+        };
+        let errs = k.validate();
+        let keys: Vec<&str> = errs.iter().map(|e| e.0.as_str()).collect();
+        for key in [
+            "kafka.schema_registry_url",
+            "kafka.schema_registry_ca_file",
+            "kafka.schema_registry_max_attempts",
+            "kafka.schema_registry_backoff_max",
+        ] {
+            assert!(keys.contains(&key), "{key} missing in {keys:?}");
+        }
+        let ok = KafkaConfig {
+            schema_registry_url: Some("https://reg:8081".into()),
+            schema_registry_max_attempts: 4,
+            schema_registry_backoff_initial: DurationMs(10),
+            schema_registry_backoff_max: DurationMs(40),
+            ..KafkaConfig::default()
+        };
+        assert!(ok.validate().is_empty(), "{:?}", ok.validate());
+        let o = ok.registry_options();
+        assert_eq!(o.retry.max_attempts, 4);
+        assert_eq!(o.retry.min_delay, std::time::Duration::from_millis(10));
+        assert_eq!(o.retry.max_delay, std::time::Duration::from_millis(40));
+        assert_eq!(o.timeout, std::time::Duration::from_secs(5));
     }
 }

@@ -269,11 +269,7 @@ pub fn run(
         Vec::new()
     };
     let (epoch, decide, codec) = fresh(cfg, opts, &stats, &det_partitions, BTreeSet::new())?;
-    let decoder = InputDecoder::new(
-        codec,
-        &k.schema_ids.error_event,
-        k.schema_registry_url.as_deref(),
-    )?;
+    let decoder = InputDecoder::new(codec, &k.schema_ids.error_event, k)?;
 
     // The decider borrows the sink for the whole run; a rebalance gives it
     // fresh stages (`Decider::reset`).
