@@ -29,6 +29,7 @@ pub mod detectors;
 pub mod diagnosis;
 pub mod error;
 pub mod executors;
+pub mod http;
 pub mod model;
 pub mod pipeline;
 pub mod recovery;

@@ -41,7 +41,7 @@ fn full_event() -> ErrorEvent {
 fn detection() -> Detection {
     Detection {
         detection_id: "det-1".into(),
-        detector: "threshold".into(),
+        detector: DetectorKind::Threshold,
         rule: "error_burst".into(),
         key: "service=payments".into(),
         service: "payments".into(),
@@ -190,6 +190,48 @@ fn every_output_record_round_trips() {
     round_trip(RecordType::Escalation, &escalation());
     round_trip(RecordType::ActionResult, &result());
     round_trip(RecordType::DeadLetter, &dead_letter());
+}
+
+#[test]
+fn typed_rollback_and_drain_parameters_round_trip() {
+    let mut a = action();
+    a.action_type = ActionType::Rollback;
+    a.params = ActionParams {
+        direction: Some(RollbackDirection::Forward),
+        ..ActionParams::default()
+    };
+    round_trip(RecordType::RecoveryAction, &a);
+    assert_eq!(
+        serde_json::to_value(&a).unwrap()["params"],
+        serde_json::json!({"direction": "forward"})
+    );
+    a.action_type = ActionType::DrainNode;
+    a.params = ActionParams {
+        node: Some("node-3".into()),
+        drain: Some(DrainOptions {
+            grace_period_seconds: Some(30),
+            delete_emptydir_data: true,
+        }),
+        ..ActionParams::default()
+    };
+    round_trip(RecordType::RecoveryAction, &a);
+    a.params.drain = Some(DrainOptions::default());
+    round_trip(RecordType::RecoveryAction, &a);
+}
+
+#[test]
+fn unknown_action_parameters_survive_decoding_for_the_gate_to_refuse() {
+    let raw = br#"{"action_id":"act-1","incident_id":"inc-1","created_at":"2026-03-02T06:00:00Z",
+        "type":"scale","target":{"service":"p","namespace":"shop","kind":"Deployment","name":"p"},
+        "params":{"replicas":3,"force":"true"},"risk":0.2,"decision":"auto","idempotency_key":"idem-1",
+        "reason":"r","expires_at":"2026-03-02T06:15:00Z"}"#;
+    let a: RecoveryAction = serde_json::from_slice(raw).unwrap();
+    assert_eq!(a.params.unknown, vec!["force".to_string()]);
+    assert!(a
+        .params
+        .check(a.action_type)
+        .unwrap_err()
+        .contains("params.force"));
 }
 
 #[test]

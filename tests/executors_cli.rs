@@ -132,7 +132,7 @@ fn a_bad_config_exits_2_naming_file_and_key() {
     let cfg = dir.path().join("executor.toml");
     std::fs::write(
         &cfg,
-        "[executor]\nallowed_types = [\"reboot\"]\n[executor.webhook]\nurls = [\"https://x\"]\n",
+        "[executor]\nallowed_types = [\"reboot\"]\n[executor.webhook]\nurls = [\"ftp://x\"]\n",
     )
     .unwrap();
     let out = bin()
@@ -147,7 +147,7 @@ fn a_bad_config_exits_2_naming_file_and_key() {
         "{err}"
     );
 
-    std::fs::write(&cfg, "[executor.webhook]\nurls = [\"https://x\"]\n").unwrap();
+    std::fs::write(&cfg, "[executor.webhook]\nurls = [\"ftp://x\"]\n").unwrap();
     let out = bin()
         .args([
             "executor",

@@ -9,7 +9,8 @@ use reflex::executors::kube::{KubeExecutor, KubeSettings, Selector};
 use reflex::executors::runbook::Runbooks;
 use reflex::executors::{Gate, Ledger, ManualClock, Runner};
 use reflex::model::{
-    ActionParams, ActionStatus, ActionType, Decision, EventTime, RecoveryAction, Target,
+    ActionParams, ActionStatus, ActionType, Decision, DrainOptions, EventTime, RecoveryAction,
+    Target,
 };
 use reflex::recovery::sign;
 use serde_json::json;
@@ -292,15 +293,15 @@ async fn drain_node_cordons_and_evicts_respecting_disruption_budgets() {
         f.calls(),
         [
             "GET /api/v1/nodes/node-1".to_string(),
-            "PATCH /api/v1/nodes/node-1".to_string(),
             "GET /api/v1/pods?&fieldSelector=spec.nodeName%3Dnode-1".to_string(),
+            "PATCH /api/v1/nodes/node-1".to_string(),
             evict.clone(),
             evict.clone(),
             evict
         ]
     );
     assert_eq!(
-        f.requests()[1].body,
+        f.requests()[2].body,
         Some(json!({"spec": {"unschedulable": true}}))
     );
     assert!(
@@ -311,6 +312,71 @@ async fn drain_node_cordons_and_evicts_respecting_disruption_budgets() {
     );
     // The DaemonSet pod stays.
     assert!(f.with(|s| s.pods.iter().any(|p| p["metadata"]["name"] == "agent-x")));
+}
+
+fn drain(key: &str, options: Option<DrainOptions>) -> RecoveryAction {
+    let mut a = action(
+        key,
+        ActionType::DrainNode,
+        ActionParams {
+            node: Some("node-1".into()),
+            drain: options,
+            ..Default::default()
+        },
+    );
+    a.target = Target {
+        service: "checkout".into(),
+        namespace: None,
+        kind: "Node".into(),
+        name: "node-1".into(),
+    };
+    resign(&mut a);
+    a
+}
+
+#[tokio::test]
+async fn drain_refuses_emptydir_pods_before_the_cordon_unless_told_to_delete_their_data() {
+    let f = fake().await;
+    f.with(|s| {
+        s.pods[0]["spec"]["volumes"] = json!([{"name": "scratch", "emptyDir": {}}]);
+    });
+    let mut r = runner(&f);
+    let res = r.process(&drain("k-local", None)).await;
+    assert_eq!(res.status, ActionStatus::Rejected, "{}", res.detail);
+    assert!(
+        res.detail.contains("shop/checkout-a") && res.detail.contains("delete_emptydir_data"),
+        "{}",
+        res.detail
+    );
+    assert!(
+        f.calls().iter().all(|c| c.starts_with("GET ")),
+        "a refused drain writes nothing: {:?}",
+        f.calls()
+    );
+    let res = r
+        .process(&drain(
+            "k-local-ok",
+            Some(DrainOptions {
+                grace_period_seconds: Some(30),
+                delete_emptydir_data: true,
+            }),
+        ))
+        .await;
+    assert_eq!(res.status, ActionStatus::Succeeded, "{}", res.detail);
+    let eviction = f
+        .requests()
+        .into_iter()
+        .find(|q| q.path.ends_with("/eviction"))
+        .expect("an eviction");
+    assert_eq!(
+        eviction
+            .body
+            .as_ref()
+            .map(|b| &b["deleteOptions"]["gracePeriodSeconds"]),
+        Some(&json!(30)),
+        "{:?}",
+        eviction.body
+    );
 }
 
 #[tokio::test]

@@ -7,6 +7,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::Router;
 use reflex::executors::webhook::{hmac_hex, HttpUrl, WebhookExecutor, WebhookSettings};
 use reflex::executors::{Ledger, ManualClock};
+use reflex::http::RetryPolicy;
 use reflex::model::{ActionStatus, Escalation, EventTime, Severity};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -48,20 +49,24 @@ async fn server(fail_first: usize, fail_status: u16) -> (String, Arc<Mutex<Hook>
 }
 
 fn executor(url: &str, attempts: u32) -> WebhookExecutor {
-    WebhookExecutor {
-        settings: WebhookSettings {
+    WebhookExecutor::new(
+        WebhookSettings {
             name: "webhook-test".into(),
             urls: vec![HttpUrl::parse(url).unwrap()],
             template: None,
             secret: Some(b"hook-secret".to_vec()),
             timeout: Duration::from_secs(2),
-            max_attempts: attempts,
-            backoff_initial: Duration::from_millis(5),
-            backoff_max: Duration::from_millis(20),
+            ca_file: None,
+            retry: RetryPolicy {
+                max_attempts: attempts,
+                min_delay: Duration::from_millis(5),
+                max_delay: Duration::from_millis(20),
+            },
         },
-        ledger: Ledger::new(100),
-        clock: Arc::new(ManualClock::at(EventTime(1_795_000_000_000))),
-    }
+        Ledger::new(100),
+        Arc::new(ManualClock::at(EventTime(1_795_000_000_000))),
+    )
+    .unwrap()
 }
 
 fn escalation() -> Escalation {
@@ -159,7 +164,29 @@ async fn gives_up_after_max_attempts_and_does_not_retry_client_errors() {
     let mut ex = executor(&format!("http://127.0.0.1:{port}/x"), 2);
     let res = ex.process(&escalation()).await;
     assert_eq!(res.status, ActionStatus::Failed);
-    assert!(res.detail.contains("connection failed"), "{}", res.detail);
+    assert!(
+        res.detail
+            .contains("failed after 2 attempt(s): connection failed"),
+        "{}",
+        res.detail
+    );
+
+    // A server that accepts connections and never answers: each attempt
+    // times out, and timeouts are retried.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = silent.local_addr().unwrap();
+    let mut ex = executor(&format!("http://{addr}/x"), 2);
+    ex.settings.timeout = Duration::from_millis(100);
+    let mut ex = WebhookExecutor::new(ex.settings, Ledger::new(10), ex.clock).unwrap();
+    let res = ex.process(&escalation()).await;
+    assert_eq!(res.status, ActionStatus::Failed);
+    assert!(
+        res.detail
+            .contains("failed after 2 attempt(s): no response within 100ms"),
+        "{}",
+        res.detail
+    );
+    drop(silent);
 }
 
 #[tokio::test]

@@ -118,9 +118,15 @@ async fn run(dry_run: bool) -> Option<Seen> {
 
     // Every action reflex emitted so far gets exactly one result.
     let (b5, t5, a5) = (b.clone(), results_topic.clone(), actions_topic.clone());
+    let already = actions.1.len();
     let (actions, results) = tokio::task::spawn_blocking(move || {
+        // At least the actions seen above (a single poll may return before
+        // the new consumer's first fetch).
         let mut acts = Reader::new(&b5, &a5);
-        acts.poll_some();
+        assert!(
+            acts.until(Duration::from_secs(60), |x| x.len() >= already),
+            "the actions read before are gone"
+        );
         let ids: Vec<String> = acts
             .records
             .iter()

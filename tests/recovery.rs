@@ -9,7 +9,8 @@ use reflex::config::Config;
 use reflex::diagnosis::catalog::Catalog;
 use reflex::model::{
     About, ActionResult, ActionStatus, ActionType, Category, CategoryHint, Decision, Detection,
-    DurationMs, EventTime, Incident, IncidentStatus, RecoveryAction, Severity, Window,
+    DetectorKind, DurationMs, EventTime, Incident, IncidentStatus, RecoveryAction, Severity,
+    Window,
 };
 use reflex::pipeline::embedded::{DecideOptions, Decider};
 use reflex::pipeline::stats::Stats;
@@ -436,7 +437,7 @@ impl Shared {
 fn det(service: &str, end: EventTime, rule: &str, hints: &[(Category, f64)]) -> Detection {
     Detection {
         detection_id: format!("det-{service}-{rule}-{}", end.millis()),
-        detector: "threshold".into(),
+        detector: DetectorKind::Threshold,
         rule: rule.into(),
         key: format!("service={service}"),
         service: service.into(),

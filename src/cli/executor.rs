@@ -103,11 +103,12 @@ pub fn run(a: ExecutorArgs) -> Result<(), CliError> {
             ExecutorKind::Webhook => {
                 let ws =
                     crate::executors::webhook::WebhookSettings::from_config(&cfg).map_err(setup)?;
-                let mut ex = crate::executors::webhook::WebhookExecutor {
-                    settings: ws,
-                    ledger: Ledger::new(cfg.ledger_capacity),
-                    clock: Arc::new(SystemClock),
-                };
+                let mut ex = crate::executors::webhook::WebhookExecutor::new(
+                    ws,
+                    Ledger::new(cfg.ledger_capacity),
+                    Arc::new(SystemClock),
+                )
+                .map_err(setup)?;
                 kafka_loop::run(&settings, &mut ex, since, shutdown).await
             }
         };

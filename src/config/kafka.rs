@@ -10,17 +10,55 @@ use crate::model::DurationMs;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// The logical (default) names of every topic of SPEC §2; keys of
+/// Every topic of SPEC §2. Code names a topic by its variant, so a typo
+/// cannot compile; the logical (default) name is the key of
 /// `[kafka.topics]` and of `topology/topics.toml`.
-pub const TOPIC_NAMES: [&str; 7] = [
-    "errors",
-    "reflex.detections",
-    "reflex.incidents",
-    "reflex.actions",
-    "reflex.escalations",
-    "reflex.action-results",
-    "reflex.dlq",
-];
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TopicName {
+    Errors,
+    Detections,
+    Incidents,
+    Actions,
+    Escalations,
+    ActionResults,
+    Dlq,
+}
+
+impl TopicName {
+    /// Every topic, in SPEC §2 order.
+    pub const ALL: [TopicName; 7] = [
+        TopicName::Errors,
+        TopicName::Detections,
+        TopicName::Incidents,
+        TopicName::Actions,
+        TopicName::Escalations,
+        TopicName::ActionResults,
+        TopicName::Dlq,
+    ];
+
+    /// The logical (default) name.
+    pub const fn logical(self) -> &'static str {
+        match self {
+            TopicName::Errors => "errors",
+            TopicName::Detections => "reflex.detections",
+            TopicName::Incidents => "reflex.incidents",
+            TopicName::Actions => "reflex.actions",
+            TopicName::Escalations => "reflex.escalations",
+            TopicName::ActionResults => "reflex.action-results",
+            TopicName::Dlq => "reflex.dlq",
+        }
+    }
+
+    /// The topic whose logical name is `s`.
+    pub fn parse(s: &str) -> Option<TopicName> {
+        TopicName::ALL.into_iter().find(|t| t.logical() == s)
+    }
+
+    /// The logical names, comma-separated (for error messages).
+    pub fn list() -> String {
+        TopicName::ALL.map(TopicName::logical).join(", ")
+    }
+}
 
 /// Output record encoding on Kafka.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -135,10 +173,26 @@ pub struct KafkaConfig {
     pub output_format: OutputFormat,
     /// Confluent schema ids per record type.
     pub schema_ids: SchemaIds,
-    /// Confluent-compatible Schema Registry (`http://host:port`); when set,
-    /// framed inputs with an unknown schema id are resolved with
-    /// `GET /schemas/ids/{id}` (cached).
+    /// Confluent-compatible Schema Registry (`http://host:port` or
+    /// `https://host:port`, optionally with a path prefix); when set, framed
+    /// inputs with an unknown schema id are resolved with
+    /// `GET /schemas/ids/{id}` (cached). `https` certificates are always
+    /// verified.
     pub schema_registry_url: Option<String>,
+    /// PEM file of the CA certificates trusted for an `https` registry
+    /// instead of the platform's roots. Unset = platform roots.
+    pub schema_registry_ca_file: Option<std::path::PathBuf>,
+    /// Timeout of one registry request (connect + TLS handshake + answer).
+    pub schema_registry_timeout: DurationMs,
+    /// Requests per lookup before it counts as failed (connection errors,
+    /// timeouts, refused certificates, 429 and 5xx are retried; a failed
+    /// lookup is tried again with the next message, so no event is
+    /// dead-lettered because the registry is down).
+    pub schema_registry_max_attempts: u32,
+    /// First delay between two requests of a lookup; doubles per retry.
+    pub schema_registry_backoff_initial: DurationMs,
+    /// Largest delay between two requests of a lookup.
+    pub schema_registry_backoff_max: DurationMs,
     /// What `reflex.detections` is keyed (partitioned) by.
     pub correlation_key: CorrelationKey,
     /// Event-time granularity of watermark steps (and of the markers the
@@ -179,6 +233,11 @@ impl Default for KafkaConfig {
             output_format: OutputFormat::Json,
             schema_ids: SchemaIds::default(),
             schema_registry_url: None,
+            schema_registry_ca_file: None,
+            schema_registry_timeout: DurationMs(5_000),
+            schema_registry_max_attempts: 3,
+            schema_registry_backoff_initial: DurationMs(100),
+            schema_registry_backoff_max: DurationMs(2_000),
             correlation_key: CorrelationKey::Namespace,
             watermark_interval: DurationMs(1_000),
             decide_hold: DurationMs(120_000),
@@ -199,17 +258,31 @@ const RESERVED_CONSUMER: [&str; 2] = ["enable.auto.offset.store", "group.id"];
 const RESERVED_PRODUCER: [&str; 1] = ["enable.idempotence"];
 
 impl KafkaConfig {
-    /// The real name of a topic given its default name.
-    pub fn topic(&self, default_name: &str) -> String {
-        match self.topics.get(default_name) {
+    /// The real name of a topic.
+    pub fn topic(&self, t: TopicName) -> String {
+        match self.topics.get(t.logical()) {
             Some(n) => n.clone(),
-            None => format!("{}{}", self.topic_prefix, default_name),
+            None => format!("{}{}", self.topic_prefix, t.logical()),
         }
     }
 
     /// The input topic.
     pub fn input_topic(&self) -> String {
-        self.topic("errors")
+        self.topic(TopicName::Errors)
+    }
+
+    /// How the Schema Registry client connects and retries.
+    pub fn registry_options(&self) -> crate::codec::registry::RegistryOptions {
+        let ms = |d: DurationMs| std::time::Duration::from_millis(d.0.max(0) as u64);
+        crate::codec::registry::RegistryOptions {
+            timeout: ms(self.schema_registry_timeout),
+            ca_file: self.schema_registry_ca_file.clone(),
+            retry: crate::http::RetryPolicy {
+                max_attempts: self.schema_registry_max_attempts.max(1),
+                min_delay: ms(self.schema_registry_backoff_initial),
+                max_delay: ms(self.schema_registry_backoff_max),
+            },
+        }
     }
 
     /// Problems as (key, message), all at once.
@@ -222,10 +295,10 @@ impl KafkaConfig {
             errs.push(("kafka.group_id".into(), "must not be empty".into()));
         }
         for (k, v) in &self.topics {
-            if !TOPIC_NAMES.contains(&k.as_str()) {
+            if TopicName::parse(k).is_none() {
                 errs.push((
                     format!("kafka.topics.{k}"),
-                    format!("unknown topic (expected one of {})", TOPIC_NAMES.join(", ")),
+                    format!("unknown topic (expected one of {})", TopicName::list()),
                 ));
             }
             if !valid_topic_name(v) {
@@ -235,9 +308,9 @@ impl KafkaConfig {
                 ));
             }
         }
-        for name in TOPIC_NAMES {
+        for name in TopicName::ALL {
             let t = self.topic(name);
-            if !self.topics.contains_key(name) && !valid_topic_name(&t) {
+            if !self.topics.contains_key(name.logical()) && !valid_topic_name(&t) {
                 errs.push((
                     "kafka.topic_prefix".into(),
                     format!("gives the invalid topic name {t:?}"),
@@ -262,12 +335,38 @@ impl KafkaConfig {
             }
         }
         if let Some(u) = &self.schema_registry_url {
-            if !u.starts_with("http://") {
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
                 errs.push((
                     "kafka.schema_registry_url".into(),
-                    "must be an http:// URL".into(),
+                    "must be an http:// or https:// URL".into(),
                 ));
             }
+        }
+        if let Some(p) = &self.schema_registry_ca_file {
+            if let Err(e) = std::fs::metadata(p) {
+                errs.push((
+                    "kafka.schema_registry_ca_file".into(),
+                    format!("{}: {e}", p.display()),
+                ));
+            }
+        }
+        if self.schema_registry_timeout.0 < 1 {
+            errs.push((
+                "kafka.schema_registry_timeout".into(),
+                "must be at least 1ms".into(),
+            ));
+        }
+        if self.schema_registry_max_attempts == 0 {
+            errs.push((
+                "kafka.schema_registry_max_attempts".into(),
+                "must be at least 1".into(),
+            ));
+        }
+        if self.schema_registry_backoff_max.0 < self.schema_registry_backoff_initial.0 {
+            errs.push((
+                "kafka.schema_registry_backoff_max".into(),
+                "must not be below schema_registry_backoff_initial".into(),
+            ));
         }
         if self.watermark_interval.0 < 1 {
             errs.push((
@@ -326,7 +425,7 @@ mod tests {
         };
         k.topics.insert("errors".into(), "app-errors".into());
         assert_eq!(k.input_topic(), "app-errors");
-        assert_eq!(k.topic("reflex.dlq"), "prod.reflex.dlq");
+        assert_eq!(k.topic(TopicName::Dlq), "prod.reflex.dlq");
         assert!(k.validate().is_empty());
     }
 
@@ -345,5 +444,40 @@ mod tests {
         assert!(keys.contains(&"kafka.topics.nope"));
         assert!(keys.contains(&"kafka.schema_ids.detection"));
         assert!(keys.contains(&"kafka.consumer.group.id"));
+    }
+
+    #[test]
+    fn schema_registry_keys_are_checked_and_become_client_options() {
+        let k = KafkaConfig {
+            schema_registry_url: Some("ftp://reg".into()),
+            schema_registry_ca_file: Some("/nonexistent/ca.pem".into()),
+            schema_registry_max_attempts: 0,
+            schema_registry_backoff_initial: DurationMs(500),
+            schema_registry_backoff_max: DurationMs(100),
+            ..KafkaConfig::default()
+        };
+        let errs = k.validate();
+        let keys: Vec<&str> = errs.iter().map(|e| e.0.as_str()).collect();
+        for key in [
+            "kafka.schema_registry_url",
+            "kafka.schema_registry_ca_file",
+            "kafka.schema_registry_max_attempts",
+            "kafka.schema_registry_backoff_max",
+        ] {
+            assert!(keys.contains(&key), "{key} missing in {keys:?}");
+        }
+        let ok = KafkaConfig {
+            schema_registry_url: Some("https://reg:8081".into()),
+            schema_registry_max_attempts: 4,
+            schema_registry_backoff_initial: DurationMs(10),
+            schema_registry_backoff_max: DurationMs(40),
+            ..KafkaConfig::default()
+        };
+        assert!(ok.validate().is_empty(), "{:?}", ok.validate());
+        let o = ok.registry_options();
+        assert_eq!(o.retry.max_attempts, 4);
+        assert_eq!(o.retry.min_delay, std::time::Duration::from_millis(10));
+        assert_eq!(o.retry.max_delay, std::time::Duration::from_millis(40));
+        assert_eq!(o.timeout, std::time::Duration::from_secs(5));
     }
 }

@@ -5,6 +5,7 @@
 
 use super::signature::Signatures;
 use super::Observed;
+use crate::model::DetectorKind;
 use crate::model::{About, Category, CategoryHint, Detection, EventTime, Window};
 use crate::util::{stable_id, TopCounts};
 
@@ -103,13 +104,13 @@ impl Facts {
             detection_id: stable_id(
                 "det-",
                 &[
-                    head.detector.as_bytes(),
+                    head.detector.as_str().as_bytes(),
                     head.rule.as_bytes(),
                     head.key.as_bytes(),
                     &head.window.start.millis().to_be_bytes(),
                 ],
             ),
-            detector: head.detector.to_string(),
+            detector: head.detector,
             rule: head.rule,
             key: head.key,
             first_seen: self.first_seen.unwrap_or(head.window.start),
@@ -135,7 +136,7 @@ impl Facts {
 /// What a detector decided about a window; the rest comes from [`Facts`].
 #[derive(Debug, Clone)]
 pub struct Head {
-    pub detector: &'static str,
+    pub detector: DetectorKind,
     pub rule: String,
     pub key: String,
     pub score: f64,

@@ -14,6 +14,7 @@ pub mod pattern;
 pub mod signature;
 pub mod threshold;
 
+use crate::model::DetectorKind;
 use crate::model::{Detection, ErrorEvent, EventKind, EventTime, Window};
 use crate::stage::stats::Stats;
 use crate::stage::Stage;
@@ -207,7 +208,7 @@ impl DetectStage {
         };
         Detection {
             detection_id: stable_id("chg-", &[ev.id.as_bytes(), ev.service.as_bytes()]),
-            detector: "change".into(),
+            detector: DetectorKind::Change,
             rule: change_type.to_string(),
             key: format!("service={}", ev.service),
             service: ev.service.clone(),

@@ -113,6 +113,7 @@ mod witness;
 
 pub use config::DiagnosisConfig;
 
+use crate::model::DetectorKind;
 use crate::model::{Detection, EventTime, Incident, IncidentStatus, Severity};
 use crate::stage::stats::Stats;
 use crate::stage::Stage;
@@ -515,7 +516,7 @@ impl Stage for DiagnosisStage {
                 self.namespaces.insert(d.service.clone(), ns.clone());
             }
         }
-        if d.detector == "change" {
+        if d.detector == DetectorKind::Change {
             // A service that publishes changes is a service, not an external host.
             self.graph.saw_service(&d.service);
             if self.changes.len() >= MAX_CHANGES {

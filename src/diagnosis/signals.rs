@@ -22,6 +22,7 @@ use super::rootcause::{add_hint, ServiceSignals};
 use crate::detectors::facts::{Facts, Head, SignatureMeta};
 use crate::detectors::signature::Signatures;
 use crate::detectors::Observed;
+use crate::model::DetectorKind;
 use crate::model::{Detection, ErrorEvent, Window};
 use std::collections::BTreeMap;
 
@@ -30,7 +31,7 @@ pub const WINDOW_MS: i64 = 60_000;
 /// A training window needs this many failing events to count as a detection.
 pub const MIN_WINDOW_EVENTS: usize = 5;
 /// The `detector` of the detections training builds.
-pub const TRAIN_DETECTOR: &str = "train";
+pub const TRAIN_DETECTOR: DetectorKind = DetectorKind::Train;
 
 /// Folds one detection of `sig`'s service into it: onset, score, hints,
 /// counts under the detection's rule, sample templates, error types, HTTP

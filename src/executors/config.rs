@@ -11,6 +11,7 @@
 //! live here too, so validation never reaches into an executor.
 
 use super::runbook::RunbookConfig;
+use crate::config::kafka::TopicName;
 use crate::config::{ConfigError, ConfigIssue};
 use crate::model::{ActionType, DurationMs};
 use serde::{Deserialize, Serialize};
@@ -116,9 +117,9 @@ impl Default for ExecutorKafka {
     fn default() -> Self {
         ExecutorKafka {
             group_id: String::new(),
-            actions_topic: "reflex.actions".into(),
-            escalations_topic: "reflex.escalations".into(),
-            results_topic: "reflex.action-results".into(),
+            actions_topic: TopicName::Actions.logical().into(),
+            escalations_topic: TopicName::Escalations.logical().into(),
+            results_topic: TopicName::ActionResults.logical().into(),
             properties: Default::default(),
         }
     }
@@ -128,9 +129,13 @@ impl Default for ExecutorKafka {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WebhookConfig {
-    /// Plain `http://host:port/path` URLs, each receiving every escalation.
-    /// TLS endpoints need a local TLS-terminating proxy for now.
+    /// `http://` or `https://` URLs, each receiving every escalation.
+    /// `https` server certificates are always verified (against `ca_file`
+    /// when set, else the platform's roots).
     pub urls: Vec<String>,
+    /// PEM file of the CA certificates trusted for `https` URLs instead of
+    /// the platform's roots (e.g. an internal CA). Unset = platform roots.
+    pub ca_file: Option<PathBuf>,
     /// Body template; `{{field}}` is replaced by the escalation's field as a
     /// JSON value (`{{escalation}}` = the whole record). Absent = the
     /// documented default shape.
@@ -141,9 +146,11 @@ pub struct WebhookConfig {
     /// Environment variable holding the HMAC-SHA256 secret for the
     /// `X-Reflex-Signature: sha256=<hex>` header.
     pub secret_env: String,
-    /// Timeout of one attempt (connect + send + response).
+    /// Timeout of one attempt (connect + TLS handshake + send + response).
     pub timeout: DurationMs,
-    /// Attempts per URL before the escalation is reported `failed`.
+    /// Attempts per URL before the escalation is reported `failed`; only
+    /// connection errors, timeouts, refused certificates, 429 and 5xx are
+    /// retried.
     pub max_attempts: u32,
     /// First retry delay; doubles per attempt up to `backoff_max`.
     pub backoff_initial: DurationMs,
@@ -155,6 +162,7 @@ impl Default for WebhookConfig {
     fn default() -> Self {
         WebhookConfig {
             urls: Vec::new(),
+            ca_file: None,
             template: None,
             approval_requests: false,
             secret_env: "REFLEX_WEBHOOK_SECRET".into(),
@@ -242,6 +250,17 @@ impl ExecutorConfig {
         }
         if self.webhook.max_attempts == 0 {
             out.push(("webhook.max_attempts".into(), "must be at least 1".into()));
+        }
+        if self.webhook.backoff_max.0 < self.webhook.backoff_initial.0 {
+            out.push((
+                "webhook.backoff_max".into(),
+                "must not be below backoff_initial".into(),
+            ));
+        }
+        if let Some(p) = &self.webhook.ca_file {
+            if let Err(e) = std::fs::metadata(p) {
+                out.push(("webhook.ca_file".into(), format!("{}: {e}", p.display())));
+            }
         }
         for (i, u) in self.webhook.urls.iter().enumerate() {
             if let Err(e) = HttpUrl::parse(u) {
@@ -359,43 +378,44 @@ impl Selector {
     }
 }
 
-/// A parsed `http://host:port/path` URL.
+/// A validated `http://` or `https://` URL (no credentials in it).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HttpUrl {
-    pub host: String,
-    pub port: u16,
-    pub path: String,
-}
+pub struct HttpUrl(reqwest::Url);
 
 impl HttpUrl {
-    /// Parses a plain-HTTP URL; `Err` says why it is not usable.
+    /// Parses an HTTP(S) URL; `Err` says why it is not usable.
     pub fn parse(url: &str) -> Result<Self, String> {
-        let rest = url.strip_prefix("http://").ok_or_else(|| {
-            format!("{url:?}: only http:// URLs are supported (use a TLS proxy for https)")
-        })?;
-        let (authority, path) = match rest.find('/') {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, "/"),
-        };
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((h, p)) => (
-                h,
-                p.parse::<u16>()
-                    .map_err(|_| format!("{url:?}: bad port {p:?}"))?,
-            ),
-            None => (authority, 80),
-        };
-        if host.is_empty() || authority.contains('@') {
+        let u = reqwest::Url::parse(url).map_err(|e| format!("{url:?}: {e}"))?;
+        if !matches!(u.scheme(), "http" | "https") {
+            return Err(format!(
+                "{url:?}: only http:// and https:// URLs are supported"
+            ));
+        }
+        if u.host_str().is_none_or(str::is_empty) {
             return Err(format!("{url:?}: bad host"));
         }
-        if path.chars().any(|c| c.is_ascii_control() || c == ' ') {
-            return Err(format!("{url:?}: bad path"));
+        if !u.username().is_empty() || u.password().is_some() {
+            return Err(format!(
+                "{url:?}: credentials do not belong in the URL (use secret_env)"
+            ));
         }
-        Ok(HttpUrl {
-            host: host.to_string(),
-            port,
-            path: path.to_string(),
-        })
+        Ok(HttpUrl(u))
+    }
+
+    /// The URL requests go to.
+    pub fn url(&self) -> &reqwest::Url {
+        &self.0
+    }
+
+    /// The URL as text.
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+impl std::fmt::Display for HttpUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0.as_str())
     }
 }
 
@@ -453,7 +473,7 @@ max = 3600
 workload_selector = "a=b=c"
 poll_interval = 0
 [executor.webhook]
-urls = ["https://example.com/x"]
+urls = ["ftp://example.com/x"]
 max_attempts = 0
 "#;
         let e = ExecutorConfig::parse(text, "x.toml").unwrap_err();
@@ -466,6 +486,17 @@ max_attempts = 0
                 "executor.webhook.urls[0]",
                 "executor.workload_selector"
             ]
+        );
+        let e = ExecutorConfig::parse(
+            "[executor.webhook]\nurls = [\"https://pager.example.com/x\"]\nca_file = \"/nonexistent/ca.pem\"\n",
+            "x.toml",
+        )
+        .unwrap_err();
+        let keys: Vec<&str> = e.issues.iter().map(|i| i.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["executor.webhook.ca_file"],
+            "https URLs are accepted"
         );
         let e = ExecutorConfig::parse("[executor]\nbogus = 1\n", "x.toml").unwrap_err();
         assert_eq!(e.issues[0].key, "executor.bogus");

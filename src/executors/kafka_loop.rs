@@ -9,8 +9,9 @@
 //!   crash between acting and publishing re-delivers the input; the ledger
 //!   (rebuilt from published results) then skips what was recorded, so
 //!   duplicates are limited to that window.
-//! - **Nothing is dropped silently**: an input that does not decode as JSON
-//!   gets a `rejected` result naming its partition and offset.
+//! - **Nothing is dropped silently**: an input that does not decode gets a
+//!   `rejected` result naming its partition and offset (and its
+//!   `action_id` and key when it is JSON that names them).
 //! - Inputs are JSON (the default record encoding); Avro inputs are not
 //!   decoded by executors yet.
 //! - SIGTERM / Ctrl-C: the current input finishes, offsets are committed, the
@@ -90,13 +91,21 @@ pub trait Handler {
 
 fn undecodable(
     origin: &str,
+    payload: &[u8],
     err: &serde_json::Error,
     now: EventTime,
     executor: &str,
 ) -> ActionResult {
+    // A record that is JSON but not a valid action (a malformed typed
+    // parameter) still names its action, so its sender sees the refusal.
+    let named = |field: &str| -> Option<String> {
+        let v: serde_json::Value = serde_json::from_slice(payload).ok()?;
+        let s = v.get(field)?.as_str()?;
+        (!s.is_empty() && s.len() <= 256).then(|| s.to_string())
+    };
     ActionResult {
-        action_id: origin.to_string(),
-        idempotency_key: String::new(),
+        action_id: named("action_id").unwrap_or_else(|| origin.to_string()),
+        idempotency_key: named("idempotency_key").unwrap_or_default(),
         status: ActionStatus::Rejected,
         detail: format!("undecodable input at {origin}: {err}"),
         finished_at: now,
@@ -108,7 +117,7 @@ impl<E: Executor, C: Clock> Handler for Runner<E, C> {
     async fn handle(&mut self, payload: &[u8], origin: &str) -> Option<ActionResult> {
         Some(match serde_json::from_slice::<RecoveryAction>(payload) {
             Ok(a) => self.process(&a).await,
-            Err(e) => undecodable(origin, &e, self.clock.now(), self.executor.name()),
+            Err(e) => undecodable(origin, payload, &e, self.clock.now(), self.executor.name()),
         })
     }
     fn ledger(&mut self) -> &mut Ledger {
@@ -129,6 +138,7 @@ impl Handler for super::webhook::WebhookExecutor {
                 Ok(a) => self.process_approval(&a).await,
                 Err(_) => Some(undecodable(
                     origin,
+                    payload,
                     &err,
                     self.clock.now(),
                     &self.settings.name,

@@ -10,15 +10,20 @@
 //!   `params.replicas`, then wait for the rollout.
 //! - `rollback`: GET the Deployment, LIST its ReplicaSets by the
 //!   Deployment's selector, pick `params.to_revision` or the highest revision
-//!   below the current one, PATCH the Deployment's pod template with that
+//!   below the current one (for `params.direction = forward` too: a
+//!   rollback makes the restored revision the newest, so the one below it
+//!   is the revision reflex rolled back from), PATCH the Deployment's pod template with that
 //!   ReplicaSet's (minus `pod-template-hash`), as `kubectl rollout undo` does,
 //!   then wait for the rollout.
 //! - `delete_pod`: GET the pod (`params.pod`, else `target.name`), DELETE it.
-//! - `drain_node`: GET the node (`params.node`, else `target.name`), PATCH
-//!   `spec.unschedulable=true` (cordon), LIST its pods, and POST an Eviction
-//!   for each pod not owned by a DaemonSet and not a mirror pod; evictions
-//!   refused by a PodDisruptionBudget (HTTP 429) are retried every
-//!   `poll_interval` until `drain_timeout`.
+//! - `drain_node`: GET the node (`params.node`, else `target.name`), LIST
+//!   its pods (a pod with an `emptyDir` volume refuses the drain unless
+//!   `params.drain.delete_emptydir_data`, as `kubectl drain` does), PATCH
+//!   `spec.unschedulable=true` (cordon), and POST an Eviction (with
+//!   `params.drain.grace_period_seconds` when set) for each pod not owned by
+//!   a DaemonSet and not a mirror pod; evictions refused by a
+//!   PodDisruptionBudget (HTTP 429) are retried every `poll_interval` until
+//!   `drain_timeout`.
 //!
 //! Guarantees: a workload (or pod) that does not match the configured
 //! `workload_selector`, or a node that does not match `node_selector`, is
@@ -31,7 +36,9 @@ use super::{result, Clock, Executor, SetupError};
 use crate::model::{ActionResult, ActionStatus, ActionType, RecoveryAction};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{Api, DeleteParams, EvictParams, ListParams, Patch, PatchParams};
+use k8s_openapi::api::policy::v1::Eviction;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{DeleteOptions, ObjectMeta};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -202,7 +209,7 @@ impl KubeExecutor {
 
     async fn scale(&self, action: &RecoveryAction) -> Result<String, Outcome> {
         let replicas = match action.params.replicas {
-            Some(r) if (0..=10_000).contains(&r) => r,
+            Some(r) if (0..=crate::model::params::MAX_REPLICAS).contains(&r) => r,
             Some(r) => {
                 return Err(Outcome::Rejected(format!(
                     "params.replicas {r} is out of range"
@@ -357,12 +364,7 @@ impl KubeExecutor {
                 "node {node} does not match the node selector"
             )));
         }
-        let cordon = json!({"spec": {"unschedulable": true}});
-        self.call(
-            format!("cordon node {node}"),
-            nodes.patch(node, &PatchParams::default(), &Patch::Merge(&cordon)),
-        )
-        .await?;
+        let options = action.params.drain.unwrap_or_default();
         let all: Api<Pod> = Api::all(self.client.clone());
         let pods = self
             .call(
@@ -370,6 +372,45 @@ impl KubeExecutor {
                 all.list(&ListParams::default().fields(&format!("spec.nodeName={node}"))),
             )
             .await?;
+        // As `kubectl drain` without --delete-emptydir-data, but refused
+        // before the cordon so that a refused drain changes nothing.
+        if !options.delete_emptydir_data {
+            let local: Vec<String> = pods
+                .items
+                .iter()
+                .filter(|p| {
+                    p.spec
+                        .as_ref()
+                        .is_some_and(|s| s.volumes.iter().flatten().any(|v| v.empty_dir.is_some()))
+                })
+                .filter_map(|p| {
+                    Some(format!(
+                        "{}/{}",
+                        p.metadata.namespace.as_deref()?,
+                        p.metadata.name.as_deref()?
+                    ))
+                })
+                .collect();
+            if !local.is_empty() {
+                return Err(Outcome::Rejected(format!(
+                    "node {node} runs pods with emptyDir volumes ({}); their data would be lost: set params.drain.delete_emptydir_data to drain anyway",
+                    local.join(", ")
+                )));
+            }
+        }
+        let cordon = json!({"spec": {"unschedulable": true}});
+        self.call(
+            format!("cordon node {node}"),
+            nodes.patch(node, &PatchParams::default(), &Patch::Merge(&cordon)),
+        )
+        .await?;
+        // The Eviction body is written here rather than by `Api::evict`:
+        // kube 5 sends its delete options as `delete_options`, a field the
+        // API server does not know, so a grace period would be dropped.
+        let delete_options = options.grace_period_seconds.map(|g| DeleteOptions {
+            grace_period_seconds: Some(g),
+            ..DeleteOptions::default()
+        });
         let mut pending: Vec<(String, String)> = Vec::new();
         let mut skipped = 0usize;
         for p in &pods.items {
@@ -401,7 +442,19 @@ impl KubeExecutor {
                 let what = format!("evict pod {ns}/{name}");
                 match tokio::time::timeout(
                     self.settings.api_timeout,
-                    api.evict(&name, &EvictParams::default()),
+                    api.create_subresource::<_, serde_json::Value>(
+                        "eviction",
+                        &name,
+                        &PostParams::default(),
+                        &Eviction {
+                            metadata: ObjectMeta {
+                                name: Some(name.clone()),
+                                namespace: Some(ns.clone()),
+                                ..ObjectMeta::default()
+                            },
+                            delete_options: delete_options.clone(),
+                        },
+                    ),
                 )
                 .await
                 {

@@ -7,7 +7,10 @@
 //!   decision `dry_run` is never carried out: `skipped_dry_run`), expiry in
 //!   event time against an injected [`Clock`], decision (`auto`, or an
 //!   `approval_required` action whose key is in the approvals file), and the
-//!   operator's allow-lists (namespaces, action types). An action the gate
+//!   operator's allow-lists (namespaces, action types), then the target's
+//!   names (RFC 1123: no paths, selectors or queries reach an API path)
+//!   and the typed parameters ([`ActionParams::check`](crate::model::ActionParams::check):
+//!   only the ones the type takes, each well-formed, none unknown). An action the gate
 //!   refuses is never handed to an executor and yields `rejected` with the
 //!   reason (`skipped_dry_run` for a dry run).
 //! - the idempotency [`Ledger`]: the keys already executed (bounded, FIFO
@@ -29,7 +32,9 @@ pub mod kube;
 pub mod runbook;
 pub mod webhook;
 
-use crate::model::{ActionResult, ActionStatus, ActionType, Decision, EventTime, RecoveryAction};
+use crate::model::{
+    params, ActionResult, ActionStatus, ActionType, Decision, EventTime, RecoveryAction,
+};
 use std::collections::{HashSet, VecDeque};
 use std::future::Future;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -186,7 +191,8 @@ impl Gate {
     }
 
     /// Checks an action in the fixed order signature → dry run → expiry →
-    /// decision → type → namespace; the first failure is the reason. A dry
+    /// decision → type → namespace → target names → typed parameters; the
+    /// first failure is the reason. A dry
     /// run is told apart right after the signature, so a genuine dry run is
     /// always reported as one (expired or not) and a forged one is not.
     pub fn check(&self, action: &RecoveryAction, now: EventTime) -> Result<(), Rejection> {
@@ -224,8 +230,33 @@ impl Gate {
             if !self.namespaces.iter().any(|n| n == "*" || n == ns) {
                 return Err(Rejection::NamespaceNotAllowed(ns.to_string()));
             }
+            if !params::is_dns_label(ns) {
+                return Err(Rejection::Invalid(
+                    "target.namespace is not a Kubernetes namespace name (RFC 1123)".into(),
+                ));
+            }
         }
-        Ok(())
+        // Executors put these into API paths: a name is a name, never a
+        // path, a selector or a query.
+        if !params::is_dns_subdomain(&action.target.name) {
+            return Err(Rejection::Invalid(
+                "target.name is not a Kubernetes object name (RFC 1123)".into(),
+            ));
+        }
+        let kind = &action.target.kind;
+        if kind.is_empty()
+            || kind.len() > 63
+            || !kind.starts_with(|c: char| c.is_ascii_uppercase())
+            || !kind.bytes().all(|c| c.is_ascii_alphanumeric())
+        {
+            return Err(Rejection::Invalid(
+                "target.kind is not a Kubernetes kind".into(),
+            ));
+        }
+        action
+            .params
+            .check(action.action_type)
+            .map_err(Rejection::Invalid)
     }
 }
 

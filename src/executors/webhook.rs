@@ -13,11 +13,13 @@
 //! <escalation_id>`, and, when a secret is set, `X-Reflex-Signature:
 //! sha256=<hex HMAC-SHA256 of the exact body>`.
 //!
-//! Delivery: a small HTTP/1.1 client over a tokio `TcpStream` (plain
-//! `http://` only; put a TLS-terminating proxy in front of `https`
-//! endpoints for now). Each attempt is bounded by `timeout`; connection
-//! errors, timeouts, 429 and 5xx are retried with exponential backoff up to
-//! `max_attempts`; other 4xx fail at once. An escalation id already
+//! Delivery: the shared HTTP(S) client of [`crate::http`] (reqwest over
+//! rustls; `https` certificates always verified, against `ca_file` when
+//! configured). Each attempt is bounded by `timeout`; connection errors,
+//! timeouts, refused certificates, 429 and 5xx are retried with
+//! exponential backoff (`backoff_initial` doubling up to `backoff_max`) up
+//! to `max_attempts`; other 4xx fail at once. A refused certificate is
+//! reported as such in the result's `detail`. An escalation id already
 //! delivered is `skipped_duplicate` (the ledger, as for actions).
 //!
 //! Approval requests (`webhook.approval_requests = true`): the executor also
@@ -30,12 +32,13 @@
 //! reported `skipped_dry_run` under the approval-request ids.
 
 use super::{Clock, Ledger};
+use crate::http::{ClientOptions, HttpError, RetryPolicy};
 use crate::model::{ActionResult, ActionStatus, Decision, Escalation, RecoveryAction};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Header carrying the body's HMAC.
 pub const SIGNATURE_HEADER: &str = "X-Reflex-Signature";
@@ -43,81 +46,31 @@ pub const SIGNATURE_HEADER: &str = "X-Reflex-Signature";
 // URLs are validated with the rest of `[executor]` (see `Selector`).
 pub use super::config::HttpUrl;
 
-/// Why one attempt failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DeliveryError {
-    #[error("connection failed: {0}")]
-    Connect(String),
-    #[error("no response within {0:?}")]
-    Timeout(Duration),
-    #[error("HTTP {0}")]
-    Status(u16),
-    #[error("bad response: {0}")]
-    BadResponse(String),
-}
-
-impl DeliveryError {
-    /// Whether another attempt may succeed.
-    pub fn retryable(&self) -> bool {
-        match self {
-            DeliveryError::Status(s) => *s == 429 || *s >= 500,
-            _ => true,
-        }
-    }
-}
-
-/// One HTTP/1.1 POST; returns the status code of a 2xx answer.
+/// One POST of a JSON `body`; returns the status code of a 2xx answer.
 pub async fn post(
+    client: &reqwest::Client,
     url: &HttpUrl,
     headers: &[(&str, String)],
     body: &[u8],
     timeout: Duration,
-) -> Result<u16, DeliveryError> {
-    let attempt = async {
-        let mut stream = tokio::net::TcpStream::connect((url.host.as_str(), url.port))
-            .await
-            .map_err(|e| DeliveryError::Connect(e.to_string()))?;
-        let mut req = format!(
-            "POST {} HTTP/1.1\r\nHost: {}:{}\r\nUser-Agent: reflex-executor\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
-            url.path,
-            url.host,
-            url.port,
-            body.len()
-        );
-        for (k, v) in headers {
-            req.push_str(&format!("{k}: {v}\r\n"));
-        }
-        req.push_str("\r\n");
-        let io = |e: std::io::Error| DeliveryError::Connect(e.to_string());
-        stream.write_all(req.as_bytes()).await.map_err(io)?;
-        stream.write_all(body).await.map_err(io)?;
-        stream.flush().await.map_err(io)?;
-        // Only the status line matters; read until it is complete.
-        let mut buf = Vec::with_capacity(256);
-        let mut chunk = [0u8; 512];
-        while !buf.windows(2).any(|w| w == b"\r\n") {
-            let n = stream.read(&mut chunk).await.map_err(io)?;
-            if n == 0 || buf.len() > 8192 {
-                break;
-            }
-            buf.extend_from_slice(&chunk[..n]);
-        }
-        let text = String::from_utf8_lossy(&buf);
-        let line = text.lines().next().unwrap_or("");
-        let code = line
-            .strip_prefix("HTTP/1.")
-            .and_then(|r| r.get(2..5))
-            .and_then(|c| c.parse::<u16>().ok())
-            .ok_or_else(|| DeliveryError::BadResponse(format!("status line {line:?}")))?;
-        if (200..300).contains(&code) {
-            Ok(code)
-        } else {
-            Err(DeliveryError::Status(code))
-        }
-    };
-    match tokio::time::timeout(timeout, attempt).await {
-        Ok(r) => r,
-        Err(_) => Err(DeliveryError::Timeout(timeout)),
+) -> Result<u16, HttpError> {
+    let mut req = client
+        .post(url.url().clone())
+        .timeout(timeout)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(body.to_vec());
+    for (k, v) in headers {
+        req = req.header(*k, v.as_str());
+    }
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| HttpError::from_reqwest(&e, timeout))?;
+    let code = resp.status().as_u16();
+    if resp.status().is_success() {
+        Ok(code)
+    } else {
+        Err(HttpError::Status(code))
     }
 }
 
@@ -186,14 +139,20 @@ pub fn render(e: &Escalation, template: Option<&str>) -> Result<Vec<u8>, String>
 /// Settings of the webhook executor.
 #[derive(Debug, Clone)]
 pub struct WebhookSettings {
+    /// Written into `ActionResult.executor`.
     pub name: String,
+    /// Every escalation goes to each of these.
     pub urls: Vec<HttpUrl>,
+    /// Body template (see the module header); `None` = the default shape.
     pub template: Option<String>,
+    /// HMAC key of the `X-Reflex-Signature` header; `None` = no header.
     pub secret: Option<Vec<u8>>,
+    /// Bound of one attempt.
     pub timeout: Duration,
-    pub max_attempts: u32,
-    pub backoff_initial: Duration,
-    pub backoff_max: Duration,
+    /// PEM CA bundle trusted for `https` URLs instead of the platform's roots.
+    pub ca_file: Option<PathBuf>,
+    /// Attempts per URL and the backoff between them.
+    pub retry: RetryPolicy,
 }
 
 impl WebhookSettings {
@@ -221,9 +180,12 @@ impl WebhookSettings {
                 .filter(|s| !s.is_empty())
                 .map(String::into_bytes),
             timeout: ms(w.timeout),
-            max_attempts: w.max_attempts.max(1),
-            backoff_initial: ms(w.backoff_initial),
-            backoff_max: ms(w.backoff_max),
+            ca_file: w.ca_file.clone(),
+            retry: RetryPolicy {
+                max_attempts: w.max_attempts.max(1),
+                min_delay: ms(w.backoff_initial),
+                max_delay: ms(w.backoff_max),
+            },
         })
     }
 }
@@ -246,6 +208,7 @@ pub struct WebhookExecutor {
     pub settings: WebhookSettings,
     pub ledger: Ledger,
     pub clock: Arc<dyn Clock>,
+    client: reqwest::Client,
 }
 
 /// Prefix of the ids of approval-request deliveries (`action_id` and
@@ -254,6 +217,27 @@ pub struct WebhookExecutor {
 pub const APPROVAL_PREFIX: &str = "approval-request:";
 
 impl WebhookExecutor {
+    /// An executor for `settings`; fails when the HTTP client cannot be
+    /// built (e.g. an unreadable or empty `ca_file`).
+    pub fn new(
+        settings: WebhookSettings,
+        ledger: Ledger,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, super::SetupError> {
+        let client = crate::http::client(&ClientOptions {
+            timeout: settings.timeout,
+            ca_file: settings.ca_file.clone(),
+            user_agent: "reflex-executor",
+        })
+        .map_err(|e| super::SetupError::Config(format!("executor.webhook: {e}")))?;
+        Ok(WebhookExecutor {
+            settings,
+            ledger,
+            clock,
+            client,
+        })
+    }
+
     /// Delivers `e` to every URL and reports the outcome.
     pub async fn process(&mut self, e: &Escalation) -> ActionResult {
         let body = render(e, self.settings.template.as_deref());
@@ -334,31 +318,27 @@ impl WebhookExecutor {
         let mut notes = Vec::new();
         let mut ok = true;
         for url in &self.settings.urls {
-            let mut delay = self.settings.backoff_initial;
-            let mut attempt = 1;
-            loop {
-                match post(url, &headers, &body, self.settings.timeout).await {
-                    Ok(code) => {
-                        notes.push(format!(
-                            "http://{}:{}{} answered {code} after {attempt} attempt(s)",
-                            url.host, url.port, url.path
-                        ));
-                        break;
-                    }
-                    Err(err) if err.retryable() && attempt < self.settings.max_attempts => {
-                        tracing::warn!(id, url = %url.path, attempt, error = %err, "webhook attempt failed; retrying");
-                        tokio::time::sleep(delay).await;
-                        delay = (delay * 2).min(self.settings.backoff_max);
-                        attempt += 1;
-                    }
-                    Err(err) => {
-                        ok = false;
-                        notes.push(format!(
-                            "http://{}:{}{} failed after {attempt} attempt(s): {err}",
-                            url.host, url.port, url.path
-                        ));
-                        break;
-                    }
+            let (client, timeout) = (&self.client, self.settings.timeout);
+            let done = self
+                .settings
+                .retry
+                .run(
+                    || post(client, url, &headers, &body, timeout),
+                    HttpError::retryable,
+                    |error, attempt, delay| {
+                        tracing::warn!(id, %url, attempt, ?delay, %error, "Webhook attempt failed; retrying.");
+                    },
+                )
+                .await;
+            let attempts = done.attempts;
+            match done.result {
+                Ok(code) => {
+                    notes.push(format!("{url} answered {code} after {attempts} attempt(s)"))
+                }
+                Err(error) => {
+                    ok = false;
+                    tracing::warn!(id, %url, attempts, %error, "Webhook delivery failed.");
+                    notes.push(format!("{url} failed after {attempts} attempt(s): {error}"));
                 }
             }
         }
@@ -384,14 +364,16 @@ mod tests {
     #[test]
     fn urls() {
         let u = HttpUrl::parse("http://127.0.0.1:8080/hooks/a?x=1").unwrap();
+        assert_eq!(u.as_str(), "http://127.0.0.1:8080/hooks/a?x=1");
+        assert_eq!(HttpUrl::parse("http://pager").unwrap().url().path(), "/");
         assert_eq!(
-            (u.host.as_str(), u.port, u.path.as_str()),
-            ("127.0.0.1", 8080, "/hooks/a?x=1")
+            HttpUrl::parse("https://pager:8443/x").unwrap().url().port(),
+            Some(8443)
         );
-        assert_eq!(HttpUrl::parse("http://pager").unwrap().path, "/");
-        assert!(HttpUrl::parse("https://pager/x").is_err());
+        assert!(HttpUrl::parse("ftp://pager/x").is_err());
         assert!(HttpUrl::parse("http://a:b/").is_err());
-        assert!(HttpUrl::parse("http://h/a b").is_err());
+        assert!(HttpUrl::parse("https://user:pw@h/").is_err());
+        assert!(HttpUrl::parse("not a url").is_err());
     }
 
     #[test]

@@ -4,10 +4,12 @@
 //! is plain data; behaviour lives in the stages.
 
 pub mod event;
+pub mod params;
 pub mod records;
 pub mod sign;
 pub mod time;
 
 pub use event::{ErrorEvent, EventKind, Severity};
+pub use params::{ActionParams, DrainOptions, RollbackDirection};
 pub use records::*;
 pub use time::{DurationMs, EventTime};

@@ -6,6 +6,7 @@
 //! empty and are `null` in Avro.
 
 use super::event::Severity;
+use super::params::ActionParams;
 use super::time::EventTime;
 use serde::{Deserialize, Serialize};
 
@@ -137,7 +138,7 @@ pub struct Counted {
 pub struct Detection {
     pub detection_id: String,
     /// `threshold`, `anomaly`, `pattern` or `change`.
-    pub detector: String,
+    pub detector: DetectorKind,
     /// The rule or signal within the detector.
     pub rule: String,
     /// What was measured, e.g. `service=checkout,severity>=error`.
@@ -210,6 +211,43 @@ pub struct Incident {
     pub severity: Severity,
 }
 
+/// The detector that made a detection (`Detection.detector`). A name this
+/// version does not know reads as `other`, so a newer producer's detections
+/// still decode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DetectorKind {
+    Threshold,
+    Anomaly,
+    Pattern,
+    /// A deploy or config change of a service (not a failure by itself).
+    Change,
+    /// Built by `reflex train` from labelled windows.
+    Train,
+    #[serde(other)]
+    Other,
+}
+
+impl DetectorKind {
+    /// The snake_case name used on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DetectorKind::Threshold => "threshold",
+            DetectorKind::Anomaly => "anomaly",
+            DetectorKind::Pattern => "pattern",
+            DetectorKind::Change => "change",
+            DetectorKind::Train => "train",
+            DetectorKind::Other => "other",
+        }
+    }
+}
+
+impl std::fmt::Display for DetectorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Recovery action types (SPEC §3). New types may be added.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -223,6 +261,16 @@ pub enum ActionType {
 }
 
 impl ActionType {
+    /// Every action type.
+    pub const ALL: [ActionType; 6] = [
+        ActionType::Restart,
+        ActionType::DeletePod,
+        ActionType::Scale,
+        ActionType::Rollback,
+        ActionType::DrainNode,
+        ActionType::RunRunbook,
+    ];
+
     /// The snake_case name used on the wire.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -245,27 +293,6 @@ pub struct Target {
     /// Kubernetes kind, e.g. `Deployment`, `StatefulSet`, `Node`.
     pub kind: String,
     pub name: String,
-}
-
-/// Typed action parameters; only the ones an action type uses are set.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct ActionParams {
-    /// `scale`: the desired replica count.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub replicas: Option<i64>,
-    /// `rollback`: the revision to return to (absent = the previous one).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub to_revision: Option<String>,
-    /// `delete_pod`: the pod; `drain_node`: the node.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pod: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub node: Option<String>,
-    /// `run_runbook`: the allow-listed runbook and its arguments.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub runbook: Option<String>,
-    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    pub args: std::collections::BTreeMap<String, String>,
 }
 
 /// `auto` (executors may act), `approval_required` (a human must approve)

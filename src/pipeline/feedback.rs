@@ -59,7 +59,7 @@ impl ResultsFollower {
             .set("auto.offset.reset", "latest");
         Ok(ResultsFollower {
             consumer: cc.create()?,
-            topic: k.topic("reflex.action-results"),
+            topic: k.topic(crate::config::kafka::TopicName::ActionResults),
             lookback_ms: k.results_lookback.0,
             assigned: false,
             last_try: None,

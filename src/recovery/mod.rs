@@ -19,7 +19,7 @@
 //! not recovered or failed/rejected ⇒ the next ladder step, or an
 //! escalation once the ladder is exhausted; worse ⇒ the action is undone
 //! when reversible (`scale` back to the previous replica count; after a
-//! `rollback`, a `rollback` with `params.args.direction = "forward"`, i.e.
+//! `rollback`, a `rollback` with `params.direction = "forward"`, i.e.
 //! back to the revision that was live before reflex's rollback) and the
 //! incident escalated; no result within `result_timeout` ⇒ escalation.
 //!

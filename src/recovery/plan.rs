@@ -411,7 +411,7 @@ pub fn undo_params(t: ActionType, previous_replicas: Option<i64>) -> Option<Acti
     match t {
         ActionType::Scale => params.replicas = Some(previous_replicas?),
         ActionType::Rollback => {
-            params.args.insert("direction".into(), "forward".into());
+            params.direction = Some(crate::model::RollbackDirection::Forward);
         }
         _ => return None,
     }

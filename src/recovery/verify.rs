@@ -21,6 +21,7 @@
 //!
 //! Guarantees: pure functions of the detections observed and event time.
 
+use crate::model::DetectorKind;
 use crate::model::{Detection, EventTime};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -49,7 +50,7 @@ pub struct Signals {
 impl Signals {
     /// Remembers one detection (change records are not trouble).
     pub fn observe(&mut self, d: &Detection) {
-        if d.detector == "change" {
+        if d.detector == DetectorKind::Change {
             return;
         }
         if self.per_service.len() >= MAX_SERVICES && !self.per_service.contains_key(&d.service) {

@@ -28,6 +28,7 @@ use super::truth::TruthRecord;
 use super::world::{FixedBy, Note, World, WorldConfig};
 use crate::config::Config;
 use crate::detectors::DetectStage;
+use crate::model::DetectorKind;
 use crate::model::{
     ActionResult, ActionStatus, Decision, Detection, EventTime, Incident, IncidentStatus,
 };
@@ -642,33 +643,35 @@ fn handle(
 ) -> Result<(), DemoError> {
     while let Ok(o) = rx.try_recv() {
         match &o {
-            Output::Detection(d) if d.detector != "change" => match fault_for_detection(world, d) {
-                Some(i) => {
-                    let n = story.per_fault.entry(i).or_default();
-                    if *n < 3 && story.told.insert((i, d.service.clone())) {
-                        *n += 1;
-                        say(format!(
-                            "[{}]     detection ({} {}): {}",
-                            clock(d.window.end),
-                            d.detector,
-                            d.rule,
-                            d.evidence
-                        ))?;
+            Output::Detection(d) if d.detector != DetectorKind::Change => {
+                match fault_for_detection(world, d) {
+                    Some(i) => {
+                        let n = story.per_fault.entry(i).or_default();
+                        if *n < 3 && story.told.insert((i, d.service.clone())) {
+                            *n += 1;
+                            say(format!(
+                                "[{}]     detection ({} {}): {}",
+                                clock(d.window.end),
+                                d.detector,
+                                d.rule,
+                                d.evidence
+                            ))?;
+                        }
+                    }
+                    None => {
+                        story.stray_detections += 1;
+                        if story.stray_detections <= 10 {
+                            say(format!(
+                                "[{}]     detection outside any fault ({} {}): {}",
+                                clock(d.window.end),
+                                d.detector,
+                                d.rule,
+                                d.evidence
+                            ))?;
+                        }
                     }
                 }
-                None => {
-                    story.stray_detections += 1;
-                    if story.stray_detections <= 10 {
-                        say(format!(
-                            "[{}]     detection outside any fault ({} {}): {}",
-                            clock(d.window.end),
-                            d.detector,
-                            d.rule,
-                            d.evidence
-                        ))?;
-                    }
-                }
-            },
+            }
             Output::Incident(i) => narrate_incident(story, i, say)?,
             Output::Action(a) => {
                 story.action_incident.insert(

@@ -297,7 +297,7 @@ pub fn create_producer(
     cc.set("enable.idempotence", "true");
     let topics = Topic::ALL
         .iter()
-        .map(|t| (kafka.topic(t.default_name()), *t))
+        .map(|t| (kafka.topic(t.name()), *t))
         .collect();
     cc.create_with_context(DeliveryContext {
         deliveries,
@@ -327,7 +327,7 @@ impl KafkaSink {
     pub fn new(producer: Arc<Producer_>, deliveries: Arc<Deliveries>, kafka: &KafkaConfig) -> Self {
         let names = Topic::ALL
             .iter()
-            .map(|t| (*t, kafka.topic(t.default_name())))
+            .map(|t| (*t, kafka.topic(t.name())))
             .collect();
         KafkaSink {
             producer,

@@ -6,6 +6,7 @@
 pub mod file;
 pub mod kafka;
 
+use crate::config::kafka::TopicName;
 use crate::model::{DeadLetter, Detection, Escalation, Incident, RecoveryAction};
 
 /// The output topics of SPEC §2 that the pipeline writes.
@@ -28,15 +29,20 @@ impl Topic {
         Topic::Dlq,
     ];
 
+    /// The topic of SPEC §2 this output goes to.
+    pub fn name(self) -> TopicName {
+        match self {
+            Topic::Detections => TopicName::Detections,
+            Topic::Incidents => TopicName::Incidents,
+            Topic::Actions => TopicName::Actions,
+            Topic::Escalations => TopicName::Escalations,
+            Topic::Dlq => TopicName::Dlq,
+        }
+    }
+
     /// The default Kafka topic name.
     pub fn default_name(self) -> &'static str {
-        match self {
-            Topic::Detections => "reflex.detections",
-            Topic::Incidents => "reflex.incidents",
-            Topic::Actions => "reflex.actions",
-            Topic::Escalations => "reflex.escalations",
-            Topic::Dlq => "reflex.dlq",
-        }
+        self.name().logical()
     }
 
     /// The short name (topic without the `reflex.` prefix): the embedded file stem.

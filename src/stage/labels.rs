@@ -8,6 +8,7 @@
 //! of `L`'s values does not compile (a const assertion); adding and reading
 //! never lock or allocate.
 
+use crate::model::DetectorKind;
 use crate::model::{ActionType, Category, DeadLetterKind, Decision};
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -131,14 +132,14 @@ pub enum DetectorName {
 }
 
 impl DetectorName {
-    /// The label of the detector called `name`.
-    pub fn of(name: &str) -> Self {
-        match name {
-            "threshold" => DetectorName::Threshold,
-            "anomaly" => DetectorName::Anomaly,
-            "pattern" => DetectorName::Pattern,
-            "change" => DetectorName::Change,
-            _ => DetectorName::Other,
+    /// The label of a detector.
+    pub fn of(kind: DetectorKind) -> Self {
+        match kind {
+            DetectorKind::Threshold => DetectorName::Threshold,
+            DetectorKind::Anomaly => DetectorName::Anomaly,
+            DetectorKind::Pattern => DetectorName::Pattern,
+            DetectorKind::Change => DetectorName::Change,
+            DetectorKind::Train | DetectorKind::Other => DetectorName::Other,
         }
     }
 
@@ -271,8 +272,13 @@ mod tests {
 
     #[test]
     fn unknown_detectors_are_other() {
-        assert_eq!(DetectorName::of("pattern"), DetectorName::Pattern);
-        assert_eq!(DetectorName::of("signature"), DetectorName::Other);
-        assert_eq!(DetectorName::of(""), DetectorName::Other);
+        assert_eq!(
+            DetectorName::of(DetectorKind::Pattern),
+            DetectorName::Pattern
+        );
+        assert_eq!(DetectorName::of(DetectorKind::Train), DetectorName::Other);
+        // A name this version does not know decodes as `other`.
+        let d: DetectorKind = serde_json::from_str("\"signature\"").unwrap();
+        assert_eq!(DetectorName::of(d), DetectorName::Other);
     }
 }

@@ -84,7 +84,7 @@ pub const OUTPUTS_SKIPPED: &str = "reflex_outputs_skipped_total";
 pub const API_REFUSED: &str = "reflex_api_requests_refused_total";
 
 /// The input topic label in embedded mode (the SPEC's default input topic).
-pub const INPUT_TOPIC: &str = "errors";
+pub const INPUT_TOPIC: &str = crate::config::kafka::TopicName::Errors.logical();
 /// The breakers whose state is exported.
 pub const BREAKERS: [&str; 1] = ["recovery"];
 

@@ -256,7 +256,7 @@ impl IncidentTracer {
                 vec![
                     KeyValue::new("incident.id", inc.incident_id.clone()),
                     KeyValue::new("detection.id", d.detection_id.clone()),
-                    KeyValue::new("detection.detector", d.detector.clone()),
+                    KeyValue::new("detection.detector", d.detector.as_str()),
                     KeyValue::new("detection.rule", d.rule.clone()),
                     KeyValue::new("detection.key", d.key.clone()),
                     KeyValue::new("detection.service", d.service.clone()),

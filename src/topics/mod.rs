@@ -6,7 +6,7 @@
 //! Topic names in the file are the default names; the real names come from
 //! `[kafka]` (`topic_prefix`, `[kafka.topics]` overrides).
 
-use crate::config::kafka::{KafkaConfig, TOPIC_NAMES};
+use crate::config::kafka::{KafkaConfig, TopicName};
 use crate::model::time::parse_duration_ms;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -79,9 +79,10 @@ pub fn parse(text: &str, file: &str, kafka: &KafkaConfig) -> Result<Vec<TopicSpe
     let mut problems = Vec::new();
     let mut out = Vec::new();
     for (name, t) in &f.topics {
-        if !TOPIC_NAMES.contains(&name.as_str()) {
+        let Some(topic) = TopicName::parse(name) else {
             problems.push(format!("topics.{name}: not a topic of SPEC §2"));
-        }
+            continue;
+        };
         if t.partitions < 1 {
             problems.push(format!("topics.{name}.partitions: must be at least 1"));
         }
@@ -118,14 +119,14 @@ pub fn parse(text: &str, file: &str, kafka: &KafkaConfig) -> Result<Vec<TopicSpe
         }
         out.push(TopicSpec {
             logical: name.clone(),
-            name: kafka.topic(name),
+            name: kafka.topic(topic),
             partitions: t.partitions,
             replication,
             retention_ms,
             cleanup_policy: parts.join(","),
         });
     }
-    for n in TOPIC_NAMES {
+    for n in TopicName::ALL.map(TopicName::logical) {
         if !f.topics.contains_key(n) {
             problems.push(format!("topics.{n}: missing"));
         }
@@ -312,7 +313,7 @@ mod tests {
             ..KafkaConfig::default()
         };
         let specs = parse(EMBEDDED_TOPICS, "topics.toml", &k).unwrap();
-        assert_eq!(specs.len(), TOPIC_NAMES.len());
+        assert_eq!(specs.len(), TopicName::ALL.len());
         let inc = specs
             .iter()
             .find(|s| s.logical == "reflex.incidents")

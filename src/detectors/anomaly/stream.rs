@@ -23,6 +23,7 @@ use crate::detectors::facts::{Facts, Head, SignatureMeta};
 use crate::detectors::signature::Signatures;
 use crate::detectors::threshold::poisson_sf;
 use crate::detectors::{Detector, Observed};
+use crate::model::DetectorKind;
 use crate::model::{Detection, DurationMs, EventTime, Severity, Window};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -276,7 +277,7 @@ impl AnomalyStream {
                 ),
             };
             let head = Head {
-                detector: "anomaly",
+                detector: DetectorKind::Anomaly,
                 rule: signal.name().to_string(),
                 key: format!("signal={},service={service}", signal.name()),
                 score,
@@ -400,7 +401,7 @@ mod tests {
             }
         }
         assert!(!out.is_empty(), "a 30x jump is an anomaly");
-        assert_eq!(out[0].detector, "anomaly");
+        assert_eq!(out[0].detector, DetectorKind::Anomaly);
         assert_eq!(out[0].rule, "error_rate");
         assert_eq!(out[0].window.start, EventTime(280 * 60_000));
         assert!(

@@ -47,6 +47,7 @@ use super::config::MinerConfig;
 use crate::detectors::facts::{Facts, Head, SignatureMeta};
 use crate::detectors::signature::Signatures;
 use crate::detectors::{Detector, Observed};
+use crate::model::DetectorKind;
 use crate::model::{Detection, DurationMs, EventKind, EventTime, Severity, Window};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -213,7 +214,7 @@ impl PatternStream {
         for (service, (facts, templates)) in w.new_templates {
             let n = templates.len();
             let head = Head {
-                detector: "pattern",
+                detector: DetectorKind::Pattern,
                 rule: "new_template".into(),
                 key: format!("new_template,service={service}"),
                 // Weak alone; more distinct new error shapes, more weight.
@@ -242,7 +243,7 @@ impl PatternStream {
                 continue;
             }
             let head = Head {
-                detector: "pattern",
+                detector: DetectorKind::Pattern,
                 rule: "cascade".into(),
                 key: format!("cascade,{caller}->{upstream}"),
                 score: 0.3,
@@ -291,7 +292,7 @@ impl PatternStream {
                 continue;
             }
             let head = Head {
-                detector: "pattern",
+                detector: DetectorKind::Pattern,
                 rule: "trace_cascade".into(),
                 key: format!("trace_cascade,{later}->{first}"),
                 score: 0.3,
@@ -340,7 +341,7 @@ impl PatternStream {
                 continue;
             }
             let head = Head {
-                detector: "pattern",
+                detector: DetectorKind::Pattern,
                 rule: "recurring_new_template".into(),
                 key: format!("recurring_new_template,service={service}"),
                 score: RECUR_SCORE,

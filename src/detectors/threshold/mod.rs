@@ -22,6 +22,7 @@ pub use config::{GroupBy, Measure, ThresholdConfig, ThresholdRule};
 
 use super::facts::{Facts, Head, SignatureMeta};
 use super::{Detector, Observed};
+use crate::model::DetectorKind;
 use crate::model::{Detection, EventTime, Window};
 use std::collections::{BTreeMap, HashMap};
 
@@ -227,7 +228,7 @@ impl ThresholdDetector {
                 r.threshold
             );
             let head = Head {
-                detector: "threshold",
+                detector: DetectorKind::Threshold,
                 rule: r.name.clone(),
                 key,
                 score,

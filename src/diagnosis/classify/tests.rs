@@ -6,6 +6,7 @@ use super::super::rootcause::{self, ServiceSignals};
 use super::*;
 use crate::config::Config;
 use crate::detectors::signature::Signatures;
+use crate::model::DetectorKind;
 use crate::model::{Category, ErrorEvent, EventKind, EventTime, Severity};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
@@ -485,7 +486,7 @@ fn the_stage_uses_the_classifier_unless_switched_off() {
     use crate::stage::Stage;
     let det = Detection {
         detection_id: "d1".into(),
-        detector: "threshold".into(),
+        detector: DetectorKind::Threshold,
         rule: "error_burst".into(),
         key: "service=payments".into(),
         service: "payments".into(),

@@ -11,6 +11,7 @@ use super::KafkaRunError;
 use crate::codec::avro::{self, RecordType};
 use crate::codec::registry::{RegistryError, RegistryErrorKind, SchemaRegistry};
 use crate::codec::{limits, wire, DecodeError, DecodeErrorKind, InputCodec};
+use crate::http::RetryPolicy;
 use crate::model::{Detection, ErrorEvent};
 use crate::sinks::kafka::{KafkaSink, HEADER_TYPE};
 use crate::sinks::{Output, Sink, SinkError};
@@ -35,20 +36,21 @@ pub(super) struct InputDecoder {
 
 impl InputDecoder {
     /// The topology's codec, narrowed to `schema_ids` (when configured), and
-    /// the registry at `registry_url`.
+    /// the registry of `kafka.schema_registry_*` (when a URL is set).
     pub(super) fn new(
         codec: InputCodec,
         schema_ids: &[u32],
-        registry_url: Option<&str>,
+        kafka: &crate::config::kafka::KafkaConfig,
     ) -> Result<Self, KafkaRunError> {
         Ok(InputDecoder {
             codec: InputCodec {
                 event_schema_ids: schema_ids.to_vec(),
                 ..codec
             },
-            registry: match registry_url {
+            registry: match &kafka.schema_registry_url {
                 Some(u) => Some(
-                    SchemaRegistry::new(u).map_err(|e| KafkaRunError::Registry(e.to_string()))?,
+                    SchemaRegistry::with_options(u, kafka.registry_options())
+                        .map_err(|e| KafkaRunError::Registry(e.to_string()))?,
                 ),
                 None => None,
             },
@@ -104,21 +106,27 @@ impl InputDecoder {
         bytes: &[u8],
         shutdown: &AtomicBool,
     ) -> Result<Result<ErrorEvent, DecodeError>, KafkaRunError> {
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            match self.decode(bytes) {
-                Ok(r) => return Ok(r),
-                Err(error) => {
+        // Each failed lookup already used the client's own retry policy;
+        // this waits between lookups, without limit, until shutdown.
+        let between_lookups = RetryPolicy {
+            max_attempts: 0,
+            min_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(5),
+        };
+        between_lookups
+            .run_blocking(
+                || self.decode(bytes),
+                |_| !shutdown.load(Ordering::SeqCst),
+                |error, _, _| {
                     kafka_error(KafkaErrorKind::SchemaRegistry);
                     warn!(%error, "Schema Registry unavailable; retrying.");
-                    if shutdown.load(Ordering::SeqCst) {
-                        return Err(KafkaRunError::Registry(error.to_string()));
-                    }
-                    std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                }
-            }
-        }
+                },
+            )
+            .result
+            .map_err(|error| {
+                kafka_error(KafkaErrorKind::SchemaRegistry);
+                KafkaRunError::Registry(error.to_string())
+            })
     }
 }
 

@@ -241,7 +241,7 @@ pub fn run(
     let sink = SharedSink(Arc::new(Mutex::new(ksink)));
     let (topic, group) = match opts.stage {
         StageSel::Decide => (
-            k.topic("reflex.detections"),
+            k.topic(crate::config::kafka::TopicName::Detections),
             format!("{}-decide", k.group_id),
         ),
         _ => (k.input_topic(), k.group_id.clone()),
@@ -269,11 +269,7 @@ pub fn run(
         Vec::new()
     };
     let (epoch, decide, codec) = fresh(cfg, opts, &stats, &det_partitions, BTreeSet::new())?;
-    let decoder = InputDecoder::new(
-        codec,
-        &k.schema_ids.error_event,
-        k.schema_registry_url.as_deref(),
-    )?;
+    let decoder = InputDecoder::new(codec, &k.schema_ids.error_event, k)?;
 
     // The decider borrows the sink for the whole run; a rebalance gives it
     // fresh stages (`Decider::reset`).

@@ -283,7 +283,7 @@ impl<'s> Decider<'s> {
 pub fn count_output(stats: &Stats, out: &Output) {
     match out {
         Output::DeadLetter(d) => stats.dead_letters.add(d.reason_kind, 1),
-        Output::Detection(d) => stats.detections.add(DetectorName::of(&d.detector), 1),
+        Output::Detection(d) => stats.detections.add(DetectorName::of(d.detector), 1),
         Output::Incident(i) => {
             Stats::add(&stats.incident_records, 1);
             match i.status {
@@ -417,7 +417,9 @@ mod tests {
         assert_eq!(stats.actions.total(), actions);
         assert_eq!(Stats::get(&stats.escalations), escalations);
         // And by label: each detection under its own detector.
-        let pattern = n(|o| matches!(o, Output::Detection(d) if d.detector == "pattern"));
+        let pattern = n(
+            |o| matches!(o, Output::Detection(d) if d.detector == crate::model::DetectorKind::Pattern),
+        );
         assert_eq!(stats.detections.get(DetectorName::Pattern), pattern);
     }
 }

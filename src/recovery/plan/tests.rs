@@ -234,9 +234,10 @@ fn undo_reverts_scale_and_rollback_only() {
     assert!(undo_params(ActionType::Scale, None).is_none());
     let fwd = undo_params(ActionType::Rollback, None).expect("rollback is reversible");
     assert_eq!(
-        fwd.args.get("direction").map(String::as_str),
-        Some("forward")
+        fwd.direction,
+        Some(crate::model::RollbackDirection::Forward)
     );
+    assert!(fwd.args.is_empty());
     for t in [
         ActionType::Restart,
         ActionType::DeletePod,

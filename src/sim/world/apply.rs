@@ -8,7 +8,7 @@
 //! fault; a fault is healed at most once; rolling forward heals nothing.
 
 use super::{Applied, FixedBy, World};
-use crate::model::{ActionStatus, ActionType, EventTime, RecoveryAction};
+use crate::model::{ActionStatus, ActionType, EventTime, RecoveryAction, RollbackDirection};
 use crate::sim::faults::RootKind;
 use crate::sim::fleet::Instance;
 use crate::sim::text::k8s_suffix;
@@ -71,11 +71,7 @@ impl World {
                 continue;
             }
             // Rolling forward (reflex undoing its own rollback) heals nothing.
-            let forward = a
-                .params
-                .args
-                .get("direction")
-                .is_some_and(|d| d == "forward");
+            let forward = a.params.direction == Some(RollbackDirection::Forward);
             if f.plan.kind.heals().contains(&a.action_type) && !forward {
                 if f.healed_at.is_none() {
                     f.healed_at = Some((

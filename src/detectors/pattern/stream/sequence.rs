@@ -9,6 +9,7 @@ use super::{truncate, PatternStream, MAX_PENDING};
 use crate::detectors::facts::{Facts, Head};
 use crate::detectors::signature::Signatures;
 use crate::detectors::Observed;
+use crate::model::DetectorKind;
 use crate::model::{
     About, Category, CategoryHint, Detection, DurationMs, EventKind, EventTime, Severity, Window,
 };
@@ -215,7 +216,7 @@ impl PatternStream {
             (end.millis() - p.started.millis()) / 1000
         );
         let head = Head {
-            detector: "pattern",
+            detector: DetectorKind::Pattern,
             rule: format!("sequence:{}", r.name),
             key: format!("sequence={},{scope_key}", r.name),
             // Evidence, not an opener: a deploy on a service with
