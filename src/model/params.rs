@@ -1,5 +1,6 @@
-//! The typed parameters of a recovery action (`params` of SPEC §2) and the
-//! pure check an executor's gate runs on them before anything is done.
+//! The action types of SPEC §3 and the typed parameters of a recovery
+//! action (`params` of SPEC §2), with the pure check an executor's gate
+//! runs on them before anything is done.
 //!
 //! Everything that changes what an executor does is a typed field here
 //! (replica count, rollback revision and direction, pod, node, drain
@@ -17,7 +18,41 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-use super::ActionType;
+/// Recovery action types (SPEC §3). New types may be added.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionType {
+    Restart,
+    DeletePod,
+    Scale,
+    Rollback,
+    DrainNode,
+    RunRunbook,
+}
+
+impl ActionType {
+    /// Every action type.
+    pub const ALL: [ActionType; 6] = [
+        ActionType::Restart,
+        ActionType::DeletePod,
+        ActionType::Scale,
+        ActionType::Rollback,
+        ActionType::DrainNode,
+        ActionType::RunRunbook,
+    ];
+
+    /// The snake_case name used on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionType::Restart => "restart",
+            ActionType::DeletePod => "delete_pod",
+            ActionType::Scale => "scale",
+            ActionType::Rollback => "rollback",
+            ActionType::DrainNode => "drain_node",
+            ActionType::RunRunbook => "run_runbook",
+        }
+    }
+}
 
 /// The largest replica count an action may ask for.
 pub const MAX_REPLICAS: i64 = 10_000;

@@ -6,7 +6,7 @@
 //! empty and are `null` in Avro.
 
 use super::event::Severity;
-use super::params::ActionParams;
+pub use super::params::{ActionParams, ActionType};
 use super::time::EventTime;
 use serde::{Deserialize, Serialize};
 
@@ -245,42 +245,6 @@ impl DetectorKind {
 impl std::fmt::Display for DetectorKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
-    }
-}
-
-/// Recovery action types (SPEC §3). New types may be added.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ActionType {
-    Restart,
-    DeletePod,
-    Scale,
-    Rollback,
-    DrainNode,
-    RunRunbook,
-}
-
-impl ActionType {
-    /// Every action type.
-    pub const ALL: [ActionType; 6] = [
-        ActionType::Restart,
-        ActionType::DeletePod,
-        ActionType::Scale,
-        ActionType::Rollback,
-        ActionType::DrainNode,
-        ActionType::RunRunbook,
-    ];
-
-    /// The snake_case name used on the wire.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ActionType::Restart => "restart",
-            ActionType::DeletePod => "delete_pod",
-            ActionType::Scale => "scale",
-            ActionType::Rollback => "rollback",
-            ActionType::DrainNode => "drain_node",
-            ActionType::RunRunbook => "run_runbook",
-        }
     }
 }
 
