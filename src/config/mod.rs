@@ -325,6 +325,7 @@ impl Config {
             .validate()
             .into_iter()
             .chain(detectors.anomaly.validate())
+            .chain(detectors.node.validate())
             .chain(diagnosis.validate())
             .chain(recovery.validate())
             .chain(kafka.validate())

@@ -6,10 +6,13 @@
 //! detections at once: they are facts for the diagnosis, not trouble.
 //!
 //! Keying: all per-key state is keyed by service first, so the stage can be
-//! partitioned by service across instances (Kafka mode).
+//! partitioned by service across instances (Kafka mode); the node detector
+//! is keyed by node, and with several instances each learns its share.
 
 pub mod anomaly;
 pub mod facts;
+pub mod node;
+pub mod normal;
 pub mod pattern;
 pub mod signature;
 pub mod threshold;
@@ -114,6 +117,8 @@ register_detectors! {
     anomaly: anomaly::AnomalyStream,
     /// Template mining and pattern detections.
     pattern: pattern::stream::PatternStream,
+    /// Per-node rises of one failure class (network) over the node's normal.
+    node: node::NodeDetector,
 }
 
 /// The detect stage: signatures + every detector.

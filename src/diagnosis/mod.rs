@@ -532,6 +532,14 @@ impl Stage for DiagnosisStage {
             return;
         }
         self.graph.saw_service(&d.service);
+        if d.detector == DetectorKind::Node {
+            // Already judged against the node's normal: evidence for the
+            // node's trouble only, never a service's own incident (each
+            // service logged only a few of the node's errors), and its
+            // calls teach the graph nothing the other detectors do not.
+            self.watch_node(&d, out);
+            return;
+        }
         for u in &d.upstreams {
             self.graph.add_edge(&d.service, &u.value, u.count as u64);
         }

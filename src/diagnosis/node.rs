@@ -1,6 +1,8 @@
 //! Node-local network trouble from weak evidence: a few network errors of
 //! their own from several services on one node within minutes are that
-//! node's fault (each alone is background).
+//! node's fault (each alone is background). The node detector's
+//! detections (the node's errors judged against its normal) count toward
+//! the same quorum and feed the node's open incident directly.
 //!
 //! Keying: per node (bounded: `MAX_NODES` nodes, `MAX_NODE_DETECTIONS`
 //! detections each, kept `NODE_WATCH_MS`).
@@ -27,7 +29,11 @@ impl DiagnosisStage {
             })
             .map(|h| h.weight)
             .fold(0.0, f64::max);
-        if w < OWN_WAY {
+        // The node detector has judged the node as a whole against its
+        // normal; other detections speak for it only with network errors
+        // of their own.
+        let judged = d.detector == crate::model::DetectorKind::Node;
+        if w < OWN_WAY && !judged {
             return false;
         }
         let Some(node) =
@@ -37,6 +43,14 @@ impl DiagnosisStage {
         };
         if self.node_watch.len() >= MAX_NODES && !self.node_watch.contains_key(&node) {
             return false;
+        }
+        let covering = self
+            .incidents
+            .iter()
+            .position(|t| t.resolved_at.is_none() && Self::on_node(t, &node));
+        if let (true, Some(i)) = (judged, covering) {
+            self.join(i, d, true, out);
+            return true;
         }
         let horizon = d.window.end.millis() - NODE_WATCH_MS;
         let seen = self.node_watch.entry(node.clone()).or_default();
@@ -55,10 +69,6 @@ impl DiagnosisStage {
         // The trouble of a node already in an incident goes on while two
         // of its services keep failing there (its incident stays open); a
         // new one takes a full quorum.
-        let covering = self
-            .incidents
-            .iter()
-            .position(|t| t.resolved_at.is_none() && Self::on_node(t, &node));
         let needed = if covering.is_some() {
             2
         } else {

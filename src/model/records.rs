@@ -137,7 +137,7 @@ pub struct Counted {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Detection {
     pub detection_id: String,
-    /// `threshold`, `anomaly`, `pattern` or `change`.
+    /// `threshold`, `anomaly`, `pattern`, `node` or `change`.
     pub detector: DetectorKind,
     /// The rule or signal within the detector.
     pub rule: String,
@@ -224,6 +224,9 @@ pub enum DetectorKind {
     Change,
     /// Built by `reflex train` from labelled windows.
     Train,
+    /// A node's own-failure errors above its normal (one detection per
+    /// service that logged them there).
+    Node,
     #[serde(other)]
     Other,
 }
@@ -237,6 +240,7 @@ impl DetectorKind {
             DetectorKind::Pattern => "pattern",
             DetectorKind::Change => "change",
             DetectorKind::Train => "train",
+            DetectorKind::Node => "node",
             DetectorKind::Other => "other",
         }
     }

@@ -127,6 +127,7 @@ pub enum DetectorName {
     Threshold,
     Anomaly,
     Pattern,
+    Node,
     Change,
     Other,
 }
@@ -138,6 +139,7 @@ impl DetectorName {
             DetectorKind::Threshold => DetectorName::Threshold,
             DetectorKind::Anomaly => DetectorName::Anomaly,
             DetectorKind::Pattern => DetectorName::Pattern,
+            DetectorKind::Node => DetectorName::Node,
             DetectorKind::Change => DetectorName::Change,
             DetectorKind::Train | DetectorKind::Other => DetectorName::Other,
         }
@@ -149,6 +151,7 @@ impl DetectorName {
             DetectorName::Threshold => "threshold",
             DetectorName::Anomaly => "anomaly",
             DetectorName::Pattern => "pattern",
+            DetectorName::Node => "node",
             DetectorName::Change => "change",
             DetectorName::Other => "other",
         }
@@ -182,6 +185,7 @@ label_set!(
         DetectorName::Threshold,
         DetectorName::Anomaly,
         DetectorName::Pattern,
+        DetectorName::Node,
         DetectorName::Change,
         DetectorName::Other,
     ],

@@ -36,7 +36,7 @@ pub struct Stats {
     pub late_events: AtomicU64,
     pub change_events: AtomicU64,
     /// Detections written, by detector.
-    pub detections: Counts<DetectorName, 5>,
+    pub detections: Counts<DetectorName, 6>,
     /// New incidents (a relapse that reopens a resolved incident is not
     /// new): fewer than the `open` records when incidents are reopened.
     pub incidents_opened: AtomicU64,

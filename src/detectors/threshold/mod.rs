@@ -21,6 +21,7 @@ pub mod config;
 pub use config::{GroupBy, Measure, ThresholdConfig, ThresholdRule};
 
 use super::facts::{Facts, Head, SignatureMeta};
+use super::normal::Normal;
 use super::{Detector, Observed};
 use crate::model::DetectorKind;
 use crate::model::{Detection, EventTime, Window};
@@ -77,19 +78,15 @@ pub fn poisson_sf(k: u64, lambda: f64) -> f64 {
 /// window's facts list).
 const EDGE_CAP: usize = 8;
 
-/// A key's learned normal: an exponentially weighted mean of its per-window value.
+/// A key's learned normal ([`Normal`]) and its edges' normals.
 #[derive(Debug, Clone)]
 struct Baseline {
-    mean: f64,
+    normal: Normal,
     /// Per upstream, the failing calls naming it in a normal window (same
-    /// weighting as `mean`): a caller that fails a few calls to an upstream
+    /// weighting as `normal`): a caller that fails a few calls to an upstream
     /// all day has that as the edge's normal, and a detection reports only
     /// the calls beyond it.
     edges: Vec<(String, f64)>,
-    /// Windows folded in so far (saturating).
-    windows: u32,
-    /// Start of the last window folded in.
-    last_window: i64,
     last_seen: EventTime,
 }
 
@@ -161,46 +158,31 @@ impl ThresholdDetector {
             // burst (a bad deploy's new exception) would be learned as
             // normal before it could fire.
             let b = rs.baselines.entry(key.clone()).or_insert(Baseline {
-                mean: 0.0,
+                normal: Normal::new(start, w, if acc.novel { r.warmup_windows } else { 0 }),
                 edges: Vec::new(),
-                windows: if acc.novel { r.warmup_windows } else { 0 },
-                last_window: start - w,
                 last_seen,
             });
             // Windows without events count as zeros in the mean.
-            let skipped = ((start - b.last_window) / w - 1).max(0);
-            if skipped > 0 {
-                let decay = (1.0 - r.baseline_alpha).powi(skipped.min(10_000) as i32);
-                b.mean *= decay;
+            let decay = b.normal.catch_up(start, w, r.baseline_alpha);
+            if decay < 1.0 {
                 for e in &mut b.edges {
                     e.1 *= decay;
                 }
             }
-            let bar = r.threshold.max(r.baseline_factor * b.mean);
+            let normal = b.normal.mean;
+            let bar = r.threshold.max(r.baseline_factor * normal);
             let significant = match r.measure {
                 // The baseline is in the rule's unit; the test is on counts.
-                Measure::Count => poisson_sf(matched, b.mean) <= r.significance,
-                Measure::Rate => poisson_sf(matched, b.mean * w as f64 / 1000.0) <= r.significance,
+                Measure::Count => poisson_sf(matched, normal) <= r.significance,
+                Measure::Rate => poisson_sf(matched, normal * w as f64 / 1000.0) <= r.significance,
                 Measure::Ratio => true,
             };
-            let warming = b.windows < r.warmup_windows;
+            let warming = b.normal.warming(r.warmup_windows);
             let fired = !warming && value >= bar && matched >= r.min_count && significant;
-            // While warming up the baseline is a plain running mean. After
-            // that a firing window teaches it ten times more slowly, so an
-            // ongoing fault keeps firing for tens of windows instead of being
-            // learned as normal within a few.
-            let alpha = if warming {
-                (1.0 / f64::from(b.windows + 1)).max(r.baseline_alpha)
-            } else if fired {
-                r.baseline_alpha / 10.0
-            } else {
-                r.baseline_alpha
-            };
-            b.windows = b.windows.saturating_add(1);
-            let normal = b.mean;
-            b.mean = (1.0 - alpha) * b.mean + alpha * value;
+            let alpha = b
+                .normal
+                .learn(start, value, fired, r.warmup_windows, r.baseline_alpha);
             learn_edges(&mut b.edges, &mut acc.facts, alpha, fired);
-            b.last_window = start;
             b.last_seen = b.last_seen.max(last_seen);
             if !fired {
                 continue;

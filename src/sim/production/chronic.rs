@@ -2,7 +2,11 @@
 //! failing a small, slowly drifting, diurnal share of calls (with the
 //! upstream's own error on the same trace and the 5xx passed up through
 //! proxies), short retry storms, cron jobs failing loudly for minutes,
-//! repeating Kubernetes warning events, and the noisy services' own errors.
+//! repeating Kubernetes warning events, the noisy services' own errors,
+//! every service's occasional network errors of its own (a reset or a DNS
+//! timeout now and then, from whichever node its pod runs on) and short
+//! harmless network blips on one node (seconds of DNS trouble that heal
+//! themselves: not a fault).
 //! [`Chronic::new`] plans it for the run; [`Chronic::emit`] emits one
 //! interval of it.
 //!
@@ -14,8 +18,8 @@
 use super::templates::{CRONS, HOT, K8S_WARN, RETRY, UPSTREAM_OWN};
 use crate::model::{ErrorEvent, EventTime};
 use crate::sim::emit::{make, pick_dep, pick_instance, uniform_time};
-use crate::sim::faults::{caller_lines, external_lines, Symptom};
-use crate::sim::fleet::{daily_traffic, Fleet, Instance, Lang};
+use crate::sim::faults::{caller_lines, external_lines, network_lines, Symptom};
+use crate::sim::fleet::{daily_traffic, Fleet, Instance, Lang, Service};
 use crate::sim::gen::Rng;
 use crate::sim::noise;
 use crate::sim::text::{k8s_suffix, trace_id};
@@ -83,6 +87,16 @@ struct K8sEpisode {
     reason: usize,
 }
 
+/// A few seconds of network trouble on one node that heal by themselves.
+#[derive(Debug, Clone)]
+struct Blip {
+    node: String,
+    start: EventTime,
+    end: EventTime,
+    /// Events/s over the node's pods while it lasts.
+    rate: f64,
+}
+
 /// The chronic background of a production fleet, planned in advance.
 #[derive(Debug, Clone)]
 pub struct Chronic {
@@ -90,6 +104,9 @@ pub struct Chronic {
     storms: Vec<Storm>,
     crons: Vec<CronRun>,
     k8s: Vec<K8sEpisode>,
+    /// Per service, its own network errors per second at peak traffic.
+    resets: Vec<(String, f64)>,
+    blips: Vec<Blip>,
     volume: f64,
 }
 
@@ -222,11 +239,39 @@ impl Chronic {
                 t = t.plus_ms(rng.int(30, 120) * 60_000);
             }
         }
+        // Every service loses a connection or a DNS lookup now and then
+        // (a few to tens an hour, some much more), on the node its pod is on.
+        let resets = fleet
+            .services
+            .values()
+            .map(|s| {
+                let r = if rng.chance(0.1) {
+                    rng.range(0.02, 0.06)
+                } else {
+                    (rng.range(0.001f64.ln(), 0.015f64.ln())).exp()
+                };
+                (s.name.clone(), r)
+            })
+            .collect();
+        let mut blips = Vec::new();
+        let mut t = start.plus_ms(rng.int(10, 60) * 60_000);
+        while t < end && !fleet.nodes.is_empty() {
+            let len = rng.int(3, 15) * 1000;
+            blips.push(Blip {
+                node: rng.pick(&fleet.nodes).clone(),
+                start: t,
+                end: t.plus_ms(len),
+                rate: rng.range(0.3, 1.0),
+            });
+            t = t.plus_ms(rng.int(30, 120) * 60_000 + rng.int(0, 59_000));
+        }
         Chronic {
             edges,
             storms,
             crons,
             k8s,
+            resets,
+            blips,
             volume,
         }
     }
@@ -409,6 +454,42 @@ impl Emitter<'_> {
                 out.push(ev);
             }
         }
+        for (name, rate) in &ch.resets {
+            let Some(svc) = self.fleet.get(name) else {
+                continue;
+            };
+            for _ in 0..self.rng.poisson(rate * traffic * ch.volume * dt_s) {
+                let t = uniform_time(self.rng, t0, t1);
+                let inst = pick_instance(self.rng, svc);
+                self.own_network_error(svc, inst, t, &mut out);
+            }
+        }
+        for b in &ch.blips {
+            let secs = overlap(b.start, b.end, t0, t1);
+            if secs <= 0.0 {
+                continue;
+            }
+            let on_node: Vec<(&Service, &Instance)> = self
+                .fleet
+                .services
+                .values()
+                .flat_map(|s| {
+                    s.instances
+                        .iter()
+                        .filter(|x| x.node == b.node)
+                        .map(move |x| (s, x))
+                })
+                .collect();
+            if on_node.is_empty() {
+                continue;
+            }
+            let (a, z) = (b.start.max(t0), b.end.min(t1));
+            for _ in 0..self.rng.poisson(b.rate * secs) {
+                let t = uniform_time(self.rng, a, z);
+                let (svc, inst) = *self.rng.pick(&on_node);
+                self.own_network_error(svc, Some(inst), t, &mut out);
+            }
+        }
         for &(name, rate, diurnal, lines) in HOT {
             let Some(svc) = self.fleet.get(name) else {
                 continue;
@@ -433,6 +514,25 @@ impl Emitter<'_> {
             }
         }
         out
+    }
+
+    /// A network error of `svc`'s own (reset, DNS), most naming the call.
+    fn own_network_error(
+        &mut self,
+        svc: &Service,
+        inst: Option<&Instance>,
+        t: EventTime,
+        out: &mut Vec<ErrorEvent>,
+    ) {
+        let tpl = *self.rng.pick(network_lines(svc.lang));
+        let dep = pick_dep(self.rng, svc);
+        let dep_ns = self.fleet.namespace_of(&dep).to_string();
+        let trace = trace_id(self.rng);
+        let mut ev = make(self.rng, t, svc, inst, &tpl, &dep, &dep_ns, Some(trace));
+        if !dep.is_empty() && self.rng.chance(0.7) {
+            ev.upstream = Some(dep);
+        }
+        out.push(ev);
     }
 
     /// One failed call on edge `e`: the upstream's own harmless error, the
