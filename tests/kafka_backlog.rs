@@ -39,10 +39,20 @@ fn recording() -> Vec<Ev> {
     });
     let mut evs: Vec<Ev> = generate(&g)
         .iter()
-        .map(|e| (e.time.millis(), e.service.clone(), serde_json::to_vec(e).unwrap()))
+        .map(|e| {
+            (
+                e.time.millis(),
+                e.service.clone(),
+                serde_json::to_vec(e).unwrap(),
+            )
+        })
         .collect();
     let lone_at = g.start.millis() + 30 * 60_000;
-    evs.push((lone_at, "lonely".into(), event_json("lone-1", lone_at, "lonely", "error")));
+    evs.push((
+        lone_at,
+        "lonely".into(),
+        event_json("lone-1", lone_at, "lonely", "error"),
+    ));
     // Stable: the generator's order among equal times is kept.
     evs.sort_by_key(|e| e.0);
     evs
@@ -125,9 +135,10 @@ fn backlog_gives_the_embedded_incidents(split: bool) {
     let dir = tempfile::tempdir().unwrap();
     // Idle detection in 200 ms so the test runs fast; the default detectors.
     let cfg = write_config_with(dir.path(), &prefix, "", "");
-    let text = std::fs::read_to_string(&cfg)
-        .unwrap()
-        .replace("idle_partition_timeout = \"2s\"", "idle_partition_timeout = \"200ms\"");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "idle_partition_timeout = \"2s\"",
+        "idle_partition_timeout = \"200ms\"",
+    );
     std::fs::write(&cfg, text).unwrap();
 
     let evs = recording();
@@ -145,9 +156,7 @@ fn backlog_gives_the_embedded_incidents(split: bool) {
     );
     let recs = records(&evs);
     assert_eq!(
-        recs.iter()
-            .filter(|r| r.0 == Some(LONE_PARTITION))
-            .count(),
+        recs.iter().filter(|r| r.0 == Some(LONE_PARTITION)).count(),
         1
     );
     produce(&producer(&b), &format!("{prefix}.errors"), &recs);
@@ -178,6 +187,10 @@ fn backlog_gives_the_embedded_incidents(split: bool) {
     }
     // Everything the run published (it has exited: the topic is complete).
     inc.read_to_end(Duration::from_secs(30));
+    eprintln!(
+        "{mode}: {} incidents, as the embedded run: {expected:?}",
+        expected.len()
+    );
     assert_eq!(
         got(&inc.records),
         expected,
