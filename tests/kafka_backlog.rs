@@ -207,3 +207,101 @@ fn backlog_closes_its_windows_without_new_input() {
 fn backlog_through_split_stages() {
     backlog_gives_the_embedded_incidents(true);
 }
+
+/// After an idle advance, an event older than the watermark takes the
+/// late-event path: counted (`reflex_late_events_total`) and folded into the
+/// window open now, which closes — with it — once newer input moves event
+/// time on. Nothing is lost.
+#[test]
+fn a_late_event_after_an_idle_advance_is_counted_and_kept() {
+    let Some(b) = brokers() else { return };
+    let prefix = unique("backlog-late");
+    create_topics(&b, &prefix, &[("errors", 2)]);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        &prefix,
+        "\n[telemetry]\nhttp_listen = \"127.0.0.1:0\"\n",
+    );
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "idle_partition_timeout = \"2s\"",
+        "idle_partition_timeout = \"200ms\"",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let t0 = 1_767_225_600_000i64; // a multiple of the 10 s windows
+    let topic = format!("{prefix}.errors");
+    let ev = |p: i32, svc: &str, id: String, t: i64| -> Out {
+        (Some(p), svc.to_string(), event_json(&id, t, svc, "error"))
+    };
+    // `a` on partition 0 for a minute, `b` on partition 1 for half of it.
+    let mut recs: Vec<Out> = (0..60)
+        .map(|i| ev(0, "a", format!("a{i}"), t0 + i * 1_000))
+        .collect();
+    recs.extend((0..30).map(|i| ev(1, "b", format!("b{i}"), t0 + i * 1_000)));
+    let prod = producer(&b);
+    produce(&prod, &topic, &recs);
+
+    let r = Reflex::start(&b, &cfg, "all", dir.path().join("reflex.log"));
+    let log = || r.log_text();
+    let mut det = Reader::new(&b, &format!("{prefix}.reflex.detections"));
+    let window = |recs: &[Rec], start: i64| {
+        recs.iter()
+            .filter_map(common::accounting::window_of)
+            .filter(|((k, s), _, _)| k == "service=a" && *s == start)
+            .map(|(_, c, _)| c)
+            .max()
+    };
+    // [t0+40s, t0+50s) of `a` closes only when event time moves past what
+    // `b` holds back: the idle advance to the latest event read (t0+59s).
+    assert!(
+        det.until(Duration::from_secs(60), |r| window(r, t0 + 40_000)
+            .is_some()),
+        "no idle advance; log:\n{}",
+        log()
+    );
+    assert_eq!(window(&det.records, t0 + 40_000), Some(10));
+    assert_eq!(window(&det.records, t0 + 50_000), None, "still open");
+
+    let addr: std::net::SocketAddr =
+        within(Duration::from_secs(60), "the http address", &log, || {
+            log()
+                .lines()
+                .find_map(|l| l.strip_prefix("reflex: http listening on "))
+                .and_then(|a| a.trim().parse().ok())
+        });
+    let late = |m: &str| counter(m, "reflex_late_events_total");
+    let before = within(Duration::from_secs(30), "/metrics", &log, || {
+        http(addr, "GET", "/metrics", None).map(|x| late(&x.1))
+    });
+    assert_eq!(before, 0.0);
+    // Late: its window [t0+10s, t0+20s) closed long ago.
+    produce(&prod, &topic, &[ev(0, "a", "late".into(), t0 + 15_000)]);
+    within(
+        Duration::from_secs(60),
+        "the late event counted",
+        &log,
+        || {
+            http(addr, "GET", "/metrics", None)
+                .map(|x| late(&x.1))
+                .filter(|n| *n >= 1.0)
+        },
+    );
+    // Newer input on both partitions closes the open window: with the late
+    // event in it.
+    produce(
+        &prod,
+        &topic,
+        &[
+            ev(0, "a", "a-next".into(), t0 + 75_000),
+            ev(1, "b", "b-next".into(), t0 + 75_000),
+        ],
+    );
+    assert!(
+        det.until(Duration::from_secs(60), |r| window(r, t0 + 50_000)
+            .is_some()),
+        "the open window never closed; log:\n{}",
+        log()
+    );
+    assert_eq!(window(&det.records, t0 + 50_000), Some(11));
+    assert!(r.terminate().success());
+}
