@@ -233,8 +233,9 @@ fn a_late_event_after_an_idle_advance_is_counted_and_kept() {
     let ev = |p: i32, svc: &str, id: String, t: i64| -> Out {
         (Some(p), svc.to_string(), event_json(&id, t, svc, "error"))
     };
-    // `a` on partition 0 for a minute, `b` on partition 1 for half of it.
-    let mut recs: Vec<Out> = (0..60)
+    // `a` on partition 0 for a minute (its last event at t0+60s exactly),
+    // `b` on partition 1 for half of it.
+    let mut recs: Vec<Out> = (0..=60)
         .map(|i| ev(0, "a", format!("a{i}"), t0 + i * 1_000))
         .collect();
     recs.extend((0..30).map(|i| ev(1, "b", format!("b{i}"), t0 + i * 1_000)));
@@ -251,16 +252,17 @@ fn a_late_event_after_an_idle_advance_is_counted_and_kept() {
             .map(|(_, c, _)| c)
             .max()
     };
-    // [t0+40s, t0+50s) of `a` closes only when event time moves past what
-    // `b` holds back: the idle advance to the latest event read (t0+59s).
+    // [t0+50s, t0+60s) of `a` closes only when event time reaches t0+60s:
+    // past every watermark the lateness allowance (1 s) gives, so only the
+    // advance to the latest event read, once both partitions are idle.
     assert!(
-        det.until(Duration::from_secs(60), |r| window(r, t0 + 40_000)
+        det.until(Duration::from_secs(60), |r| window(r, t0 + 50_000)
             .is_some()),
         "no idle advance; log:\n{}",
         log()
     );
-    assert_eq!(window(&det.records, t0 + 40_000), Some(10));
-    assert_eq!(window(&det.records, t0 + 50_000), None, "still open");
+    assert_eq!(window(&det.records, t0 + 50_000), Some(10));
+    assert_eq!(window(&det.records, t0 + 60_000), None, "still open");
 
     let addr: std::net::SocketAddr =
         within(Duration::from_secs(60), "the http address", &log, || {
@@ -286,8 +288,8 @@ fn a_late_event_after_an_idle_advance_is_counted_and_kept() {
                 .filter(|n| *n >= 1.0)
         },
     );
-    // Newer input on both partitions closes the open window: with the late
-    // event in it.
+    // Newer input on both partitions closes the open window [t0+60s,
+    // t0+70s): with the late event in it.
     produce(
         &prod,
         &topic,
@@ -297,11 +299,11 @@ fn a_late_event_after_an_idle_advance_is_counted_and_kept() {
         ],
     );
     assert!(
-        det.until(Duration::from_secs(60), |r| window(r, t0 + 50_000)
+        det.until(Duration::from_secs(60), |r| window(r, t0 + 60_000)
             .is_some()),
         "the open window never closed; log:\n{}",
         log()
     );
-    assert_eq!(window(&det.records, t0 + 50_000), Some(11));
+    assert_eq!(window(&det.records, t0 + 60_000), Some(2));
     assert!(r.terminate().success());
 }
