@@ -10,7 +10,7 @@
 mod common;
 
 use common::*;
-use reflex::sim::gen::{generate, Fault};
+use reflex::sim::gen::{generate, Fault, GenConfig};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
@@ -23,20 +23,23 @@ const LONE_PARTITION: i32 = 5;
 /// One event of the recording: (event time, service, JSON).
 type Ev = (i64, String, Vec<u8>);
 
-/// The recording: an hour of the shop with inventory out of memory and a bad
-/// catalog deploy, plus one event of a service seen nowhere else (the
-/// partition holding a single record). Time-ordered, as a recording is.
+/// The recording: an hour of the shop with payments out of memory from
+/// minute 15 and inventory from minute 40, plus one event of a service seen
+/// nowhere else (the partition holding a single record). Time-ordered, as a
+/// recording is.
 fn recording() -> Vec<Ev> {
-    let mut g = inventory_oom_hour();
-    g.faults.push(Fault {
-        service: "catalog".into(),
-        start: g.start.plus_ms(40 * 60_000),
-        duration_ms: 6 * 60_000,
-        rate: 3.0,
-        message: "NullPointerException in ItemController.get {id}".into(),
-        error_type: Some("java.lang.NullPointerException".into()),
-        with_deploy: true,
-    });
+    let mut g = GenConfig::shop(11, 3_600_000);
+    for (service, from_min) in [("payments", 15), ("inventory", 40)] {
+        g.faults.push(Fault {
+            service: service.into(),
+            start: g.start.plus_ms(from_min * 60_000),
+            duration_ms: 8 * 60_000,
+            rate: 4.0,
+            message: "java.lang.OutOfMemoryError: Java heap space at {id}".into(),
+            error_type: Some("java.lang.OutOfMemoryError".into()),
+            with_deploy: false,
+        });
+    }
     let mut evs: Vec<Ev> = generate(&g)
         .iter()
         .map(|e| {
@@ -136,7 +139,7 @@ fn backlog_gives_the_embedded_incidents(split: bool) {
     // The default detectors; idle detection in 200 ms so the test runs
     // fast. A lateness allowance of 45 minutes: while input flows the
     // watermark stays that far behind the latest event, before both faults
-    // (20 and 40 minutes into the hour), so only the advance to what has
+    // (15 and 40 minutes into the hour), so only the advance to what has
     // been read, once every partition is idle, can give their incidents —
     // however the partitions' reads interleave.
     let cfg = write_config_with(dir.path(), &prefix, "", "");
@@ -184,6 +187,27 @@ fn backlog_gives_the_embedded_incidents(split: bool) {
     let ok = inc.until(Duration::from_secs(90), |r| {
         expected.keys().all(|id| got(r).contains_key(id))
     });
+    if !ok {
+        // Where it stopped: detections and watermark markers published.
+        let mut det = Reader::new(&b, &format!("{prefix}.reflex.detections"));
+        det.read_to_end(Duration::from_secs(10));
+        let markers: Vec<(i32, String)> = det
+            .records
+            .iter()
+            .filter(|r| r.is_marker())
+            .map(|r| {
+                (
+                    r.partition,
+                    r.headers.get("reflex.wm").cloned().unwrap_or_default(),
+                )
+            })
+            .collect();
+        eprintln!(
+            "{mode}: {} detection records; markers (partition, wm) {:?}",
+            det.records.len(),
+            &markers[markers.len().saturating_sub(6)..]
+        );
+    }
     assert!(
         ok,
         "{mode}: expected incidents {expected:?}, got {:?}; log:\n{}",
