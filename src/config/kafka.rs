@@ -202,7 +202,14 @@ pub struct KafkaConfig {
     /// its window end plus this (the incident settle time plus margin).
     pub decide_hold: DurationMs,
     /// A partition with no new message for this long (wall clock, while
-    /// caught up) stops holding the watermark back.
+    /// caught up) stops holding the watermark back. When every assigned
+    /// partition is idle, event time advances to the latest event time read
+    /// on any of them, without `pipeline.allowed_lateness` and not rounded
+    /// to `watermark_interval` (nothing more is arriving, so there is no
+    /// disorder to wait for): windows that ended by then close, on a timer,
+    /// without waiting for new traffic. An event that arrives afterwards
+    /// older than that is late (counted, folded into the open window). The
+    /// decide stage follows through the detect stage's markers.
     pub idle_partition_timeout: DurationMs,
     /// Outputs awaiting a broker ack before consumption pauses (bounds memory).
     pub max_in_flight: usize,

@@ -6,6 +6,13 @@
 //! the current window) and the pipeline counts it. A single event far in the
 //! future (a producer with a broken clock) does not drag the watermark along:
 //! a jump larger than `max_skew` is ignored for watermark purposes.
+//!
+//! When every input is idle (a source that knows it, the Kafka runtime, says
+//! so), nothing more can arrive for now and the lateness allowance need not
+//! hold windows open: [`WatermarkTracker::advance_to_read`] moves the
+//! watermark to the latest event time read over every partition, including
+//! ones forgotten since. An event that arrives afterwards older than that
+//! is late, as above.
 
 use crate::model::EventTime;
 use std::collections::BTreeMap;
@@ -16,6 +23,9 @@ pub struct WatermarkTracker {
     lateness_ms: i64,
     max_skew_ms: i64,
     maxima: BTreeMap<i32, i64>,
+    /// The latest event time considered on any partition, kept when a
+    /// partition is forgotten: what [`Self::advance_to_read`] moves to.
+    read_max: Option<i64>,
     current: Option<EventTime>,
 }
 
@@ -26,6 +36,7 @@ impl WatermarkTracker {
             lateness_ms,
             max_skew_ms,
             maxima: BTreeMap::new(),
+            read_max: None,
             current: None,
         }
     }
@@ -38,10 +49,12 @@ impl WatermarkTracker {
             return false;
         }
         *m = (*m).max(t.millis());
+        self.read_max = Some(self.read_max.map_or(t.millis(), |r| r.max(t.millis())));
         true
     }
 
-    /// Forgets a partition (revoked in a rebalance).
+    /// Forgets a partition (idle, or revoked in a rebalance): it no longer
+    /// holds the watermark back; its next event starts its maximum afresh.
     pub fn remove_partition(&mut self, partition: i32) {
         self.maxima.remove(&partition);
     }
@@ -59,6 +72,16 @@ impl WatermarkTracker {
             Some(c) if c >= wm => c,
             _ => wm,
         };
+        self.current = Some(next);
+        Some(next)
+    }
+
+    /// Every input is idle: advances the watermark to the latest event time
+    /// read on any partition (no lateness allowance: nothing more is
+    /// arriving to be waited for), never back. `None` before any event.
+    pub fn advance_to_read(&mut self) -> Option<EventTime> {
+        let read = EventTime(self.read_max?);
+        let next = self.current.map_or(read, |c| c.max(read));
         self.current = Some(next);
         Some(next)
     }
@@ -88,5 +111,24 @@ mod tests {
         w.observe(0, EventTime(1_000));
         assert!(!w.observe(0, EventTime(10_000_000)));
         assert_eq!(w.watermark(), Some(EventTime(1_000)));
+        // Nor is it what an idle advance moves to.
+        assert_eq!(w.advance_to_read(), Some(EventTime(1_000)));
+    }
+
+    #[test]
+    fn idle_advance_goes_to_the_latest_read_without_lateness() {
+        let mut w = WatermarkTracker::new(5_000, 3_600_000);
+        assert_eq!(w.advance_to_read(), None);
+        w.observe(0, EventTime(10_000));
+        w.observe(1, EventTime(30_000));
+        assert_eq!(w.watermark(), Some(EventTime(5_000)));
+        // Forgotten (idle) partitions still count for what was read.
+        w.remove_partition(1);
+        assert_eq!(w.advance_to_read(), Some(EventTime(30_000)));
+        // Never back: new input below it is late, the watermark stays.
+        w.observe(0, EventTime(20_000));
+        assert_eq!(w.watermark(), Some(EventTime(30_000)));
+        w.observe(0, EventTime(40_000));
+        assert_eq!(w.watermark(), Some(EventTime(35_000)));
     }
 }

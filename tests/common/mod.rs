@@ -164,6 +164,29 @@ impl Reader {
         });
     }
 
+    /// Reads until every partition's high watermark of now (what has been
+    /// published so far: call it once the writers have exited) or the
+    /// deadline; returns whether it got there.
+    pub fn read_to_end(&mut self, timeout: Duration) -> bool {
+        let mut ends = BTreeMap::new();
+        let assignment = self.consumer.assignment().expect("assignment");
+        for e in assignment.elements() {
+            let (_, high) = self
+                .consumer
+                .fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(10))
+                .expect("watermarks");
+            ends.insert(e.partition(), high);
+        }
+        self.until(timeout, |recs| {
+            ends.iter().all(|(p, high)| {
+                *high == 0
+                    || recs
+                        .iter()
+                        .any(|r| r.partition == *p && r.offset + 1 >= *high)
+            })
+        })
+    }
+
     /// Polls until `done` or the deadline; returns whether `done` held.
     pub fn until(&mut self, timeout: Duration, mut done: impl FnMut(&[Rec]) -> bool) -> bool {
         let deadline = Instant::now() + timeout;

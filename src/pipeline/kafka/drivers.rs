@@ -6,7 +6,13 @@
 //!
 //! Guarantees: the watermark is the minimum over the assigned partitions
 //! (each read at least once unless idle), so no partition's event is passed
-//! by event time before it is read; an input's offset is released only once
+//! by event time before it is read, except that an idle partition (at end
+//! of log for `idle_partition_timeout`) does not hold it back and, once all
+//! are idle, it moves to the latest event time read (see
+//! [`WatermarkTracker::advance_to_read`]); what arrives later than that
+//! takes the late-event path. Event time is also re-evaluated on the poll
+//! loop's timer ([`Epoch::tick`]), so idleness takes effect without a new
+//! message. An input's offset is released only once
 //! the watermark has passed everything the stages may still emit for it
 //! (its time plus the topology's [`Hold`]); the decide driver applies,
 //! per marker value in order, the detections announced before it (by the
@@ -28,6 +34,7 @@ use rdkafka::Message;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
+use tracing::debug;
 
 /// Per-partition input bookkeeping for the watermark.
 #[derive(Default)]
@@ -38,12 +45,23 @@ pub(super) struct PartClock {
 }
 
 impl PartClock {
-    /// Partitions whose progress bounds the watermark.
+    /// At end of log for at least `idle` (wall clock).
+    fn is_idle(&self, p: i32, idle: Duration) -> bool {
+        self.eof_since.get(&p).is_some_and(|t| t.elapsed() >= idle)
+    }
+
+    /// Every assigned partition is idle: nothing more is arriving for now.
+    fn all_idle(&self, idle: Duration) -> bool {
+        !self.assigned.is_empty() && self.assigned.iter().all(|p| self.is_idle(*p, idle))
+    }
+
+    /// Whether the partitions' progress bounds the watermark: each one read
+    /// at least once, or idle (an idle one is forgotten by `wm`, so it does
+    /// not hold the watermark back while the others deliver).
     fn ready(&self, idle: Duration, wm: &mut WatermarkTracker) -> bool {
         let mut ready = true;
         for p in &self.assigned {
-            let is_idle = self.eof_since.get(p).is_some_and(|t| t.elapsed() >= idle);
-            if is_idle {
+            if self.is_idle(*p, idle) {
                 wm.remove_partition(*p);
             } else if !self.seen.contains(p) {
                 ready = false;
@@ -187,6 +205,17 @@ impl Epoch {
             Driver::Decide(d) => d.detection(&mut self.time, ctx, msg),
         }
     }
+
+    /// The poll loop's timer (no message): partitions may have become idle
+    /// since the last message, so event time is re-evaluated. This is what
+    /// lets a backlog, a replay or a quiet night close its windows without
+    /// waiting for new traffic.
+    pub(super) fn tick(&mut self, ctx: &mut Ctx<'_, '_>) -> Result<(), KafkaRunError> {
+        match &mut self.driver {
+            Driver::Detect(d) => d.advance(&mut self.time, ctx),
+            Driver::Decide(d) => d.advance(&mut self.time, ctx),
+        }
+    }
 }
 
 impl DetectDriver {
@@ -227,15 +256,34 @@ impl DetectDriver {
                 ctx.decider.dead_letter(dl)?;
             }
         }
-        // Advance event time.
-        let wm = if time.parts.ready(ctx.idle, &mut time.watermarks) {
-            time.watermarks.watermark()
+        self.advance(time, ctx)
+    }
+
+    /// Advances event time to what the partitions allow: the usual
+    /// watermark (minimum over partitions minus lateness, rounded down to
+    /// `watermark_interval`), or, once every partition is idle, the latest
+    /// event time read (exact: no lateness, no rounding, so every window
+    /// that ended by then closes). Emits what that closes and announces it.
+    fn advance(&mut self, time: &mut Time, ctx: &mut Ctx<'_, '_>) -> Result<(), KafkaRunError> {
+        let ready = time.parts.ready(ctx.idle, &mut time.watermarks);
+        let all_idle = time.parts.all_idle(ctx.idle);
+        let wm = if all_idle {
+            time.watermarks.advance_to_read()
+        } else if ready {
+            time.watermarks
+                .watermark()
+                .map(|w| EventTime(w.millis().div_euclid(ctx.interval) * ctx.interval))
         } else {
             None
         };
-        let wm = wm.map(|w| EventTime(w.millis().div_euclid(ctx.interval) * ctx.interval));
         let advanced = wm.filter(|w| *w > time.announced);
         if let Some(w) = advanced {
+            if all_idle {
+                debug!(
+                    watermark = w.millis(),
+                    "Every partition idle: event time advanced to the latest event read."
+                );
+            }
             self.detect.on_watermark(w, &mut self.dets);
         }
         self.emit(ctx, time.announced)?;
@@ -324,18 +372,25 @@ impl DecideDriver {
             }
         }
         time.parts.seen.insert(p);
-        // The decide watermark: the smallest marker over assigned partitions.
+        self.advance(time, ctx)
+    }
+
+    /// The decide watermark: the smallest latest marker over the assigned
+    /// partitions. A partition with a marker always bounds it, idle or not:
+    /// the detect stage sends every marker to every partition, and what a
+    /// partition delivers after its marker `m` is tagged `>= m`, so passing
+    /// `m` before reading it could apply its detections out of order (an
+    /// idle partition may simply not have fetched the final burst yet). A
+    /// partition that never had a marker holds it back only until idle.
+    /// Then every marker up to it is replayed, in order.
+    fn advance(&mut self, time: &mut Time, ctx: &mut Ctx<'_, '_>) -> Result<(), KafkaRunError> {
+        let dclock = &mut self.clock;
         let parts = &time.parts;
         let w = if parts.ready(ctx.idle, &mut time.watermarks) {
             parts
                 .assigned
                 .iter()
-                .filter(|q| {
-                    parts
-                        .eof_since
-                        .get(q)
-                        .is_none_or(|t| t.elapsed() < ctx.idle)
-                })
+                .filter(|q| dclock.markers.contains_key(q) || !parts.is_idle(**q, ctx.idle))
                 .map(|q| dclock.markers.get(q).copied())
                 .try_fold(i64::MAX, |acc, m| m.map(|m| acc.min(m)))
         } else {

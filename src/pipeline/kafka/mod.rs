@@ -32,8 +32,20 @@
 //!
 //! Watermark: per input partition the maximum event time; the stage
 //! watermark is the minimum over assigned partitions (every one must have
-//! been read, unless it is idle: at end of log for `idle_partition_timeout`),
-//! minus `allowed_lateness`, rounded down to `watermark_interval`.
+//! been read, unless it is idle: at end of log for `idle_partition_timeout`,
+//! and then it no longer holds the watermark back), minus
+//! `allowed_lateness`, rounded down to `watermark_interval`. When *every*
+//! assigned partition is idle, nothing more can arrive for now, so the
+//! lateness allowance need not hold windows open: event time advances to
+//! the latest event time read over all partitions (exactly, not rounded),
+//! and every window that ended by then closes — a backlog, a replay or a
+//! quiet night gives its incidents without waiting for new traffic. Idleness
+//! is evaluated on the poll loop's timer (every `POLL_TIMEOUT` while no
+//! message arrives), not only when a message comes. An event that arrives
+//! afterwards older than that watermark is late: counted
+//! (`late_events`) and folded into the window open now, never dropped. The
+//! split `detect` stage publishes that advance as a marker like any other,
+//! and the `decide` stage reaches it once it has read it on every partition.
 //!
 //! Offsets and failure handling: see [`crate::sources::kafka`] (at-least-once)
 //! and [`crate::sinks::kafka`] (acks). Backpressure: when more than
@@ -391,29 +403,14 @@ impl Runtime<'_, '_> {
             };
             n += 1;
             self.summary.messages += 1;
-            let parts = &mut self.epoch.time.parts;
-            parts.eof_since.remove(&msg.partition());
-            if parts.assigned.is_empty() {
-                if let Ok(a) = consumer.assignment() {
-                    parts.assigned = a.elements().iter().map(|e| e.partition()).collect();
-                    let any = !parts.assigned.is_empty();
-                    self.set_assigned(any);
-                }
-            }
-            let mut ctx = Ctx {
-                decider: &mut self.decider,
-                sink: &self.sink,
-                shared: self.shared,
-                decoder: &self.decoder,
-                summary: &mut self.summary,
-                stats: &self.stats,
-                topic: &self.topic,
-                shutdown: self.shutdown,
-                interval,
-                idle,
-            };
-            self.epoch.message(&mut ctx, &msg)?;
+            self.epoch.time.parts.eof_since.remove(&msg.partition());
+            self.learn_assignment();
+            self.step(Some(&msg), interval, idle)?;
         }
+        // The timer: with no message (every partition at end of log) event
+        // time still advances once partitions turn idle.
+        self.learn_assignment();
+        self.step(None, interval, idle)?;
         if let Some(r) = &mut self.results {
             r.poll(&mut self.decider)?;
         }
@@ -422,6 +419,44 @@ impl Runtime<'_, '_> {
         }
         self.store();
         Ok(State::Consuming)
+    }
+
+    /// The partitions of the first assignment are looked up when there is
+    /// something to do with them (a rebalance sets them otherwise).
+    fn learn_assignment(&mut self) {
+        let parts = &mut self.epoch.time.parts;
+        if parts.assigned.is_empty() {
+            if let Ok(a) = self.consumer.assignment() {
+                parts.assigned = a.elements().iter().map(|e| e.partition()).collect();
+                let any = !parts.assigned.is_empty();
+                self.set_assigned(any);
+            }
+        }
+    }
+
+    /// Runs one message (or, with `None`, the timer) through the epoch.
+    fn step(
+        &mut self,
+        msg: Option<&rdkafka::message::BorrowedMessage<'_>>,
+        interval: i64,
+        idle: Duration,
+    ) -> Result<(), KafkaRunError> {
+        let mut ctx = Ctx {
+            decider: &mut self.decider,
+            sink: &self.sink,
+            shared: self.shared,
+            decoder: &self.decoder,
+            summary: &mut self.summary,
+            stats: &self.stats,
+            topic: &self.topic,
+            shutdown: self.shutdown,
+            interval,
+            idle,
+        };
+        match msg {
+            Some(m) => self.epoch.message(&mut ctx, m),
+            None => self.epoch.tick(&mut ctx),
+        }
     }
 
     /// Everything up to the announced watermark is emitted: stamp and store.
