@@ -2030,3 +2030,49 @@ fn a_nodes_network_fault_spread_thin_over_its_pods_is_the_nodes_incident() {
         "opened within minutes of the onset: {opened}"
     );
 }
+
+#[test]
+fn a_root_deployed_after_its_incident_resolved_failing_again_is_a_new_incident() {
+    // payments runs out of memory and recovers. Minutes after its incident
+    // resolved a new version rolls out and payments fails again, now with
+    // the new version's exception: the same root, but a new cause (the
+    // deploy), so a new incident (its own id, its own action), not the old
+    // one reopened. Without the deploy it would be a relapse (see above).
+    let mut cfg = GenConfig::shop(23, 3 * 3_600_000);
+    let t0 = cfg.start.plus_ms(3_600_000);
+    cfg.faults.push(fault(
+        "payments",
+        t0,
+        4,
+        "java.lang.OutOfMemoryError: Java heap space (request {id})",
+        Some("java.lang.OutOfMemoryError"),
+    ));
+    let mut bad = fault(
+        "payments",
+        t0.plus_ms(17 * 60_000),
+        6,
+        "java.lang.NullPointerException: Cannot invoke \"PriceRule.apply()\" (request {id})",
+        Some("java.lang.NullPointerException"),
+    );
+    bad.with_deploy = true;
+    cfg.faults.push(bad);
+    let outs = run(&generate(&cfg));
+    let mut by_id: BTreeMap<String, Vec<&Incident>> = BTreeMap::new();
+    for o in &outs {
+        if let Output::Incident(i) = o {
+            by_id.entry(i.incident_id.clone()).or_default().push(i);
+        }
+    }
+    let payments: Vec<&Vec<&Incident>> = by_id
+        .values()
+        .filter(|v| v.iter().any(|i| i.root_cause_service == "payments"))
+        .collect();
+    assert_eq!(payments.len(), 2, "two incidents for payments: {by_id:#?}");
+    for v in &payments {
+        assert_eq!(statuses(v), ["open", "resolved"], "{by_id:#?}");
+    }
+    let last = |v: &Vec<&Incident>| v.last().map(|i| i.category);
+    let cats: Vec<Option<Category>> = payments.iter().map(|v| last(v)).collect();
+    assert!(cats.contains(&Some(Category::MemoryExhaustion)), "{cats:?}");
+    assert!(cats.contains(&Some(Category::BadDeploy)), "{cats:?}");
+}

@@ -125,7 +125,7 @@ use rootcause::{Change, ServiceSignals};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use tracing::debug;
-use tracked::{relapse_candidates, Tracked};
+use tracked::{relapse_candidates, Candidate, Tracked};
 use witness::Due;
 
 /// Pending time before an incident is first published (event time).

@@ -190,24 +190,25 @@ impl DiagnosisStage {
     /// relapse and its diagnosis names the resolved incident's root cause,
     /// it takes over that incident's id and opening time (the incident is
     /// reopened, not counted again); otherwise the resolved incident is
-    /// released and this one is new. Returns whether it is a new incident.
+    /// released and this one is new. A root deployed or reconfigured since
+    /// its incident resolved that fails again is failing for a new reason
+    /// (the change), not relapsing. Returns whether it is a new incident.
     pub(super) fn settle(
         &self,
         t: &mut Tracked,
-        candidates: &BTreeMap<String, (String, EventTime)>,
+        candidates: &BTreeMap<String, Candidate>,
         adopted: &mut Vec<String>,
         released: &mut Vec<String>,
     ) -> bool {
         let Some(old) = t.relapse_of.take() else {
             return true;
         };
-        let same_root = candidates
-            .get(&old)
-            .is_some_and(|(root, _)| self.verdict(&t.signals).is_some_and(|v| v.root == *root));
-        if same_root {
-            if let Some((_, opened_at)) = candidates.get(&old) {
-                t.opened_at = *opened_at;
-            }
+        let relapse = candidates.get(&old).filter(|c| {
+            self.verdict(&t.signals).is_some_and(|v| v.root == c.root)
+                && !self.changed_since(&c.root, c.resolved_at, t.last_activity)
+        });
+        if let Some(c) = relapse {
+            t.opened_at = c.opened_at;
             t.id.clone_from(&old);
             adopted.push(old);
             false
@@ -215,5 +216,19 @@ impl DiagnosisStage {
             released.push(old);
             true
         }
+    }
+
+    /// `service` was deployed or reconfigured after `since` (when its
+    /// incident resolved) and by `until`.
+    fn changed_since(&self, service: &str, since: Option<EventTime>, until: EventTime) -> bool {
+        let Some(since) = since else {
+            return false;
+        };
+        self.changes.iter().any(|c| {
+            c.service == service
+                && c.time > since
+                && c.time <= until
+                && matches!(c.kind.as_str(), "config" | "deploy")
+        })
     }
 }

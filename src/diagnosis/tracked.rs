@@ -133,11 +133,26 @@ impl Tracked {
     }
 }
 
-/// Resolved incidents awaiting a relapse decision: id → (root, opened_at).
-pub(super) fn relapse_candidates(incidents: &[Tracked]) -> BTreeMap<String, (String, EventTime)> {
+/// A resolved incident awaiting a relapse decision.
+#[derive(Debug, Clone)]
+pub(super) struct Candidate {
+    pub(super) root: String,
+    pub(super) opened_at: EventTime,
+    pub(super) resolved_at: Option<EventTime>,
+}
+
+/// Resolved incidents awaiting a relapse decision, by id.
+pub(super) fn relapse_candidates(incidents: &[Tracked]) -> BTreeMap<String, Candidate> {
     incidents
         .iter()
         .filter(|t| t.relapse_pending)
-        .filter_map(|t| Some((t.id.clone(), (t.last.as_ref()?.0.clone(), t.opened_at))))
+        .filter_map(|t| {
+            let c = Candidate {
+                root: t.last.as_ref()?.0.clone(),
+                opened_at: t.opened_at,
+                resolved_at: t.resolved_at,
+            };
+            Some((t.id.clone(), c))
+        })
         .collect()
 }
