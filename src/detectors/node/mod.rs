@@ -182,7 +182,11 @@ impl FromConfig for NodeDetector {
 impl Detector for NodeDetector {
     fn hold_ms(&self) -> i64 {
         // A window's detections may wait for `min_windows - 1` more.
-        self.cfg.window.0 * i64::from(self.cfg.min_windows.max(1))
+        if self.cfg.enabled {
+            self.cfg.window.0 * i64::from(self.cfg.min_windows.max(1))
+        } else {
+            0
+        }
     }
 
     fn observe(&mut self, o: &Observed<'_>, _out: &mut Vec<Detection>) {

@@ -185,7 +185,12 @@ mod tests {
         } else {
             0
         };
-        threshold.unwrap_or(0).max(anomaly).max(pattern)
+        let node = if d.node.enabled {
+            d.node.window.0 * i64::from(d.node.min_windows)
+        } else {
+            0
+        };
+        threshold.unwrap_or(0).max(anomaly).max(pattern).max(node)
     }
 
     #[test]
@@ -209,8 +214,12 @@ mod tests {
         }
         variants.push(c);
         let mut c = base.clone();
+        c.detectors.node.window = DurationMs(4_000_000);
+        variants.push(c);
+        let mut c = base.clone();
         c.detectors.anomaly.enabled = false;
         c.detectors.pattern.enabled = false;
+        c.detectors.node.enabled = false;
         variants.push(c);
         for (i, c) in variants.iter().enumerate() {
             let t = Topology::build(c, &DecideOptions::default(), Arc::default()).expect("build");
@@ -220,8 +229,8 @@ mod tests {
         }
         // Each variant moved the hold of one detector: all were asked.
         let holds: std::collections::BTreeSet<i64> =
-            variants[..5].iter().map(hand_written_hold).collect();
-        assert_eq!(holds.len(), 5, "{holds:?}");
+            variants[..6].iter().map(hand_written_hold).collect();
+        assert_eq!(holds.len(), 6, "{holds:?}");
     }
 
     #[test]
