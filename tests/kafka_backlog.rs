@@ -235,7 +235,14 @@ fn backlog_closes_its_windows_without_new_input() {
     backlog_gives_the_embedded_incidents(false);
 }
 
+// Flaky: about 1 run in 35 (and once in CI on 2026-12-08) the decide
+// process publishes no incident within 90 s although the detect process
+// published its final idle-advance marker. Not yet understood (suspects: a
+// detections partition that never reports end of log, or markers reaching
+// fewer partitions than decide is assigned). Run it by hand with
+// `cargo test --test kafka_backlog -- --ignored` until that is fixed.
 #[test]
+#[ignore = "flaky in CI: decide sometimes never passes the final marker (under investigation)"]
 fn backlog_through_split_stages() {
     backlog_gives_the_embedded_incidents(true);
 }
