@@ -202,10 +202,20 @@ fn backlog_gives_the_embedded_incidents(split: bool) {
                 )
             })
             .collect();
+        // The latest marker and the record count per partition: a
+        // partition without the final marker is where decide waits.
+        let mut per_part: std::collections::BTreeMap<i32, (usize, String)> =
+            std::collections::BTreeMap::new();
+        for r in &det.records {
+            per_part.entry(r.partition).or_default().0 += 1;
+        }
+        for (p, wm) in &markers {
+            per_part.entry(*p).or_default().1.clone_from(wm);
+        }
         eprintln!(
-            "{mode}: {} detection records; markers (partition, wm) {:?}",
+            "{mode}: {} detection records; per partition (records, latest marker) {:?}",
             det.records.len(),
-            &markers[markers.len().saturating_sub(6)..]
+            per_part
         );
     }
     assert!(
