@@ -51,6 +51,21 @@ pub struct Observed<'a> {
     pub watermark: EventTime,
 }
 
+impl Observed<'_> {
+    /// Start of the tumbling window of length `w` (epoch-aligned) the
+    /// event counts in: its own, or, when the watermark has already passed
+    /// that window's end, the window open now (a late event is folded in,
+    /// never dropped). Every windowed detector places events this way.
+    pub fn window_start(&self, w: i64) -> i64 {
+        let start = self.event.time.millis().div_euclid(w) * w;
+        if start + w <= self.watermark.millis() {
+            self.watermark.millis().div_euclid(w) * w
+        } else {
+            start
+        }
+    }
+}
+
 /// A detector. `observe` and `hold_ms` are required; the hooks default to
 /// no-ops.
 pub trait Detector: Send {

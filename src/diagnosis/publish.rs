@@ -224,11 +224,8 @@ impl DiagnosisStage {
         let Some(since) = since else {
             return false;
         };
-        self.changes.iter().any(|c| {
-            c.service == service
-                && c.time > since
-                && c.time <= until
-                && matches!(c.kind.as_str(), "config" | "deploy")
-        })
+        self.changes
+            .iter()
+            .any(|c| c.service == service && c.time > since && c.time <= until && c.can_break())
     }
 }

@@ -93,6 +93,14 @@ pub struct Change {
     pub kind: String,
 }
 
+impl Change {
+    /// A new version or configuration: a change that can break the service
+    /// (a scale or restart runs the same code and settings).
+    pub fn can_break(&self) -> bool {
+        matches!(self.kind.as_str(), "config" | "deploy")
+    }
+}
+
 /// The verdict.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Verdict {
@@ -555,7 +563,7 @@ pub fn categorise_with(
         category_share = 0.8;
     } else if let Some(c) = change.filter(|c| {
         silent
-            && matches!(c.kind.as_str(), "config" | "deploy")
+            && c.can_break()
             && callers_failing_on(services, root) >= known_callers.clamp(1, 2)
             && !network_trouble_among(services)
     }) {

@@ -347,6 +347,18 @@ impl Fleet {
             .collect()
     }
 
+    /// Every (service, pod) running on `node`.
+    pub fn pods_on(&self, node: &str) -> Vec<(&Service, &Instance)> {
+        self.services
+            .values()
+            .flat_map(|s| {
+                s.instances
+                    .iter()
+                    .filter(|x| x.node == node)
+                    .map(move |x| (s, x))
+            })
+            .collect()
+    }
     /// Namespace of a service, or `""` for an external host.
     pub fn namespace_of(&self, name: &str) -> &str {
         self.services.get(name).map_or("", |s| s.namespace.as_str())

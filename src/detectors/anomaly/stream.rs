@@ -314,10 +314,7 @@ impl Detector for AnomalyStream {
             return;
         }
         let w = self.cfg.bucket.0;
-        let mut start = o.event.time.millis().div_euclid(w) * w;
-        if start + w <= o.watermark.millis() {
-            start = o.watermark.millis().div_euclid(w) * w; // late: the open bucket
-        }
+        let start = o.window_start(w); // late: the open bucket
         if o.event.severity >= self.cfg.min_severity {
             self.add(Signal::ErrorRate, o, start, 0.0);
         }

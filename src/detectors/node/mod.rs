@@ -206,11 +206,7 @@ impl Detector for NodeDetector {
         if !counted {
             return;
         }
-        let w = self.cfg.window.0;
-        let mut start = ev.time.millis().div_euclid(w) * w;
-        if start + w <= o.watermark.millis() {
-            start = o.watermark.millis().div_euclid(w) * w;
-        }
+        let start = o.window_start(self.cfg.window.0);
         let max_nodes = self.cfg.max_nodes;
         let known = self.normals.len();
         let accs = self.open.entry(start).or_default();

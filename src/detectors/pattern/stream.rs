@@ -197,13 +197,7 @@ impl PatternStream {
     }
 
     fn window_start(&self, o: &Observed<'_>) -> i64 {
-        let w = self.cfg.window.0;
-        let start = o.event.time.millis().div_euclid(w) * w;
-        if start + w <= o.watermark.millis() {
-            o.watermark.millis().div_euclid(w) * w
-        } else {
-            start
-        }
+        o.window_start(self.cfg.window.0)
     }
 
     fn close(&mut self, start: i64, w: PatternWindow, out: &mut Vec<Detection>) {

@@ -283,12 +283,7 @@ impl Detector for ThresholdDetector {
                 continue;
             }
             let w = r.window.0;
-            let mut start = ev.time.millis().div_euclid(w) * w;
-            // Its window already closed (the watermark passed its end): fold
-            // the late event into the window that is open now.
-            if start + w <= o.watermark.millis() {
-                start = o.watermark.millis().div_euclid(w) * w;
-            }
+            let start = o.window_start(w);
             self.key_buf.clear();
             self.key_buf.push_str("service=");
             self.key_buf.push_str(&ev.service);

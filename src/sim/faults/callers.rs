@@ -7,8 +7,10 @@
 //! proxy, and every entry is non-empty.
 
 use super::Symptom;
-use crate::model::Severity;
-use crate::sim::fleet::Lang;
+use crate::model::{ErrorEvent, EventTime, Severity};
+use crate::sim::emit::{make, pick_dep};
+use crate::sim::fleet::{Fleet, Instance, Lang, Service};
+use crate::sim::gen::Rng;
 use crate::sim::noise::{t, Tpl, JAVA_STACK, NODE_STACK, PY_TRACE};
 
 use Severity::Error as E;
@@ -216,4 +218,26 @@ const NETWORK: [&[Tpl]; 5] = [
 /// Lines an instance on a troubled node writes.
 pub fn network_lines(lang: Lang) -> &'static [Tpl] {
     NETWORK[lang_index(lang)]
+}
+
+/// A network error of `svc`'s own (a reset, a DNS failure) on `inst`, most
+/// naming the call it broke. `trace` is drawn after the template and the
+/// dependency (the order every caller's recordings depend on).
+pub fn own_network_error(
+    rng: &mut Rng,
+    fleet: &Fleet,
+    svc: &Service,
+    inst: Option<&Instance>,
+    t: EventTime,
+    trace: impl FnOnce(&mut Rng) -> Option<String>,
+) -> ErrorEvent {
+    let tpl = *rng.pick(network_lines(svc.lang));
+    let dep = pick_dep(rng, svc);
+    let dep_ns = fleet.namespace_of(&dep).to_string();
+    let trace = trace(rng);
+    let mut ev = make(rng, t, svc, inst, &tpl, &dep, &dep_ns, trace);
+    if !dep.is_empty() && rng.chance(0.7) {
+        ev.upstream = Some(dep);
+    }
+    ev
 }

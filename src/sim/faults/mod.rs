@@ -23,7 +23,7 @@ mod callers;
 mod root;
 mod schedule;
 
-pub use callers::{caller_lines, external_lines, network_lines};
+pub use callers::{caller_lines, external_lines, network_lines, own_network_error};
 pub use root::{platform_lines, root_lines};
 pub use schedule::{plan, MIN_SLOT_MIN, TAIL_MIN, WARMUP_MIN};
 

@@ -18,8 +18,8 @@
 use super::templates::{CRONS, HOT, K8S_WARN, RETRY, UPSTREAM_OWN};
 use crate::model::{ErrorEvent, EventTime};
 use crate::sim::emit::{make, pick_dep, pick_instance, uniform_time};
-use crate::sim::faults::{caller_lines, external_lines, network_lines, Symptom};
-use crate::sim::fleet::{daily_traffic, Fleet, Instance, Lang, Service};
+use crate::sim::faults::{caller_lines, external_lines, own_network_error, Symptom};
+use crate::sim::fleet::{daily_traffic, Fleet, Instance, Lang};
 use crate::sim::gen::Rng;
 use crate::sim::noise;
 use crate::sim::text::{k8s_suffix, trace_id};
@@ -461,7 +461,9 @@ impl Emitter<'_> {
             for _ in 0..self.rng.poisson(rate * traffic * ch.volume * dt_s) {
                 let t = uniform_time(self.rng, t0, t1);
                 let inst = pick_instance(self.rng, svc);
-                self.own_network_error(svc, inst, t, &mut out);
+                out.push(own_network_error(self.rng, self.fleet, svc, inst, t, |r| {
+                    Some(trace_id(r))
+                }));
             }
         }
         for b in &ch.blips {
@@ -469,17 +471,7 @@ impl Emitter<'_> {
             if secs <= 0.0 {
                 continue;
             }
-            let on_node: Vec<(&Service, &Instance)> = self
-                .fleet
-                .services
-                .values()
-                .flat_map(|s| {
-                    s.instances
-                        .iter()
-                        .filter(|x| x.node == b.node)
-                        .map(move |x| (s, x))
-                })
-                .collect();
+            let on_node = self.fleet.pods_on(&b.node);
             if on_node.is_empty() {
                 continue;
             }
@@ -487,7 +479,14 @@ impl Emitter<'_> {
             for _ in 0..self.rng.poisson(b.rate * secs) {
                 let t = uniform_time(self.rng, a, z);
                 let (svc, inst) = *self.rng.pick(&on_node);
-                self.own_network_error(svc, Some(inst), t, &mut out);
+                out.push(own_network_error(
+                    self.rng,
+                    self.fleet,
+                    svc,
+                    Some(inst),
+                    t,
+                    |r| Some(trace_id(r)),
+                ));
             }
         }
         for &(name, rate, diurnal, lines) in HOT {
@@ -514,25 +513,6 @@ impl Emitter<'_> {
             }
         }
         out
-    }
-
-    /// A network error of `svc`'s own (reset, DNS), most naming the call.
-    fn own_network_error(
-        &mut self,
-        svc: &Service,
-        inst: Option<&Instance>,
-        t: EventTime,
-        out: &mut Vec<ErrorEvent>,
-    ) {
-        let tpl = *self.rng.pick(network_lines(svc.lang));
-        let dep = pick_dep(self.rng, svc);
-        let dep_ns = self.fleet.namespace_of(&dep).to_string();
-        let trace = trace_id(self.rng);
-        let mut ev = make(self.rng, t, svc, inst, &tpl, &dep, &dep_ns, Some(trace));
-        if !dep.is_empty() && self.rng.chance(0.7) {
-            ev.upstream = Some(dep);
-        }
-        out.push(ev);
     }
 
     /// One failed call on edge `e`: the upstream's own harmless error, the

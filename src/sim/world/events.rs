@@ -11,10 +11,10 @@ use super::World;
 use crate::model::{ErrorEvent, EventTime};
 use crate::sim::emit::{make, pick_dep, pick_instance, uniform_time};
 use crate::sim::faults::{
-    caller_lines, external_lines, network_lines, platform_lines, root_lines, FaultKind, RootKind,
-    Symptom,
+    caller_lines, external_lines, own_network_error, platform_lines, root_lines, FaultKind,
+    RootKind, Symptom,
 };
-use crate::sim::fleet::{daily_traffic, Instance, Lang, Service};
+use crate::sim::fleet::{daily_traffic, Lang};
 use crate::sim::noise;
 use crate::sim::production;
 use crate::sim::text::trace_id;
@@ -128,38 +128,20 @@ impl World {
                 );
             }
             RootKind::Node => {
-                let on_node: Vec<(&Service, &Instance)> = self
-                    .fleet
-                    .services
-                    .values()
-                    .flat_map(|s| {
-                        s.instances
-                            .iter()
-                            .filter(|x| x.node == plan.root)
-                            .map(move |x| (s, x))
-                    })
-                    .collect();
+                let on_node = self.fleet.pods_on(&plan.root);
                 if on_node.is_empty() {
                     return;
                 }
                 let (s, inst) = *self.rng.pick(&on_node);
-                let tpl = *self.rng.pick(network_lines(s.lang));
-                let dep = pick_dep(&mut self.rng, s);
-                let dep_ns = self.fleet.namespace_of(&dep).to_string();
-                let mut ev = make(
+                let trace = Some(trace.clone());
+                evs.push(own_network_error(
                     &mut self.rng,
-                    t,
+                    &self.fleet,
                     s,
                     Some(inst),
-                    &tpl,
-                    &dep,
-                    &dep_ns,
-                    Some(trace.clone()),
-                );
-                if !dep.is_empty() && self.rng.chance(0.7) {
-                    ev.upstream = Some(dep);
-                }
-                evs.push(ev);
+                    t,
+                    |_| trace,
+                ));
             }
             RootKind::Service => {
                 let Some(root) = self.fleet.get(&plan.root) else {
